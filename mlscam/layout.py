@@ -1,0 +1,112 @@
+"""The column layout: which physical quantities make up one grid column.
+
+A column's *state vector* is, in this order: every level of every 3-D variable
+(variable-major, levels in the layout's order), then every 2-D variable.
+Static features (e.g. ``sin_lat``) are encoder inputs only: they are never
+decoded, predicted or put in a loss.
+
+This module knows nothing of files, MPI or torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES"]
+
+KNOWN_STATIC_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """Variables, levels and units of one column.
+
+    Attributes:
+      variables_3d: names of the 3-D variables (model names, e.g. ``"u"``).
+      variables_2d: names of the 2-D (surface) variables.
+      levels: sigma-equivalent value of each level, in the order used everywhere.
+      units: ``(name, units)`` pairs for every variable.
+      static_features: names of per-column static inputs (see ``KNOWN_STATIC_FEATURES``).
+    """
+
+    variables_3d: tuple[str, ...]
+    variables_2d: tuple[str, ...]
+    levels: tuple[float, ...]
+    units: tuple[tuple[str, str], ...] = ()
+    static_features: tuple[str, ...] = ("sin_lat", "cos_lat")
+
+    def __post_init__(self):
+        for name in ("variables_3d", "variables_2d", "levels", "static_features"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "levels", tuple(float(x) for x in self.levels))
+        units = self.units.items() if isinstance(self.units, dict) else self.units
+        object.__setattr__(self, "units", tuple((str(k), str(v)) for k, v in units))
+        names = self.variables_3d + self.variables_2d
+        if not names:
+            raise ValueError("a column layout needs at least one variable")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variables listed twice in the column layout: {dup}")
+        if self.variables_3d and not self.levels:
+            raise ValueError("3-D variables need at least one level")
+        bad = [s for s in self.static_features if s not in KNOWN_STATIC_FEATURES]
+        if bad:
+            raise ValueError(f"unknown static features {bad}; valid: {list(KNOWN_STATIC_FEATURES)}")
+
+    # -- sizes ------------------------------------------------------------
+    @property
+    def nlev(self) -> int:
+        return len(self.levels)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.variables_3d + self.variables_2d
+
+    @property
+    def n_state(self) -> int:
+        """Length of the state vector."""
+        return len(self.variables_3d) * self.nlev + len(self.variables_2d)
+
+    @property
+    def n_static(self) -> int:
+        return len(self.static_features)
+
+    def slice_of(self, name: str) -> slice:
+        """Where variable ``name`` lives in the state vector."""
+        if name in self.variables_3d:
+            k = self.variables_3d.index(name)
+            return slice(k * self.nlev, (k + 1) * self.nlev)
+        if name in self.variables_2d:
+            k = len(self.variables_3d) * self.nlev + self.variables_2d.index(name)
+            return slice(k, k + 1)
+        raise KeyError(f"variable {name!r} is not in the column layout; it has {list(self.variables)}")
+
+    def units_of(self, name: str) -> str:
+        return dict(self.units).get(name, "1")
+
+    def channel_names(self) -> list[str]:
+        """One name per state channel, e.g. ``u_L0``, ..., ``surface_pressure``."""
+        out = [f"{v}_L{k}" for v in self.variables_3d for k in range(self.nlev)]
+        return out + list(self.variables_2d)
+
+    # -- (de)serialisation ---------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "variables_3d": list(self.variables_3d),
+            "variables_2d": list(self.variables_2d),
+            "levels": list(self.levels),
+            "units": {k: v for k, v in self.units},
+            "static_features": list(self.static_features),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ColumnLayout":
+        return cls(**d)
+
+    def describe_difference(self, other: "ColumnLayout") -> str:
+        """Human-readable list of what differs from ``other`` ('' when equal)."""
+        lines = []
+        for name in ("variables_3d", "variables_2d", "levels", "static_features"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                lines.append(f"  {name}: {list(a)} != {list(b)}")
+        return "\n".join(lines)
