@@ -1,0 +1,29 @@
+# The two README commands: `make demo` and `make test`. Both set up the machine first.
+PYTHON ?= python3
+export OMPI_ALLOW_RUN_AS_ROOT ?= 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
+export OMPI_MCA_rmaps_base_oversubscribe ?= 1
+STAMP := .setup.stamp
+
+.PHONY: setup demo test test-slow reference clean
+
+$(STAMP): pyproject.toml setup.py .ci/setup.sh
+	PYTHON=$(PYTHON) bash .ci/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PYTHON) -m mlscam.demo
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q --durations=15
+
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -q -m slow
+
+reference: $(STAMP)
+	$(PYTHON) -m mlscam.config reference > docs/namelist.md
+
+clean:
+	rm -f $(STAMP)

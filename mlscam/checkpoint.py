@@ -1,0 +1,174 @@
+"""Self-contained checkpoints.
+
+One file holds everything needed to rebuild and run a model: the format
+version, the configuration it was trained with, the column layout, the
+normalization statistics, the data time step, the training grid, the weights
+and, optionally, optimizer/scheduler/training-loop state for an exact resume.
+
+The file is a ``torch.save`` of plain containers (dicts, lists, str, numbers,
+tensors), so it loads with ``torch.load(path, weights_only=True)``: opening a
+checkpoint never executes code from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import Config, config_from_dict, config_to_dict
+from .grid import LatLonGrid
+from .layout import ColumnLayout
+from .normalization import Normalization
+
+__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "file_hash"]
+
+#: Bump when the file layout changes; `_upgrade` keeps older files loading.
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """The content of one checkpoint file."""
+
+    config: Config
+    layout: ColumnLayout
+    normalization: Normalization
+    dt_seconds: float
+    grid: LatLonGrid
+    state_dict: dict[str, torch.Tensor]
+    optimizer_state: dict | None = None
+    scheduler_state: dict | None = None
+    train_state: dict | None = None
+    metadata: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def build_model(self):
+        """The network with the checkpoint's weights loaded (eval mode)."""
+        from .model import build_model
+
+        model = build_model(self.config.model, self.layout)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "mlscam_version": __version__,
+            "config": config_to_dict(self.config),
+            "layout": self.layout.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "dt_seconds": float(self.dt_seconds),
+            "grid": {"lat": list(self.grid.lat), "lon": list(self.grid.lon)},
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "optimizer_state": self.optimizer_state,
+            "scheduler_state": self.scheduler_state,
+            "train_state": self.train_state,
+            "metadata": dict(self.metadata),
+        }
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (the file is complete or absent)."""
+    path = Path(path)
+    _atomic_torch_save(ckpt.to_dict(), path)
+    return path
+
+
+def _upgrade(d: dict) -> dict:
+    """Bring an older file's dict to the current format (none older exists yet)."""
+    version = d.get("format_version")
+    if version is None:
+        raise CheckpointError("not an mlscam checkpoint: it has no 'format_version' entry")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format {version} is newer than this mlscam ({__version__}) reads "
+            f"(format {FORMAT_VERSION}); upgrade mlscam"
+        )
+    return d
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    expected_layout: ColumnLayout | None = None,
+    grid: LatLonGrid | None = None,
+    allow_other_grid: bool = False,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read a checkpoint, checking it against what the caller will run it on.
+
+    Args:
+      expected_layout: the column layout of the data it will see; a different one is refused.
+      grid: the grid it will run on; a grid other than the training grid is refused
+        unless ``allow_other_grid`` (the stencil is in grid units, so the learned
+        dynamics assume the training grid's cell size and time step).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        d = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - reported with the path
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(d, dict):
+        raise CheckpointError(f"not an mlscam checkpoint: {path} holds a {type(d).__name__}")
+    d = _upgrade(d)
+    ckpt = Checkpoint(
+        config=config_from_dict(d["config"]),
+        layout=ColumnLayout.from_dict(d["layout"]),
+        normalization=Normalization.from_dict(d["normalization"]),
+        dt_seconds=float(d["dt_seconds"]),
+        grid=LatLonGrid(tuple(d["grid"]["lat"]), tuple(d["grid"]["lon"])),
+        state_dict=d["state_dict"],
+        optimizer_state=d.get("optimizer_state"),
+        scheduler_state=d.get("scheduler_state"),
+        train_state=d.get("train_state"),
+        metadata=d.get("metadata") or {},
+        format_version=d["format_version"],
+    )
+    if expected_layout is not None and expected_layout != ckpt.layout:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on another column layout:\n"
+            f"{ckpt.layout.describe_difference(expected_layout)}\n"
+            "(checkpoint != data). Use data with the checkpoint's variables and levels, "
+            "or train a model for this layout."
+        )
+    if grid is not None and grid != ckpt.grid and not allow_other_grid:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on a {ckpt.grid.nlat}x{ckpt.grid.nlon} (lat x lon) grid, "
+            f"but the run is on a {grid.nlat}x{grid.nlon} grid. The 3x3 stencil is in grid units, so the "
+            "learned dynamics assume the training grid; to run it anyway set "
+            "&rollout allow_other_grid = .true. (or pass allow_other_grid=True)."
+        )
+    return ckpt
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (restart files record the checkpoint they belong to)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
