@@ -1,0 +1,181 @@
+"""The ONE training loop, for every mode.
+
+``train(config)`` builds data, model, optimizer and schedule from the namelist,
+then repeats: draw the batch of this step (seeded by step), compute the
+objective, backpropagate, clip, step; validate every ``val_every`` steps in
+eval mode without gradients; write ``last.pt`` (and ``best.pt`` on a new best
+validation loss); stop early when asked.  A resumed run continues bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..config import Config
+from ..grid import LatLonGrid
+from ..layout import ColumnLayout
+from ..losses import LossComputer
+from ..model import build_model
+from ..model.summary import summarize
+from ..normalization import Normalization
+from .batches import GlobalBatches, TileBatches
+from .objective import Objective, needs_latent_truth
+from .schedule import lr_factor
+
+__all__ = ["TrainResult", "Trainer", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did."""
+
+    steps: int
+    best_val_loss: float
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    wall_seconds: float = 0.0
+
+
+class Trainer:
+    """Holds the model, optimizer, schedule and batch sources of one run."""
+
+    def __init__(self, config: Config, *, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
+                 dt_seconds: float, train_batches, val_batches=None, device: str | torch.device = "cpu",
+                 reduce=None, progress: bool | None = None):
+        self.config = config
+        self.layout, self.grid, self.normalization, self.dt_seconds = layout, grid, normalization, dt_seconds
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.device = torch.device(device)
+        t = config.train
+        if t.bf16 and self.device.type != "cuda":
+            raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
+                             "set bf16 = .false.")
+        torch.manual_seed(t.seed)
+        self.model = build_model(config.model, layout).to(self.device)
+        self.objective = Objective(
+            model=self.model, layout=layout, grid=grid, normalization=normalization,
+            loss=LossComputer(config.loss), mode=t.mode, chunk_size=config.model.chunk_size,
+            latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, reduce=reduce,
+        ).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, warmup_steps=t.warmup_steps, max_steps=t.max_steps, schedule=t.schedule,
+                                min_lr_ratio=t.min_lr_ratio),
+        )
+        self.step = 0
+        self.best_val = math.inf
+        self.bad_validations = 0
+        self.history: list[dict] = []
+        self.progress = config.output.progress if progress is None else progress
+        self.out_dir = Path(t.checkpoint_dir)
+
+    # -- state ----------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            config=self.config, layout=self.layout, normalization=self.normalization,
+            dt_seconds=self.dt_seconds, grid=self.grid, state_dict=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
+            train_state={"step": self.step, "best_val": self.best_val, "bad_validations": self.bad_validations,
+                         "torch_rng": torch.get_rng_state()},
+            metadata={"history_tail": self.history[-5:]},
+        )
+
+    def resume_from(self, path) -> None:
+        ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
+        self.model.load_state_dict(ckpt.state_dict)
+        if ckpt.optimizer_state is None or ckpt.train_state is None:
+            raise ValueError(f"{path} holds no optimizer/training state, so it cannot resume a run exactly; "
+                             "use a last.pt written by mlscam.train")
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.scheduler.load_state_dict(ckpt.scheduler_state)
+        ts = ckpt.train_state
+        self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
+        torch.set_rng_state(ts["torch_rng"])
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    # -- one step / validation ------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        batch = self._to_device(self.train_batches(self.step))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.train.bf16):
+            loss, terms = self.objective(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {float(loss)} at step {self.step} (terms {terms}); "
+                                     "lower &train lr or check the data and statistics for NaNs")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.train.clip_grad_norm
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"loss": float(loss), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        n = self.config.train.val_batches
+        totals: dict[str, float] = {}
+        for i in range(n):
+            loss, terms = self.objective(self._to_device(self.val_batches(i)))
+            for k, v in {"loss": float(loss), **terms}.items():
+                totals[k] = totals.get(k, 0.0) + v / n
+        return totals
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        t = self.config.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        last, best = self.out_dir / "last.pt", self.out_dir / "best.pt"
+        log_path = self.out_dir / "train_log.jsonl"
+        start = time.perf_counter()
+        stopped = False
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress, desc=f"train[{t.mode}]",
+                   dynamic_ncols=True)
+        with open(log_path, "a") as logf:
+            while self.step < t.max_steps:
+                rec = {"step": self.step + 1, **self.train_step()}
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k not in ("step", "lr")}, refresh=False)
+                do_val = self.val_batches is not None and t.val_every > 0 and (
+                    self.step % t.val_every == 0 or self.step == t.max_steps)
+                if do_val:
+                    val = self.validate()
+                    rec.update({f"val_{k}": v for k, v in val.items()})
+                    if val["loss"] < self.best_val:
+                        self.best_val, self.bad_validations = val["loss"], 0
+                        save_checkpoint(best, self.checkpoint())
+                    else:
+                        self.bad_validations += 1
+                    bar.write(f"step {self.step}: val loss {val['loss']:.4g} (best {self.best_val:.4g})")
+                self.history.append(rec)
+                logf.write(json.dumps(rec) + "\n")
+                if self.step % t.checkpoint_every == 0 or self.step == t.max_steps:
+                    save_checkpoint(last, self.checkpoint())
+                if do_val and 0 < t.early_stopping_patience <= self.bad_validations:
+                    bar.write(f"early stopping at step {self.step}: no improvement in "
+                              f"{self.bad_validations} validations")
+                    save_checkpoint(last, self.checkpoint())
+                    stopped = True
+                    break
+        bar.close()
+        return TrainResult(steps=self.step, best_val_loss=self.best_val, last_checkpoint=last,
+                           best_checkpoint=best if best.exists() else None, history=self.history,
+                           stopped_early=stopped, wall_seconds=time.perf_counter() - start)
