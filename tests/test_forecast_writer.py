@@ -24,7 +24,7 @@ def test_cf_file_with_valid_times_in_the_calendar(tmp_path):
     with _writer(tmp_path / "f.nc") as w:
         for k, x in enumerate(states):
             w.write((k + 1) * 6 * 3600.0, x)
-    ds = xr.open_dataset(tmp_path / "f.nc", use_cftime=True)
+    ds = xr.open_dataset(tmp_path / "f.nc", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
     # noleap: 2001-02-28 18:00 + 6 h = 2001-03-01 00:00 (no Feb 29 in any year)
     assert [str(t) for t in ds.time.values] == ["2001-03-01 00:00:00", "2001-03-01 06:00:00"]
     assert ds.time.values[0].calendar == "noleap"

@@ -1,0 +1,80 @@
+"""Restart files: the latent state of the whole grid, so a run continues exactly.
+
+One format for the serial rollout and the MPI component: latents are stored in
+global column order (``col = j * nlon + i``), so a restart written on N ranks
+is read on any other number of ranks.  A restart records the checkpoint it
+belongs to (SHA-256 of the file) and is refused by any other checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["RESTART_VERSION", "Restart", "RestartError", "write_restart", "read_restart"]
+
+RESTART_VERSION = 1
+
+
+class RestartError(ValueError):
+    """A restart file that does not belong to this run."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Latent state ``z [nlat * nlon, latent]`` after ``step`` steps, valid at ``time``.
+
+    ``time`` is the ISO string of the valid time; ``time_units`` and ``calendar``
+    are those of the initial-state file, so outputs keep them.
+    """
+
+    z: torch.Tensor
+    step: int
+    time: str
+    time_units: str
+    calendar: str
+    checkpoint_hash: str
+    grid_shape: tuple[int, int]
+    initial_time: str
+
+
+def write_restart(path, r: Restart) -> Path:
+    """Write ``r`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({
+            "restart_version": RESTART_VERSION, "z": r.z.detach().cpu().contiguous(), "step": int(r.step),
+            "time": r.time, "time_units": r.time_units, "calendar": r.calendar,
+            "checkpoint_hash": r.checkpoint_hash, "grid_shape": list(r.grid_shape), "initial_time": r.initial_time,
+        }, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_restart(path, *, checkpoint_hash: str, grid_shape: tuple[int, int]) -> Restart:
+    """Read a restart, refusing one written with another checkpoint or grid."""
+    path = Path(path)
+    if not path.is_file():
+        raise RestartError(f"restart file not found: {path}")
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(d, dict) or d.get("restart_version") != RESTART_VERSION:
+        raise RestartError(f"{path} is not an mlscam restart file (version {RESTART_VERSION})")
+    if d["checkpoint_hash"] != checkpoint_hash:
+        raise RestartError(
+            f"restart {path} was written with another checkpoint (sha256 {d['checkpoint_hash'][:12]}...), "
+            f"this run uses sha256 {checkpoint_hash[:12]}...; restart with the checkpoint that wrote it"
+        )
+    if tuple(d["grid_shape"]) != tuple(grid_shape):
+        raise RestartError(f"restart {path} is for a {tuple(d['grid_shape'])} grid, this run is {tuple(grid_shape)}")
+    return Restart(z=d["z"], step=d["step"], time=d["time"], time_units=d["time_units"], calendar=d["calendar"],
+                   checkpoint_hash=d["checkpoint_hash"], grid_shape=tuple(d["grid_shape"]),
+                   initial_time=d["initial_time"])
