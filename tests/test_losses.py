@@ -233,8 +233,8 @@ def _run_on_parts(fn, parts: list[list[torch.Tensor]]):
 SPLIT = (2, 4, 5)  # 11 columns on 3 uneven "ranks"
 
 
-def _split_cols(x: torch.Tensor) -> list[torch.Tensor]:
-    return list(torch.split(x, SPLIT, dim=-2))
+def _split_cols(x: torch.Tensor, split: tuple[int, ...] = SPLIT) -> list[torch.Tensor]:
+    return list(torch.split(x, split, dim=-2))
 
 
 _W = t64([0.3, 1.0, 2.0, 0.7, 1.5, 1.1, 0.2, 0.9, 1.3, 2.2, 0.6])
@@ -250,8 +250,9 @@ _CASES = {
 }
 
 
+@pytest.mark.parametrize("split", [SPLIT, (0, 5, 6)], ids=["uneven", "one_rank_empty"])
 @pytest.mark.parametrize("name", list(_CASES))
-def test_split_columns_with_reduce_equal_whole_field(name):
+def test_split_columns_with_reduce_equal_whole_field(name, split):
     fn, weighted = _CASES[name]
     # [samples=2, ncol=11, channels=3]; scale 0.4 so VICReg's variance hinge is active
     p = 0.4 * randn(2, 11, 3, seed=11)
@@ -259,18 +260,19 @@ def test_split_columns_with_reduce_equal_whole_field(name):
     whole = [p.clone().requires_grad_(), t.clone().requires_grad_()]
     if weighted:
         value = fn(*whole, _W)
-        parts = [[pp, tt, ww] for pp, tt, ww in zip(_split_cols(p), _split_cols(t), torch.split(_W, SPLIT))]
+        parts = [[pp, tt, ww] for pp, tt, ww in zip(_split_cols(p, split), _split_cols(t, split),
+                                                    torch.split(_W, split))]
     else:
         value = fn(*whole)
-        parts = [[pp, tt] for pp, tt in zip(_split_cols(p), _split_cols(t))]
+        parts = [[pp, tt] for pp, tt in zip(_split_cols(p, split), _split_cols(t, split))]
     grads = torch.autograd.grad(value, whole)
     results = _run_on_parts(fn, parts)
     for k, (v, g) in enumerate(results):
         assert float(v) == pytest.approx(float(value.detach()), rel=1e-12), f"rank {k}"
         # every rank back-propagates the same global loss: its gradient is N times its share
         for gk, gwhole in zip(g, grads):
-            share = _split_cols(gwhole)[k]
-            assert torch.allclose(gk, len(SPLIT) * share, rtol=1e-10, atol=1e-14), f"rank {k}"
+            share = _split_cols(gwhole, split)[k]
+            assert torch.allclose(gk, len(split) * share, rtol=1e-10, atol=1e-14), f"rank {k}"
 
 
 def test_split_columns_loss_computer_equals_serial():
