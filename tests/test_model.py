@@ -120,6 +120,8 @@ def test_chunked_stepping_is_bit_for_bit(mixer, chunk_size):
         for a, b in reversed(list(zip(bounds[:-1], bounds[1:]))):
             part = advance_columns(em.model.mixer, z, index[a:b], crossed[a:b], chunk_size)
             assert torch.equal(part, whole[:, a:b])
+        # one sample alone gives the same bits as inside the batch
+        assert torch.equal(advance_columns(em.model.mixer, z[1:], index, crossed, chunk_size), whole[1:])
         # a rank-like call: a band of rows, tiles gathered from a local + halo buffer
         centres = torch.arange(2 * 12, 4 * 12)  # rows 2..3
         needed = torch.unique(index[centres])
