@@ -1,0 +1,74 @@
+"""The fixed-size chunk engine: one latent step for a set of centre columns.
+
+Every mixer call sees exactly ``chunk_size`` tiles (the last chunk is padded),
+so every matmul has the same shape however the columns are split between calls
+(whole globe, uneven subsets, MPI ranks). A column's increment is then
+bit-for-bit the same in all of them (same device, same thread count).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["advance_columns"]
+
+
+def advance_columns(
+    mixer: nn.Module,
+    z_src: torch.Tensor,
+    tile_index: torch.Tensor,
+    crossed: torch.Tensor,
+    chunk_size: int,
+) -> torch.Tensor:
+    """Latent increments ``dz`` of the centre columns named by ``tile_index``.
+
+    Args:
+      mixer: maps ``tiles [N, 9, L], crossed [N, 9]`` to ``dz [N, L]``.
+      z_src: ``[B, nsrc, L]`` latents the tiles are gathered from (serial: all
+        columns; an MPI rank: its local + halo buffer).
+      tile_index: ``[ncent, 9]`` int64 indices into ``z_src``'s column axis, in
+        token order (serial: ``grid.stencil().index``).
+      crossed: ``[ncent, 9]`` bool, tokens that came across a pole.
+      chunk_size: tiles per mixer call.
+
+    Returns:
+      ``dz [B, ncent, L]``. Differentiable with respect to ``z_src`` and the mixer.
+      Rows are taken batch-major (all centres of batch 0, then batch 1, ...) and
+      cut into chunks of exactly ``chunk_size`` rows.
+    """
+    if z_src.ndim != 3:
+        raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
+    if tile_index.ndim != 2 or tile_index.shape[1] != 9 or crossed.shape != tile_index.shape:
+        raise ValueError(
+            f"tile_index and crossed must both be [ncent, 9], got {tuple(tile_index.shape)} and {tuple(crossed.shape)}"
+        )
+    if tile_index.dtype != torch.int64 or crossed.dtype != torch.bool:
+        raise TypeError(f"tile_index must be int64 and crossed bool, got {tile_index.dtype} and {crossed.dtype}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    batch, nsrc, latent = z_src.shape
+    ncent = tile_index.shape[0]
+    if ncent == 0:
+        return z_src.new_zeros(batch, 0, latent)
+    lo, hi = int(tile_index.min()), int(tile_index.max())
+    if lo < 0 or hi >= nsrc:
+        raise IndexError(f"tile_index must lie in [0, {nsrc}) (the columns of z_src), got values in [{lo}, {hi}]")
+
+    tile_index = tile_index.to(z_src.device)
+    crossed = crossed.to(z_src.device)
+    offsets = torch.arange(batch, device=z_src.device).mul_(nsrc).view(batch, 1, 1)
+    rows_index = (tile_index.unsqueeze(0) + offsets).reshape(batch * ncent, 9)
+    rows_crossed = crossed.repeat(batch, 1)
+    flat = z_src.reshape(batch * nsrc, latent)
+
+    nrows = rows_index.shape[0]
+    pad = -nrows % chunk_size
+    if pad:
+        rows_index = torch.cat([rows_index, rows_index.new_zeros(pad, 9)])
+        rows_crossed = torch.cat([rows_crossed, rows_crossed.new_zeros(pad, 9)])
+    out = []
+    for start in range(0, nrows + pad, chunk_size):
+        idx = rows_index[start:start + chunk_size]
+        tiles = flat.index_select(0, idx.reshape(-1)).view(chunk_size, 9, latent)
+        out.append(mixer(tiles, rows_crossed[start:start + chunk_size]))
+    return torch.cat(out)[:nrows].view(batch, ncent, latent)

@@ -1,0 +1,139 @@
+"""Latent mixers: the 3x3 tile of latents around a column -> that column's latent increment.
+
+Both variants share one interface::
+
+    mixer(tiles [N, 9, L], crossed [N, 9] bool) -> dz [N, L]
+
+Token order inside a tile is ``3*(dlat+1) + (dlon+1)`` (centre token 4, see
+``mlscam.grid``); ``crossed`` flags tokens that came across a pole, which get a
+learned embedding added. Both read only the tile, so one step needs a one-column
+halo. The final projection starts near zero, so ``z[t+1] ~ z[t]`` at first.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import make_norm, mlp, shrink_init
+
+__all__ = ["MLPMixer", "ConvMixer", "TOKENS"]
+
+TOKENS = 9
+
+
+class _Mixer(nn.Module):
+    """Common part: the crossed-pole embedding and the input checks."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.crossed_embedding = nn.Parameter(0.02 * torch.randn(latent_dim))
+
+    def embed(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
+        """Add the crossed-pole embedding to flagged tokens: ``[N, 9, L] -> [N, 9, L]``."""
+        if tiles.ndim != 3 or tiles.shape[1:] != (TOKENS, self.latent_dim) or crossed.shape != tiles.shape[:2]:
+            raise ValueError(
+                f"mixer expects tiles [N, 9, {self.latent_dim}] and crossed [N, 9], "
+                f"got {tuple(tiles.shape)} and {tuple(crossed.shape)}"
+            )
+        return tiles + crossed.unsqueeze(-1).to(tiles.dtype) * self.crossed_embedding
+
+
+class _ChannelBlock(nn.Module):
+    """``x + MLP(norm(x))`` over the last (channel) dimension, width ``L -> hidden -> L``."""
+
+    def __init__(self, width: int, hidden: int, norm_name: str, act: str):
+        super().__init__()
+        self.norm = make_norm(norm_name, width)
+        self.mlp = mlp(width, hidden, 1, width, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+class _TokenBlock(nn.Module):
+    """``x + token_mix(norm(x))``: per head, an MLP ``9 -> token_hidden -> 9`` across the tokens.
+
+    The ``L`` channels are split into ``heads`` contiguous groups; each group has its own token MLP.
+    """
+
+    def __init__(self, width: int, heads: int, token_hidden: int, norm_name: str, act: str):
+        super().__init__()
+        self.heads = heads
+        self.norm = make_norm(norm_name, width)
+        self.mlps = nn.ModuleList(mlp(TOKENS, token_hidden, 1, TOKENS, act) for _ in range(heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [N, 9, L] -> [N, 9, L]``."""
+        h = self.norm(x).transpose(1, 2)  # [N, L, 9]
+        groups = h.chunk(self.heads, dim=1)  # heads x [N, L/heads, 9]
+        mixed = torch.cat([m(g) for m, g in zip(self.mlps, groups)], dim=1)
+        return x + mixed.transpose(1, 2)
+
+
+class MLPMixer(_Mixer):
+    """The seed's MLP-mixer over the 9 tokens of a tile.
+
+    ``blocks`` x (token mixing per head + residual, then a channel MLP on every
+    token + residual); then a learned ``9 -> 1`` combination of the tokens and a
+    channel MLP whose last Linear (``L``-wide output, started near zero) gives ``dz``.
+    The channel MLPs run on all 9 tokens of every (overlapping) tile, 9x the
+    channel-MLP work of ``ConvMixer``. No position embedding: the token MLPs
+    already have separate weights for each of the 9 positions.
+    """
+
+    def __init__(self, latent_dim: int, *, blocks: int, heads: int, token_hidden: int,
+                 channel_hidden: int, norm: str = "layer", activation: str = "gelu"):
+        super().__init__(latent_dim)
+        if heads < 1 or latent_dim % heads:
+            raise ValueError(
+                f"heads must divide latent_dim, got heads={heads}, latent_dim={latent_dim}; "
+                "choose &model heads among the divisors of latent_dim"
+            )
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                _TokenBlock(latent_dim, heads, token_hidden, norm, activation),
+                _ChannelBlock(latent_dim, channel_hidden, norm, activation),
+            )
+            for _ in range(blocks)
+        )
+        self.collapse = nn.Linear(TOKENS, 1)
+        self.out_norm = make_norm(norm, latent_dim)
+        self.out = mlp(latent_dim, channel_hidden, 1, latent_dim, activation)
+        shrink_init(self.out[-1])
+
+    def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
+        """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""
+        x = self.embed(tiles, crossed)
+        for block in self.blocks:
+            x = block(x)
+        centre = self.collapse(x.transpose(1, 2)).squeeze(-1)  # [N, L]
+        return self.out(self.out_norm(centre))
+
+
+class ConvMixer(_Mixer):
+    """Conv-style mixer: the stencil is applied once, then per-column channel MLPs.
+
+    ``h = Linear(9L -> L)(flattened tile)``, then ``blocks`` residual channel MLPs
+    ``L -> channel_hidden -> L`` on the one centre vector, then a norm and an output
+    Linear ``L -> L`` (started near zero) giving ``dz``.
+    """
+
+    def __init__(self, latent_dim: int, *, blocks: int, channel_hidden: int,
+                 norm: str = "layer", activation: str = "gelu"):
+        super().__init__(latent_dim)
+        self.stencil = nn.Linear(TOKENS * latent_dim, latent_dim)
+        self.blocks = nn.ModuleList(
+            _ChannelBlock(latent_dim, channel_hidden, norm, activation) for _ in range(blocks)
+        )
+        self.out_norm = make_norm(norm, latent_dim)
+        self.out = shrink_init(nn.Linear(latent_dim, latent_dim))
+
+    def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
+        """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""
+        x = self.embed(tiles, crossed)
+        h = self.stencil(x.flatten(1))  # [N, L]
+        for block in self.blocks:
+            h = block(h)
+        return self.out(self.out_norm(h))
+
