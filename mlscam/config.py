@@ -1,15 +1,33 @@
-"""Namelist configuration: one frozen dataclass per namelist group.
+"""Namelist configuration: one frozen dataclass per namelist group, read strictly with f90nml.
 
-Every field carries ``metadata={"doc": ...}`` (the reference in
-``docs/namelist.md`` is generated from it) and, for paths,
-``metadata={"path": "input" | "output"}``.
+Every field carries ``metadata={"doc": ...}`` (``docs/namelist.md`` is generated
+from it) and, for paths, ``metadata={"path": "input" | "output"}``.
 
-NOTE: this is the field skeleton; the strict f90nml loader, overrides, path
-resolution and the ``validate`` command are built on top of it.
+* ``load_config(path, overrides=())`` reads a namelist file: unknown groups and
+  keys, wrong types and out-of-range values raise ``ConfigError`` (a ValueError)
+  naming ``group.key``, the value and what is allowed. Groups listed in
+  ``&mlscam host_groups = ... /`` belong to a host model and are ignored.
+* Paths: input paths resolve against the namelist file's directory (those given
+  with ``--set``: against the working directory); ``mlscam:REL`` names the package
+  asset ``<package dir>/assets/REL``; output paths resolve against
+  ``output.directory``, which resolves against the working directory. ``''`` = unset.
+* ``add_config_arguments`` / ``config_from_args`` give every driver
+  ``NAMELIST [--set group.key=value ...]``.
+* ``config_to_dict`` / ``config_from_dict`` (checkpoints), ``config_to_namelist``.
+* ``python -m mlscam.config validate FILE.nml [--set ...]`` and
+  ``python -m mlscam.config reference`` (writes the text of docs/namelist.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar, Iterable
+
+from mlscam._namelist import (REFERENCE_INTRO, ConfigError, Group, closest, fortran, kind_of,
+                              parse_text, read_groups, render_reference, resolve_path)
+from mlscam.assets import is_asset
 
 __all__ = [
     "ConfigError",
@@ -23,11 +41,17 @@ __all__ = [
     "CouplerConfig",
     "OutputConfig",
     "Config",
+    "GROUPS",
+    "load_config",
+    "apply_overrides",
+    "add_config_arguments",
+    "config_from_args",
+    "config_to_dict",
+    "config_from_dict",
+    "config_to_namelist",
+    "reference_markdown",
+    "main",
 ]
-
-
-class ConfigError(ValueError):
-    """A namelist problem; the message names the group, the key, the bad value and what is allowed."""
 
 
 def _f(default, doc, **meta):
@@ -39,16 +63,25 @@ def _f(default, doc, **meta):
 
 
 @dataclass(frozen=True)
-class MetaConfig:
+class MetaConfig(Group):
     """``&mlscam``: about the namelist file itself."""
 
+    GROUP: ClassVar[str] = "mlscam"
     host_groups: tuple[str, ...] = _f((), "names of groups that belong to a host model; mlscam ignores them")
+
+    def _validate(self) -> None:
+        object.__setattr__(self, "host_groups", tuple(g.lower() for g in self.host_groups))
+        self._names("host_groups")
+        clash = [g for g in self.host_groups if g in _GROUP_NAMES]
+        self._require(not clash, "host_groups",
+                      f"{', '.join(clash)} is an mlscam group and cannot be a host group")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Group):
     """``&data``: training/evaluation files and the column layout."""
 
+    GROUP: ClassVar[str] = "data"
     files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time)", path="input")
     val_files: tuple[str, ...] = _f((), "validation NetCDF files or globs", path="input")
     variables_3d: tuple[str, ...] = _f(("u", "v", "temperature"), "model names of the 3-D variables")
@@ -62,11 +95,26 @@ class DataConfig:
     columns_per_time: int = _f(0, "tiles cut per time when preparing columns (0 = every column)")
     seed: int = _f(0, "seed of the column sampler")
 
+    def _validate(self) -> None:
+        for key in ("variables_3d", "variables_2d", "file_names_3d", "file_names_2d", "static_features"):
+            self._names(key)
+        both = sorted(set(self.variables_3d) & set(self.variables_2d))
+        self._require(not both, "variables_2d", f"{', '.join(both)} is also in variables_3d")
+        self._require(bool(self.variables_3d or self.variables_2d), "variables_3d",
+                      "give at least one variable in variables_3d or variables_2d")
+        for dim in ("3d", "2d"):
+            names, variables = f"file_names_{dim}", getattr(self, f"variables_{dim}")
+            self._require(len(getattr(self, names)) in (0, len(variables)), names,
+                          f"must be empty or give one name per entry of variables_{dim} ({len(variables)})")
+        self._positive("time_step_hours")
+        self._at_least(0, "columns_per_time", "seed")
+
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Group):
     """``&model``: encoder, latent mixer and decoder sizes."""
 
+    GROUP: ClassVar[str] = "model"
     latent_dim: int = _f(128, "width of the latent vector of one column")
     encoder_hidden: int = _f(256, "hidden width of the column encoder MLP")
     encoder_layers: int = _f(2, "hidden layers of the column encoder MLP")
@@ -81,11 +129,24 @@ class ModelConfig:
     activation: str = _f("gelu", "activation: 'gelu' or 'silu'")
     chunk_size: int = _f(1024, "columns per fixed-size chunk (results do not depend on how many columns are stepped together)")
 
+    def _validate(self) -> None:
+        self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
+                       "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
+        self._choice("mixer", ("mlp", "conv"))
+        self._choice("norm", ("layer", "none"))
+        self._choice("activation", ("gelu", "silu"))
+        self._require(self.latent_dim % self.heads == 0, "heads",
+                      f"must divide latent_dim = {self.latent_dim}")
+
+
+_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "latent_mse")
+
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Group):
     """``&loss``: weights of every loss term (0 switches a term off)."""
 
+    GROUP: ClassVar[str] = "loss"
     mse: float = _f(1.0, "MSE of decoded normalised states")
     mae: float = _f(0.0, "MAE of decoded normalised states")
     ccc: float = _f(0.0, "1 - CCC of decoded states, per channel over space")
@@ -101,11 +162,17 @@ class LossConfig:
     self_normalise: bool = _f(False, "weight each term as w*L/|L| (|L| detached), as the seed did")
     stop_gradient_target: bool = _f(True, "stop the gradient through the encoded-truth branch")
 
+    def _validate(self) -> None:
+        self._at_least(0.0, *_LOSS_TERMS, "barlow_lambda", "vicreg_sim", "vicreg_var", "vicreg_cov")
+        self._require(any(getattr(self, t) > 0 for t in _LOSS_TERMS), "mse",
+                      "every loss weight is 0; give at least one of " + ", ".join(_LOSS_TERMS) + " a weight > 0")
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Group):
     """``&train``: the training loop."""
 
+    GROUP: ClassVar[str] = "train"
     mode: str = _f("global", "'single_column', 'global' or 'global_rollout'")
     rollout_steps: int = _f(4, "latent steps unrolled in 'global_rollout'")
     batch_size: int = _f(4, "samples per optimizer step (times, or tiles in 'single_column')")
@@ -127,11 +194,22 @@ class TrainConfig:
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
     seed: int = _f(0, "seed of initialisation, sampling and noise")
 
+    def _validate(self) -> None:
+        self._choice("mode", ("single_column", "global", "global_rollout"))
+        self._choice("schedule", ("cosine", "linear", "constant"))
+        self._positive("rollout_steps", "batch_size", "lr", "val_batches", "checkpoint_every")
+        self._at_least(0, "max_steps", "warmup_steps", "val_every", "early_stopping_patience", "seed")
+        self._at_least(0.0, "weight_decay", "clip_grad_norm")
+        self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
+        self._require(self.checkpoint_dir != "", "checkpoint_dir",
+                      "must name a directory ('.' = output.directory itself)")
+
 
 @dataclass(frozen=True)
-class RolloutConfig:
+class RolloutConfig(Group):
     """``&rollout``: a forecast from a checkpoint and an initial state."""
 
+    GROUP: ClassVar[str] = "rollout"
     checkpoint_path: str = _f("mlscam:demo/checkpoint.pt", "trained checkpoint", path="input")
     input_nc_path: str = _f("mlscam:demo/initial_state.nc", "NetCDF with the initial state", path="input")
     output_nc_path: str = _f("forecast.nc", "forecast NetCDF", path="output")
@@ -142,31 +220,52 @@ class RolloutConfig:
     restart_out: str = _f("", "restart file written at the end", path="output")
     allow_other_grid: bool = _f(False, "run a checkpoint on a grid other than its training grid")
 
+    def _validate(self) -> None:
+        self._at_least(0, "start_time", "num_steps")
+        self._positive("output_every")
+
 
 @dataclass(frozen=True)
-class ParallelConfig:
+class ParallelConfig(Group):
     """``&parallel``: decomposition, devices and threads."""
 
+    GROUP: ClassVar[str] = "parallel"
     layout: tuple[int, ...] = _f((0, 0), "ranks along (lat, lon); 0,0 = chosen from the rank count")
     device: str = _f("auto", "'auto' (cuda:<node-local rank> if GPUs, else cpu), 'cpu' or 'cuda'")
     threads: int = _f(0, "torch threads per rank (0 = the cores the rank owns, at least 1)")
     deterministic: bool = _f(True, "deterministic algorithms (bit-for-bit across rank counts)")
 
+    def _validate(self) -> None:
+        self._require(len(self.layout) == 2 and min(self.layout) >= 0, "layout",
+                      "must be two non-negative integers (ranks along lat, lon), e.g. 2, 4; 0, 0 = automatic")
+        self._choice("device", ("auto", "cpu", "cuda"))
+        self._at_least(0, "threads")
+
 
 @dataclass(frozen=True)
-class CouplerConfig:
+class CouplerConfig(Group):
     """``&coupler``: the component called by a host model."""
 
+    GROUP: ClassVar[str] = "coupler"
     coupling_interval_seconds: float = _f(0.0, "host coupling interval; must equal the checkpoint's step (0 = take the checkpoint's)")
+
+    def _validate(self) -> None:
+        self._at_least(0.0, "coupling_interval_seconds")
 
 
 @dataclass(frozen=True)
-class OutputConfig:
+class OutputConfig(Group):
     """``&output``: where outputs go."""
 
-    directory: str = _f(".", "output directory; relative to the working directory")
+    GROUP: ClassVar[str] = "output"
+    directory: str = _f(".", "output directory; relative to the working directory; every output path resolves against it")
     quicklook: bool = _f(True, "write a PNG quick-look next to forecast files")
     progress: bool = _f(True, "show progress bars")
+
+    def _validate(self) -> None:
+        self._require(self.directory != "", "directory", "must name a directory ('.' = the working directory)")
+        self._require(not is_asset(self.directory), "directory",
+                      "package assets are read-only; give a directory to write to")
 
 
 @dataclass(frozen=True)
@@ -182,3 +281,216 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     coupler: CouplerConfig = field(default_factory=CouplerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in GROUPS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"Config.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+
+
+#: group name -> dataclass, in namelist order.
+GROUPS: dict[str, type] = {
+    "mlscam": MetaConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig,
+    "train": TrainConfig, "rollout": RolloutConfig, "parallel": ParallelConfig,
+    "coupler": CouplerConfig, "output": OutputConfig,
+}
+_GROUP_NAMES = frozenset(GROUPS)
+
+
+# --------------------------------------------------------------------------- building
+
+def _group_of(name: str, source: str, host_groups: tuple[str, ...] = ()) -> type:
+    if name in GROUPS:
+        return GROUPS[name]
+    guess = closest(name, GROUPS)
+    hint = f"; did you mean &{guess}?" if guess else "."
+    declared = ", ".join(f"'{g}'" for g in (*host_groups, name))
+    raise ConfigError(f"{source}unknown group &{name}{hint} Valid mlscam groups: "
+                      f"{', '.join('&' + g for g in GROUPS)}. If &{name} belongs to a host model, "
+                      f"declare it: &mlscam host_groups = {declared} /")
+
+
+def _check_key(group: str, key: str, source: str = "") -> None:
+    cls = GROUPS[group]
+    valid = [f.name for f in fields(cls)]
+    if key not in valid:
+        guess = closest(key, valid)
+        hint = f"; did you mean '{guess}'?" if guess else "."
+        raise ConfigError(f"{source}unknown key '{key}' in &{group}{hint} Valid keys of &{group}: {', '.join(valid)}")
+
+
+def _build(groups: dict[str, dict]) -> Config:
+    """A Config from ``{group: {key: value}}``; groups named in ``mlscam.host_groups`` are skipped,
+    other unknown groups and unknown keys are errors."""
+    for name, values in groups.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"group &{name} must map keys to values, got {values!r}")
+    host_groups = ()
+    if "mlscam" in groups:
+        for key in groups["mlscam"]:
+            _check_key("mlscam", key)
+        host_groups = MetaConfig(**groups["mlscam"]).host_groups
+    built = {}
+    for name, values in groups.items():
+        if name in host_groups:
+            continue
+        cls = _group_of(name, "", host_groups)
+        for key in values:
+            _check_key(name, key)
+        built[name] = cls(**values)
+    return Config(**built)
+
+
+# --------------------------------------------------------------------------- paths
+
+def _resolve(cfg: Config, input_dir: str, from_cwd: frozenset = frozenset()) -> Config:
+    """Resolve every path field: inputs against ``input_dir`` (or the working directory for
+    the keys in ``from_cwd``, given as overrides), outputs against ``output.directory``."""
+    cwd = os.getcwd()
+    out_dir = resolve_path(cfg.output.directory, cwd)
+    changed = {"output": replace(cfg.output, directory=out_dir)}
+    for name in GROUPS:
+        group = changed.get(name, getattr(cfg, name))
+        updates = {}
+        for f in fields(group):
+            kind = f.metadata.get("path")
+            if kind is None:
+                continue
+            base = out_dir if kind == "output" else (cwd if (name, f.name) in from_cwd else input_dir)
+            value = getattr(group, f.name)
+            if isinstance(value, tuple):
+                updates[f.name] = tuple(resolve_path(v, base) for v in value)
+            else:
+                updates[f.name] = resolve_path(value, base)
+        if updates:
+            changed[name] = replace(group, **updates)
+    return replace(cfg, **changed)
+
+
+# --------------------------------------------------------------------------- public API
+
+def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
+    """``cfg`` with ``group.key=value`` overrides applied in order (no path resolution).
+
+    The value text is parsed by the field's type: lists comma-separated, logicals
+    true/false/.true./.false./t/f. Unknown groups/keys and bad values raise ConfigError.
+    """
+    for item in overrides:
+        source = f"--set {item}: "
+        target, sep, text = item.partition("=")
+        group, dot, key = target.strip().lower().partition(".")
+        if not sep or not dot or not group or not key:
+            raise ConfigError(f"{source}expected --set group.key=value, e.g. --set model.latent_dim=64")
+        if group in cfg.mlscam.host_groups:
+            raise ConfigError(f"{source}&{group} is a host-model group; mlscam does not read it, set it in the namelist")
+        _group_of(group, source, cfg.mlscam.host_groups)
+        _check_key(group, key, source)
+        try:
+            value = parse_text(f"{group}.{key}", text, kind_of(GROUPS[group], key))
+            cfg = replace(cfg, **{group: replace(getattr(cfg, group), **{key: value})})
+        except ConfigError as exc:
+            raise ConfigError(f"{source}{exc}") from None
+    return cfg
+
+
+def _override_keys(overrides: Iterable[str]) -> frozenset:
+    keys = set()
+    for item in overrides:
+        group, _, key = item.partition("=")[0].strip().lower().partition(".")
+        keys.add((group, key))
+    return frozenset(keys)
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
+    """Read, check and resolve the namelist file ``path``, then apply ``--set`` style overrides.
+
+    Returns a Config whose paths are absolute strings (see the module docstring for
+    the rules). Raises ConfigError whose message starts with the file name.
+    File existence is not checked: the drivers that open files report missing ones.
+    """
+    path = os.fspath(path)
+    overrides = tuple(overrides)
+    try:
+        groups = read_groups(path)
+        if not groups:
+            raise ConfigError("no namelist group found; write groups as &group key = value, ... / "
+                              "(an empty '&mlscam /' takes every default)")
+        cfg = _build(dict(groups))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    cfg = apply_overrides(cfg, overrides)
+    return _resolve(cfg, os.path.dirname(os.path.abspath(path)), _override_keys(overrides))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the positional ``namelist`` argument and the repeatable ``--set group.key=value``."""
+    parser.add_argument("namelist", help="namelist file (.nml); relative input paths in it resolve "
+                                         "against its directory")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="GROUP.KEY=VALUE",
+                        help="override one namelist value, e.g. --set model.latent_dim=64 "
+                             "(lists comma-separated; repeatable)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The Config of parsed arguments from a parser set up by ``add_config_arguments``."""
+    return load_config(args.namelist, args.overrides or ())
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """``{group: {key: value}}`` of plain JSON types (tuples become lists), e.g. for checkpoints."""
+    return {name: {f.name: (list(v) if isinstance(v := getattr(getattr(cfg, name), f.name), tuple) else v)
+                   for f in fields(GROUPS[name])}
+            for name in GROUPS}
+
+
+def config_from_dict(d: dict) -> Config:
+    """Inverse of ``config_to_dict`` (strict: unknown groups or keys and bad values raise ConfigError).
+
+    Missing groups and keys take their defaults; paths are taken as they are (no resolution).
+    """
+    if not isinstance(d, dict):
+        raise ConfigError(f"a configuration dict maps group names to dicts, got {type(d).__name__}")
+    return _build({str(k).lower(): v for k, v in d.items()})
+
+
+def config_to_namelist(cfg: Config) -> str:
+    """The configuration as namelist text (every group, every key); ``load_config`` reads it back."""
+    lines = []
+    for name in GROUPS:
+        group = getattr(cfg, name)
+        lines.append(f"&{name}")
+        width = max(len(f.name) for f in fields(group))
+        lines += [f"    {f.name:<{width}} = {fortran(getattr(group, f.name))}" for f in fields(group)]
+        lines += ["/", ""]
+    return "\n".join(lines)
+
+
+def reference_markdown() -> str:
+    """The markdown reference of every group and key (the content of docs/namelist.md)."""
+    return render_reference(list(GROUPS.items()), REFERENCE_INTRO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlscam.config validate FILE.nml [--set ...]`` or ``... reference``."""
+    parser = argparse.ArgumentParser(prog="python -m mlscam.config", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_config_arguments(sub.add_parser("validate", help="check a namelist and print the resolved configuration"))
+    sub.add_parser("reference", help="print the markdown reference of every group and key")
+    args = parser.parse_args(argv)
+    if args.command == "reference":
+        sys.stdout.write(reference_markdown())
+        return 0
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(config_to_namelist(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    from mlscam.config import main as _main  # the package's module, not a second copy of the classes
+
+    sys.exit(_main())
