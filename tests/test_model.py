@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from mlscam.model.mixer import ConvMixer, MLPMixer
+
 from mlscam.config import ModelConfig
 from mlscam.grid import TOKEN_OFFSETS, LatLonGrid, neighbour
 from mlscam.layout import ColumnLayout
@@ -71,14 +73,16 @@ def test_emulator_shapes(mixer):
 
 
 def test_bad_choices_name_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown mixer 'conf'; valid: \['mlp', 'conv'\]"):
-        build_model(ModelConfig(mixer="conf"), LAYOUT)
+    # the &model group refuses bad values when the namelist is read ...
+    with pytest.raises(ValueError, match=r"model.mixer = 'conf': must be one of 'mlp', 'conv'"):
+        ModelConfig(mixer="conf")
+    # ... and the layers themselves refuse them when built directly
     with pytest.raises(ValueError, match=r"unknown norm 'batch'; valid: \['layer', 'none'\]"):
-        build_model(ModelConfig(norm="batch", **TINY), LAYOUT)
+        ConvMixer(8, blocks=1, channel_hidden=8, norm="batch")
     with pytest.raises(ValueError, match=r"unknown activation 'relu'"):
-        build_model(ModelConfig(activation="relu", **TINY), LAYOUT)
+        ConvMixer(8, blocks=1, channel_hidden=8, activation="relu")
     with pytest.raises(ValueError, match="heads must divide latent_dim, got heads=3, latent_dim=8"):
-        build_model(ModelConfig(**{**TINY, "mixer": "mlp", "heads": 3}), LAYOUT)
+        MLPMixer(8, blocks=1, heads=3, token_hidden=4, channel_hidden=8)
 
 
 # -- stepping ----------------------------------------------------------------------
