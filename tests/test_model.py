@@ -258,17 +258,38 @@ def test_rollout_encodes_once_and_decodes_only_at_output_steps(n_steps, every, e
     mixer_calls = CallCounter(em.model.mixer)
     out = list(em.rollout(x0, n_steps, output_every=every))
     assert [s for s, _ in out] == expected_steps
-    assert len(enc.inputs) == 1
-    assert torch.equal(enc.inputs[0], (x0 - em._state_mean) / em._state_std)  # the initial state, not a decoded one
-    assert len(dec.inputs) == len(expected_steps)
-    n_chunks = -(-em.grid.ncol // em.chunk_size)
+    # encoder/decoder run in fixed-size chunks of columns: one encode = n_chunks calls
+    n_rows = x0[..., 0].numel()
+    n_chunks = -(-n_rows // em.chunk_size)
+    rows = lambda calls: torch.cat(calls)[:n_rows]  # noqa: E731 - drop the padding rows
+    assert len(enc.inputs) == n_chunks  # exactly one encode ...
+    normalised_x0 = ((x0 - em._state_mean) / em._state_std).reshape(n_rows, -1)
+    assert torch.equal(rows(enc.inputs), normalised_x0)  # ... of the initial state, not of a decoded one
+    assert len(dec.inputs) == len(expected_steps) * n_chunks
     assert len(mixer_calls.inputs) == (expected_steps[-1] if expected_steps else 0) * n_chunks
-    for (s, x), z_in in zip(out, dec.inputs):
-        assert torch.equal(z_in, em.step(reference, s))  # decoded from the latent trajectory
-        assert torch.equal(x, em.decode(z_in))
+    for k, (s, x) in enumerate(out):
+        z_in = rows(dec.inputs[k * n_chunks:(k + 1) * n_chunks])
+        assert torch.equal(z_in, em.step(reference, s).reshape(n_rows, -1))  # decoded from the latent trajectory
+        assert torch.equal(x, em.decode(em.step(reference, s)))
 
 
 def test_rollout_rejects_bad_arguments():
     em = make_emulator("conv")
     with pytest.raises(ValueError, match="output_every >= 1, got 7 and 0"):
         next(em.rollout(random_state(em), 7, output_every=0))
+
+
+def test_encode_and_decode_of_column_subsets_equal_whole_globe_bit_for_bit():
+    from mlscam.model.chunks import map_columns
+
+    em = make_emulator("conv", chunk_size=7)
+    x = random_state(em, 2)
+    xn = ((x - em._state_mean) / em._state_std).reshape(2, -1, LAYOUT.n_state)
+    static = em._static.reshape(-1, em._static.shape[-1]).expand(2, -1, -1)
+    with torch.no_grad():
+        whole = map_columns(em.model.encoder, xn, static, chunk_size=7)
+        for cols in (torch.arange(5), torch.arange(13, 50), torch.tensor([71, 0, 33])):
+            part = map_columns(em.model.encoder, xn[:, cols], static[:, cols], chunk_size=7)
+            assert torch.equal(part, whole[:, cols])
+            dec_part = map_columns(em.model.decoder, whole[:, cols], chunk_size=7)
+            assert torch.equal(dec_part, map_columns(em.model.decoder, whole, chunk_size=7)[:, cols])

@@ -72,3 +72,23 @@ def advance_columns(
         tiles = flat.index_select(0, idx.reshape(-1)).view(chunk_size, 9, latent)
         out.append(mixer(tiles, rows_crossed[start:start + chunk_size]))
     return torch.cat(out)[:nrows].view(batch, ncent, latent)
+
+
+def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Apply a per-column function in fixed-size chunks: ``fn(*[chunk_size, F_i]) -> [chunk_size, G]``.
+
+    ``xs`` share their leading shape ``[..., ]`` and end in a feature axis; the
+    result is ``[..., G]``. As in ``advance_columns``, every call of ``fn`` sees
+    exactly ``chunk_size`` rows (the last chunk is zero-padded), so a column's
+    result does not depend on how many columns are encoded or decoded together.
+    """
+    lead = xs[0].shape[:-1]
+    rows = [x.reshape(-1, x.shape[-1]) for x in xs]
+    n = rows[0].shape[0]
+    if n == 0:
+        return fn(*[r[:0] for r in rows]).reshape(*lead, -1)
+    pad = -n % chunk_size
+    if pad:
+        rows = [torch.cat([r, r.new_zeros(pad, r.shape[-1])]) for r in rows]
+    out = [fn(*[r[s:s + chunk_size] for r in rows]) for s in range(0, n + pad, chunk_size)]
+    return torch.cat(out)[:n].reshape(*lead, -1)

@@ -10,7 +10,7 @@ from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
-from .chunks import advance_columns
+from .chunks import advance_columns, map_columns
 from .network import LatentModel
 
 __all__ = ["Emulator"]
@@ -84,7 +84,7 @@ class Emulator:
         self._check(x, self.layout.n_state, "x")
         x_n = (x.to(self._state_mean) - self._state_mean) / self._state_std
         static = self._static.expand(*x_n.shape[:-1], self._static.shape[-1])
-        return self.model.encoder(x_n, static)
+        return map_columns(self.model.encoder, x_n, static, chunk_size=self.chunk_size)
 
     @torch.no_grad()
     def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
@@ -101,14 +101,14 @@ class Emulator:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent ``z [..., nlat, nlon, L]`` -> physical state ``[..., nlat, nlon, n_state]``."""
         self._check(z, self.latent_dim, "z")
-        return self.model.decoder(z) * self._state_std + self._state_mean
+        return map_columns(self.model.decoder, z, chunk_size=self.chunk_size) * self._state_std + self._state_mean
 
     @torch.no_grad()
     def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
         """Latent increment ``dz [..., nlat, nlon, L]`` -> physical one-step change ``[..., nlat, nlon, n_state]``
         (per ``dt_seconds``) from the tendency decoder."""
         self._check(dz, self.latent_dim, "dz")
-        return self.model.tendency_decoder(dz) * self._tend_std + self._tend_mean
+        return map_columns(self.model.tendency_decoder, dz, chunk_size=self.chunk_size) * self._tend_std + self._tend_mean
 
     def rollout(self, x0: torch.Tensor, n_steps: int, *, output_every: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
         """Forecast from ``x0 [..., nlat, nlon, n_state]`` (physical).
