@@ -61,6 +61,22 @@ class Emulator:
         self._index = torch.tensor(stencil.index, device=dev)
         self._crossed = torch.tensor(stencil.crossed_pole, device=dev)
 
+    @classmethod
+    def from_checkpoint(cls, path, *, grid: LatLonGrid | None = None, allow_other_grid: bool = False,
+                        device: torch.device | str = "cpu", chunk_size: int | None = None) -> "Emulator":
+        """The emulator of a checkpoint file (see ``mlscam.checkpoint``).
+
+        ``grid`` defaults to the training grid; another grid needs ``allow_other_grid=True``.
+        """
+        from mlscam.checkpoint import load_checkpoint  # files live above the model layer
+
+        ckpt = load_checkpoint(path, grid=grid, allow_other_grid=allow_other_grid)
+        model = ckpt.build_model().to(device)
+        em = cls(model, ckpt.layout, grid or ckpt.grid, ckpt.normalization, ckpt.dt_seconds,
+                 chunk_size=chunk_size or ckpt.config.model.chunk_size)
+        em.checkpoint = ckpt
+        return em
+
     def to(self, device: torch.device | str) -> "Emulator":
         """Move the model and the emulator's tensors to ``device``; returns ``self``."""
         self.model.to(device)

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from mlscam.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from mlscam.config import Config, ModelConfig
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+from mlscam.model import Emulator, build_model
+from mlscam.normalization import Normalization
+
+LAYOUT = ColumnLayout(("u", "temperature"), ("surface_pressure",), (0.3, 0.7),
+                      units={"u": "m s-1", "temperature": "K", "surface_pressure": "Pa"})
+GRID = LatLonGrid.equiangular(4, 8)
+CFG = Config(model=ModelConfig(latent_dim=8, encoder_hidden=16, decoder_hidden=16, channel_hidden=16,
+                               mixer_blocks=1, heads=2, chunk_size=16))
+
+
+def _ckpt(seed=0):
+    torch.manual_seed(seed)
+    model = build_model(CFG.model, LAYOUT)
+    rng = np.random.default_rng(seed)
+    n = LAYOUT.n_state
+    norm = Normalization(rng.normal(size=n), rng.uniform(1, 2, n), rng.normal(size=n), rng.uniform(1, 2, n))
+    return Checkpoint(config=CFG, layout=LAYOUT, normalization=norm, dt_seconds=21600.0, grid=GRID,
+                      state_dict=model.state_dict(), metadata={"note": "test"}), model
+
+
+def test_round_trip_gives_identical_outputs_and_loads_weights_only(tmp_path):
+    ckpt, model = _ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    raw = torch.load(path, weights_only=True)  # plain containers: no code runs on load
+    assert raw["format_version"] == 1 and raw["layout"]["levels"] == [0.3, 0.7]
+    em1 = Emulator(model, LAYOUT, GRID, ckpt.normalization, 21600.0, chunk_size=16)
+    em2 = Emulator.from_checkpoint(path)
+    assert em2.layout == LAYOUT and em2.grid == GRID and em2.dt_seconds == 21600.0
+    assert em2.checkpoint.config == CFG
+    x0 = torch.randn(GRID.nlat, GRID.nlon, LAYOUT.n_state, generator=torch.Generator().manual_seed(3))
+    out1 = [x for _, x in em1.rollout(x0, 3)]
+    out2 = [x for _, x in em2.rollout(x0, 3)]
+    assert all(torch.equal(a, b) for a, b in zip(out1, out2))
+
+
+def test_a_mismatched_layout_is_refused_with_both_layouts(tmp_path):
+    ckpt, _ = _ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    other = ColumnLayout(("u", "temperature"), ("surface_pressure",), (0.2, 0.5, 0.8))
+    with pytest.raises(CheckpointError, match=r"another column layout:\n  levels: \[0.3, 0.7\] != \[0.2, 0.5, 0.8\]"):
+        load_checkpoint(path, expected_layout=other)
+
+
+def test_another_grid_needs_the_explicit_option(tmp_path):
+    ckpt, _ = _ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    t42 = LatLonGrid.equiangular(8, 16)
+    with pytest.raises(CheckpointError, match=r"trained on a 4x8 .* run is on a 8x16 grid.*allow_other_grid = .true."):
+        Emulator.from_checkpoint(path, grid=t42)
+    em = Emulator.from_checkpoint(path, grid=t42, allow_other_grid=True)
+    z = em.step(em.encode(torch.zeros(8, 16, LAYOUT.n_state)))
+    assert z.shape == (8, 16, 8)
+
+
+def test_not_a_checkpoint_and_newer_format_are_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="no 'format_version'"):
+        load_checkpoint(tmp_path / "x.pt")
+    ckpt, _ = _ckpt()
+    d = ckpt.to_dict()
+    d["format_version"] = 99
+    torch.save(d, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="format 99 is newer"):
+        load_checkpoint(tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
