@@ -1,0 +1,124 @@
+"""Torch datasets for the one training loop.
+
+* :class:`GlobalWindows` -- whole-globe windows ``x[t : t+k+1]`` (``global``, ``global_rollout``).
+* :class:`ColumnTiles` -- prepared 3x3 tiles from shards (``single_column``).
+* :class:`OnTheFlyTiles` -- the same tiles sampled directly from the files.
+
+States are in physical units; normalisation happens in the model.  Tile items
+are dicts with the shard keys of :mod:`mlscam.data.columns` (one tile each).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mlscam.data.columns import KEYS, load_shard, read_manifest
+from mlscam.data.errors import DataError
+from mlscam.data.source import DataSource
+from mlscam.data.tiles import tile_cells
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+
+__all__ = ["GlobalWindows", "ColumnTiles", "OnTheFlyTiles"]
+
+
+class GlobalWindows(Dataset):
+    """Item ``t``: states ``x[t : t+k+1]`` as float32 ``[k+1, nlat, nlon, n_state]`` (``k`` steps ahead)."""
+
+    def __init__(self, source: DataSource, k: int = 1):
+        if k < 1:
+            raise ValueError(f"k (steps ahead) must be >= 1, got {k}")
+        if source.ntime < k + 1:
+            raise DataError(f"windows of {k + 1} times need at least {k + 1} times, the files have {source.ntime}")
+        self.source, self.k = source, k
+
+    def __len__(self) -> int:
+        return self.source.ntime - self.k
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        if not 0 <= t < len(self):
+            raise IndexError(f"window {t} outside 0..{len(self) - 1}")
+        return torch.from_numpy(self.source.read_window(int(t), self.k + 1))
+
+
+class ColumnTiles(Dataset):
+    """Tiles from the shards of ``columns_dir`` (``python -m mlscam.data.prepare_columns``).
+
+    Item: ``{x_tile [9, n_state], static_tile [9, n_static], crossed [9], x_next_centre [n_state],
+    time_index [], j [], i []}``.  Up to ``cache_shards`` shards are kept in memory;
+    :meth:`order` gives a seeded shard-local shuffle that keeps loads rare.
+    """
+
+    def __init__(self, columns_dir: str, cache_shards: int = 4):
+        self.directory = columns_dir
+        self.manifest = read_manifest(columns_dir)
+        self.layout = ColumnLayout.from_dict(self.manifest["layout"])
+        self.grid = LatLonGrid(tuple(self.manifest["grid"]["lat"]), tuple(self.manifest["grid"]["lon"]))
+        self.dt_seconds = float(self.manifest["dt_seconds"])
+        counts = [s["count"] for s in self.manifest["shards"]]
+        self._starts = np.cumsum([0] + counts)
+        self._cache: OrderedDict[int, dict] = OrderedDict()
+        self._cache_size = max(1, cache_shards)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _shard(self, s: int) -> dict[str, np.ndarray]:
+        if s not in self._cache:
+            self._cache[s] = load_shard(self.directory, self.manifest["shards"][s])
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(s)
+        return self._cache[s]
+
+    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+        if not 0 <= n < len(self):
+            raise IndexError(f"tile {n} outside 0..{len(self) - 1}")
+        s = int(np.searchsorted(self._starts, n, side="right") - 1)
+        shard = self._shard(s)
+        return {k: torch.as_tensor(shard[k][n - self._starts[s]]) for k in KEYS}
+
+    def order(self, seed: int, epoch: int = 0) -> np.ndarray:
+        """A permutation of all items: shards in random order, tiles shuffled within each shard."""
+        rng = np.random.default_rng([seed, epoch])
+        out = [self._starts[s] + rng.permutation(self._starts[s + 1] - self._starts[s]) for s in rng.permutation(len(self._starts) - 1)]
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+class OnTheFlyTiles(Dataset):
+    """Tiles read directly from the files: item ``n`` is the ``n``-th ``(t, column)`` of a seeded permutation.
+
+    Items have the :class:`ColumnTiles` format; ``num_samples`` (default all
+    ``(ntime-1) * ncol`` pairs) limits the length.
+    """
+
+    def __init__(self, source: DataSource, seed: int = 0, num_samples: int | None = None):
+        self.source = source
+        total = (source.ntime - 1) * source.grid.ncol
+        if total <= 0:
+            raise DataError(f"column tiles need at least 2 times, the files have {source.ntime}")
+        self._pairs = np.random.default_rng(seed).permutation(total)[: num_samples or total]
+        self._static = source.static()
+
+    def __len__(self) -> int:
+        return int(self._pairs.size)
+
+    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+        src, g = self.source, self.source.grid
+        t, col = divmod(int(self._pairs[n]), g.ncol)
+        j, i = divmod(col, g.nlon)
+        jj, ii, crossed = tile_cells(g.nlat, g.nlon, (j, j + 1), (i, i + 1), halo=1)
+        tile = src.read_tile(t, (j, j + 1), (i, i + 1), halo=1).reshape(9, -1)  # token = 3*(dlat+1)+(dlon+1)
+        nxt = src.read_tile(t + 1, (j, j + 1), (i, i + 1), halo=0).reshape(-1)
+        return {
+            "x_tile": torch.from_numpy(tile),
+            "static_tile": torch.from_numpy(self._static[jj, ii].reshape(9, -1)),
+            "crossed": torch.from_numpy(crossed.reshape(9)),
+            "x_next_centre": torch.from_numpy(nxt),
+            "time_index": torch.tensor(t, dtype=torch.int64),
+            "j": torch.tensor(j, dtype=torch.int64),
+            "i": torch.tensor(i, dtype=torch.int64),
+        }
