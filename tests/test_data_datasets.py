@@ -63,3 +63,22 @@ def test_column_tiles_order_is_seeded_permutation(tmp_path):
     assert set((o[:40] // 40).tolist()) == {o[0] // 40}  # one shard at a time
     batch = torch.utils.data.default_collate([ds[int(n)] for n in o[:4]])
     assert tuple(batch["x_tile"].shape) == (4, 9, 10) and batch["crossed"].dtype == torch.bool
+
+
+def test_gather_gives_training_batches_in_requested_order(tmp_path):
+    cfg, x = _cfg(tmp_path)
+    prepare_columns(cfg, shard_size=40, progress=False)
+    ds = ColumnTiles(cfg.columns_dir, cache_shards=1)
+    idx = [150, 3, 41, 3, 80]  # across shards, unsorted, repeated
+    batch = ds.gather(idx)
+    assert set(batch) == {"x_tile", "static_tile", "crossed", "x_next", "time_index", "j", "i"}
+    assert tuple(batch["x_tile"].shape) == (5, 9, 10) and tuple(batch["x_next"].shape) == (5, 10)
+    for row, n in enumerate(idx):
+        item = ds[n]
+        assert torch.equal(batch["x_tile"][row], item["x_tile"]) and torch.equal(batch["x_next"][row], item["x_next_centre"])
+        t, j, i = int(item["time_index"]), int(item["j"]), int(item["i"])
+        np.testing.assert_array_equal(batch["x_next"][row].numpy(), x[t + 1, j, i])
+    with open_source(cfg) as src:
+        fly = OnTheFlyTiles(src, seed=0, num_samples=6)
+        fb = fly.gather([5, 0])
+        assert torch.equal(fb["x_tile"][1], fly[0]["x_tile"]) and torch.equal(fb["x_next"][0], fly[5]["x_next_centre"])

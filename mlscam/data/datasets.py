@@ -5,7 +5,10 @@
 * :class:`OnTheFlyTiles` -- the same tiles sampled directly from the files.
 
 States are in physical units; normalisation happens in the model.  Tile items
-are dicts with the shard keys of :mod:`mlscam.data.columns` (one tile each).
+are dicts with the shard keys of :mod:`mlscam.data.columns` (one tile each);
+``gather(indices)`` returns the batch of the training loop's ``TileBatches``:
+``x_tile [B, 9, S]``, ``static_tile [B, 9, F]``, ``crossed [B, 9]``,
+``x_next [B, S]`` (the shards' ``x_next_centre``), ``time_index``, ``j``, ``i`` ``[B]``.
 """
 from __future__ import annotations
 
@@ -22,7 +25,12 @@ from mlscam.data.tiles import tile_cells
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 
-__all__ = ["GlobalWindows", "ColumnTiles", "OnTheFlyTiles"]
+__all__ = ["GlobalWindows", "ColumnTiles", "OnTheFlyTiles", "to_batch"]
+
+
+def to_batch(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Stacked tile arrays (shard keys) -> the training batch (``x_next_centre`` becomes ``x_next``)."""
+    return {("x_next" if k == "x_next_centre" else k): torch.as_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
 class GlobalWindows(Dataset):
@@ -81,6 +89,23 @@ class ColumnTiles(Dataset):
         shard = self._shard(s)
         return {k: torch.as_tensor(shard[k][n - self._starts[s]]) for k in KEYS}
 
+    def gather(self, indices) -> dict[str, torch.Tensor]:
+        """The training batch of tiles ``indices`` (see module docstring)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"tile indices must lie in 0..{len(self) - 1}")
+        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
+        parts = {k: [] for k in KEYS}
+        pos = []
+        for s in np.unique(shard_of):
+            sel = np.flatnonzero(shard_of == s)
+            shard = self._shard(int(s))
+            for k in KEYS:
+                parts[k].append(shard[k][idx[sel] - self._starts[s]])
+            pos.append(sel)
+        inv = np.argsort(np.concatenate(pos)) if pos else np.zeros(0, np.int64)
+        return to_batch({k: (np.concatenate(v)[inv] if v else np.zeros(0)) for k, v in parts.items()})
+
     def order(self, seed: int, epoch: int = 0) -> np.ndarray:
         """A permutation of all items: shards in random order, tiles shuffled within each shard."""
         rng = np.random.default_rng([seed, epoch])
@@ -105,6 +130,11 @@ class OnTheFlyTiles(Dataset):
 
     def __len__(self) -> int:
         return int(self._pairs.size)
+
+    def gather(self, indices) -> dict[str, torch.Tensor]:
+        """The training batch of items ``indices`` (see module docstring)."""
+        items = [self[int(n)] for n in indices]
+        return to_batch({k: np.stack([it[k].numpy() for it in items]) for k in KEYS})
 
     def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
         src, g = self.source, self.source.grid
