@@ -52,6 +52,7 @@ def write_file(
     names: dict[str, str] | None = None,
     dims_override: dict[str, tuple[str, ...]] | None = None,
     extra_vars: bool = False,
+    level_units: str | None = None,
 ) -> None:
     """Write canonical ``fields`` to ``path`` in CF (``style='cf'``) or CAM (``'cam'``) form.
 
@@ -86,7 +87,10 @@ def write_file(
             ds.createVariable("P0", "f8", ())[...] = p0
             ds.createVariable(levdim, "f8", (levdim,))[:] = 1000.0 * (np.asarray(hyam) * p0 / 1e5 + np.asarray(hybm))
         else:
-            ds.createVariable(levdim, "f8", (levdim,))[:] = levels
+            lv = ds.createVariable(levdim, "f8", (levdim,))
+            lv[:] = levels
+            if level_units:
+                lv.units = level_units
         if extra_vars:
             ds.createVariable("Z3" if style == "cam" else "geopotential", "f4", ("time", levdim, "lat", "lon"))[:] = 0.0
         for model, arr in fields.items():

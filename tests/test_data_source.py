@@ -62,6 +62,13 @@ def test_cam_history_file_with_hybrid_levels_and_optional_z3(tmp_path):
         np.testing.assert_array_equal(src.read_window(0, 5), canonical_state(fields))
 
 
+def test_pressure_levels_in_hpa_become_sigma_equivalent(tmp_path):
+    fields = make_fields(5, GRID, 3, 0)
+    write_file(tmp_path / "p.nc", fields, GRID, HOURS, levels=[200.0, 500.0, 900.0], level_units="hPa")
+    with open_source(cfg([tmp_path / "p.nc"])) as src:
+        np.testing.assert_allclose(src.layout.levels, [0.2, 0.5, 0.9])
+
+
 def test_only_mapped_variables_are_required(tmp_path):
     path, x = cf_file(tmp_path)
     c = cfg([path], variables_3d=("temperature",), variables_2d=())

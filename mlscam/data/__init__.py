@@ -1,11 +1,12 @@
 """NetCDF data: lazy reading (CF and CAM history files), statistics, column tiles, datasets.
 
-``mlscam.data.datasets`` (torch) is imported on demand, not here.
+Submodules: ``source`` (DataSource, open_source), ``stats`` (statistics; CLI),
+``columns`` / ``prepare_columns`` (tile shards; CLI), ``datasets`` (torch).
+Only the reader is imported here, so ``python -m mlscam.data.stats`` runs cleanly.
 """
 from __future__ import annotations
 
 from mlscam.data.errors import DataError
 from mlscam.data.source import DataSource, check_compatible, open_source
-from mlscam.data.stats import compute_stats, load_stats, write_stats
 
-__all__ = ["DataError", "DataSource", "open_source", "check_compatible", "compute_stats", "write_stats", "load_stats"]
+__all__ = ["DataError", "DataSource", "open_source", "check_compatible"]
