@@ -55,7 +55,7 @@ def test_on_the_fly_tiles_equal_prepared_tiles(tmp_path):
 def test_column_tiles_order_is_seeded_permutation(tmp_path):
     cfg, _ = _cfg(tmp_path)
     prepare_columns(cfg, shard_size=40, progress=False)
-    ds = ColumnTiles(cfg.columns_dir, cache_shards=1)
+    ds = ColumnTiles(cfg.columns_dir)
     o = ds.order(seed=3, epoch=0)
     assert sorted(o.tolist()) == list(range(160))
     np.testing.assert_array_equal(o, ds.order(seed=3, epoch=0))
@@ -68,7 +68,7 @@ def test_column_tiles_order_is_seeded_permutation(tmp_path):
 def test_gather_gives_training_batches_in_requested_order(tmp_path):
     cfg, x = _cfg(tmp_path)
     prepare_columns(cfg, shard_size=40, progress=False)
-    ds = ColumnTiles(cfg.columns_dir, cache_shards=1)
+    ds = ColumnTiles(cfg.columns_dir)
     idx = [150, 3, 41, 3, 80]  # across shards, unsorted, repeated
     batch = ds.gather(idx)
     assert set(batch) == {"x_tile", "static_tile", "crossed", "x_next", "time_index", "j", "i"}

@@ -2,7 +2,9 @@
 
 A tile is exactly what :meth:`mlscam.grid.LatLonGrid.stencil` gathers: token
 order ``3*(dlat+1) + (dlon+1)``, longitude periodic, folded across the poles,
-with the ``crossed`` flags.  Shards are ``.npz`` files holding
+with the ``crossed`` flags.  A shard is one ``.npy`` file per array
+(``shard_00000.x_tile.npy``, ...), so readers can memory-map them and draw
+random tiles without loading whole shards:
 
 * ``x_tile`` ``[n, 9, n_state]`` float32, states at ``t``
 * ``static_tile`` ``[n, 9, n_static]`` float32
@@ -10,7 +12,7 @@ with the ``crossed`` flags.  Shards are ``.npz`` files holding
 * ``x_next_centre`` ``[n, n_state]`` float32, the centre column at ``t+1``
 * ``time_index`` ``[n]`` int64 and ``j``, ``i`` ``[n]`` int64 (the centre column)
 
-listed in ``manifest.json``.
+listed in ``manifest.json`` (written last: a directory without it is incomplete).
 """
 from __future__ import annotations
 
@@ -80,11 +82,13 @@ class ShardWriter:
 
     def _flush(self, n: int) -> None:
         merged = {k: np.concatenate([b[k] for b in self._buf]) for k in KEYS}
-        name = f"shard_{len(self.shards):05d}.npz"
-        with atomic_path(os.path.join(self.directory, name), ".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **{k: v[:n] for k, v in merged.items()})
-        self.shards.append({"file": name, "count": int(n)})
+        name = f"shard_{len(self.shards):05d}"
+        files = {k: f"{name}.{k}.npy" for k in KEYS}
+        for k in KEYS:
+            with atomic_path(os.path.join(self.directory, files[k]), ".npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(merged[k][:n]))
+        self.shards.append({"name": name, "count": int(n), "files": files})
         rest = {k: v[n:] for k, v in merged.items()}
         self._buf = [rest] if len(rest["j"]) else []
         self._n -= n
@@ -112,6 +116,14 @@ def read_manifest(directory: str) -> dict:
     return manifest
 
 
-def load_shard(directory: str, entry: dict) -> dict[str, np.ndarray]:
-    with np.load(os.path.join(directory, entry["file"])) as z:
-        return {k: z[k] for k in KEYS}
+def load_shard(directory: str, entry: dict, mmap: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of one shard (memory-mapped read-only when ``mmap``)."""
+    out = {}
+    for k in KEYS:
+        path = os.path.join(directory, entry["files"][k])
+        if not os.path.exists(path):
+            raise DataError(f"shard file {path} listed in {MANIFEST} is missing; re-run prepare_columns")
+        out[k] = np.load(path, mmap_mode="r" if mmap else None)
+        if out[k].shape[0] != entry["count"]:
+            raise DataError(f"{path} holds {out[k].shape[0]} tiles, the manifest says {entry['count']}; re-run prepare_columns")
+    return out

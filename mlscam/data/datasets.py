@@ -12,8 +12,6 @@ are dicts with the shard keys of :mod:`mlscam.data.columns` (one tile each);
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -56,55 +54,43 @@ class ColumnTiles(Dataset):
     """Tiles from the shards of ``columns_dir`` (``python -m mlscam.data.prepare_columns``).
 
     Item: ``{x_tile [9, n_state], static_tile [9, n_static], crossed [9], x_next_centre [n_state],
-    time_index [], j [], i []}``.  Up to ``cache_shards`` shards are kept in memory;
-    :meth:`order` gives a seeded shard-local shuffle that keeps loads rare.
+    time_index [], j [], i []}``.  Shards are memory-mapped, so random access reads only the
+    requested tiles.
     """
 
-    def __init__(self, columns_dir: str, cache_shards: int = 4):
+    def __init__(self, columns_dir: str):
         self.directory = columns_dir
         self.manifest = read_manifest(columns_dir)
         self.layout = ColumnLayout.from_dict(self.manifest["layout"])
         self.grid = LatLonGrid(tuple(self.manifest["grid"]["lat"]), tuple(self.manifest["grid"]["lon"]))
         self.dt_seconds = float(self.manifest["dt_seconds"])
-        counts = [s["count"] for s in self.manifest["shards"]]
-        self._starts = np.cumsum([0] + counts)
-        self._cache: OrderedDict[int, dict] = OrderedDict()
-        self._cache_size = max(1, cache_shards)
+        self._shards = [load_shard(columns_dir, s, mmap=True) for s in self.manifest["shards"]]
+        self._starts = np.cumsum([0] + [s["count"] for s in self.manifest["shards"]])
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def _shard(self, s: int) -> dict[str, np.ndarray]:
-        if s not in self._cache:
-            self._cache[s] = load_shard(self.directory, self.manifest["shards"][s])
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(s)
-        return self._cache[s]
-
-    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
-        if not 0 <= n < len(self):
-            raise IndexError(f"tile {n} outside 0..{len(self) - 1}")
-        s = int(np.searchsorted(self._starts, n, side="right") - 1)
-        shard = self._shard(s)
-        return {k: torch.as_tensor(shard[k][n - self._starts[s]]) for k in KEYS}
-
-    def gather(self, indices) -> dict[str, torch.Tensor]:
-        """The training batch of tiles ``indices`` (see module docstring)."""
+    def _locate(self, indices) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"tile indices must lie in 0..{len(self) - 1}")
-        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
-        parts = {k: [] for k in KEYS}
-        pos = []
-        for s in np.unique(shard_of):
-            sel = np.flatnonzero(shard_of == s)
-            shard = self._shard(int(s))
+            raise IndexError(f"tile indices must lie in 0..{len(self) - 1}, got {idx.min()}..{idx.max()}")
+        shard = np.searchsorted(self._starts, idx, side="right") - 1
+        return shard, idx - self._starts[shard]
+
+    def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
+        (s,), (r,) = self._locate([n])
+        return {k: torch.as_tensor(np.array(self._shards[s][k][r])) for k in KEYS}
+
+    def gather(self, indices) -> dict[str, torch.Tensor]:
+        """The training batch of tiles ``indices`` in the given order (see module docstring)."""
+        shard, row = self._locate(indices)
+        out = {k: np.empty((row.size, *self._shards[0][k].shape[1:]), self._shards[0][k].dtype) for k in KEYS}
+        for s in np.unique(shard):
+            sel = np.flatnonzero(shard == s)
+            order = np.argsort(row[sel], kind="stable")  # ascending rows: sequential reads of the map
             for k in KEYS:
-                parts[k].append(shard[k][idx[sel] - self._starts[s]])
-            pos.append(sel)
-        inv = np.argsort(np.concatenate(pos)) if pos else np.zeros(0, np.int64)
-        return to_batch({k: (np.concatenate(v)[inv] if v else np.zeros(0)) for k, v in parts.items()})
+                out[k][sel[order]] = self._shards[s][k][row[sel][order]]
+        return to_batch(out)
 
     def order(self, seed: int, epoch: int = 0) -> np.ndarray:
         """A permutation of all items: shards in random order, tiles shuffled within each shard."""
@@ -141,8 +127,9 @@ class OnTheFlyTiles(Dataset):
         t, col = divmod(int(self._pairs[n]), g.ncol)
         j, i = divmod(col, g.nlon)
         jj, ii, crossed = tile_cells(g.nlat, g.nlon, (j, j + 1), (i, i + 1), halo=1)
-        tile = src.read_tile(t, (j, j + 1), (i, i + 1), halo=1).reshape(9, -1)  # token = 3*(dlat+1)+(dlon+1)
-        nxt = src.read_tile(t + 1, (j, j + 1), (i, i + 1), halo=0).reshape(-1)
+        both = src.read_tile_window(t, 2, (j, j + 1), (i, i + 1), halo=1)  # [2, 3, 3, n_state] at t, t+1
+        tile = np.ascontiguousarray(both[0].reshape(9, -1))  # token = 3*(dlat+1)+(dlon+1)
+        nxt = np.ascontiguousarray(both[1, 1, 1])  # the centre column at t+1
         return {
             "x_tile": torch.from_numpy(tile),
             "static_tile": torch.from_numpy(self._static[jj, ii].reshape(9, -1)),
