@@ -1,0 +1,12 @@
+"""NetCDF data: lazy reading (CF and CAM history files), statistics, column tiles, datasets.
+
+Submodules: ``source`` (DataSource, open_source), ``stats`` (statistics; CLI),
+``columns`` / ``prepare_columns`` (tile shards; CLI), ``datasets`` (torch).
+Only the reader is imported here, so ``python -m mlscam.data.stats`` runs cleanly.
+"""
+from __future__ import annotations
+
+from mlscam.data.errors import DataError
+from mlscam.data.source import DataSource, check_compatible, open_source
+
+__all__ = ["DataError", "DataSource", "open_source", "check_compatible"]

@@ -1,0 +1,74 @@
+"""mlscam.data.stats: streaming statistics equal numpy's; NetCDF round trip; layout check."""
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pytest
+
+from mlscam.config import DataConfig
+from mlscam.data.errors import DataError
+from mlscam.data.source import open_source
+from mlscam.data.stats import compute_stats, load_stats, run, write_stats
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+from mlscam.normalization import Normalization
+from synthetic import canonical_state, make_fields, write_file
+
+GRID = LatLonGrid.equiangular(4, 8)
+
+
+def _two_files(tmp_path):
+    xs = []
+    for n, t0 in enumerate((0.0, 24.0)):
+        f = make_fields(4, GRID, 3, seed=n)
+        write_file(tmp_path / f"s{n}.nc", f, GRID, [t0 + 6.0 * k for k in range(4)], levels=[0.2, 0.5, 0.9], flip_lat=True)
+        xs.append(canonical_state(f))
+    return np.concatenate(xs).astype(np.float64)  # [8, nlat, nlon, n_state]
+
+
+def test_stats_equal_numpy(tmp_path):
+    x = _two_files(tmp_path)
+    with open_source(DataConfig(files=(str(tmp_path / "s*.nc"),))) as src:
+        norm, extras = compute_stats(src, progress=False)
+    flat = x.reshape(-1, x.shape[-1])
+    dx = (x[1:] - x[:-1]).reshape(-1, x.shape[-1])  # tendencies cross the file boundary too
+    np.testing.assert_allclose(norm.state_mean, flat.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(norm.state_std, flat.std(0), rtol=1e-6)
+    np.testing.assert_allclose(norm.tendency_mean, dx.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(norm.tendency_std, dx.std(0), rtol=1e-6)
+    assert extras["state_count"] == 8 * 32 and extras["tendency_count"] == 7 * 32
+    np.testing.assert_array_equal(extras["state_max"], flat.max(0))
+
+
+def test_write_load_round_trip_and_file_layout(tmp_path):
+    _two_files(tmp_path)
+    cfg = DataConfig(files=(str(tmp_path / "s*.nc"),), stats_path=str(tmp_path / "out" / "stats.nc"))
+    norm = run(cfg, progress=False)
+    with open_source(cfg) as src:
+        layout = src.layout
+    back = load_stats(cfg.stats_path, layout)
+    for f in ("state_mean", "state_std", "tendency_mean", "tendency_std"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(norm, f))
+    with netCDF4.Dataset(cfg.stats_path) as ds:
+        assert ds["temperature_state_mean"].dimensions == ("level",)
+        assert ds["temperature_state_mean"].units == "K"
+        assert ds["surface_pressure_state_std"].dimensions == ()
+        np.testing.assert_array_equal(ds["temperature_state_mean"][:], norm.state_mean[6:9])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stats.nc"]  # no temporary left
+
+
+def test_load_stats_refuses_other_layout(tmp_path):
+    layout = ColumnLayout(("u",), ("ps",), (0.5, 0.9))
+    write_stats(tmp_path / "st.nc", Normalization.identity(3), layout)
+    other = ColumnLayout(("u",), ("ps",), (0.4, 0.9))
+    with pytest.raises(DataError, match=r"another layout.*levels \[0\.5, 0\.9\].*\[0\.4, 0\.9\]"):
+        load_stats(str(tmp_path / "st.nc"), other)
+
+
+def test_constant_channel_is_a_clear_error(tmp_path):
+    f = make_fields(3, GRID, 3, seed=0)
+    f["surface_pressure"][:] = 1e5
+    write_file(tmp_path / "c.nc", f, GRID, [0.0, 6.0, 12.0], levels=[0.2, 0.5, 0.9])
+    with open_source(DataConfig(files=(str(tmp_path / "c.nc"),))) as src:
+        with pytest.raises(DataError, match=r"state standard deviation is 0 for channels \['surface_pressure'\]"):
+            compute_stats(src, progress=False)
