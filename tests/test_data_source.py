@@ -252,5 +252,6 @@ def test_missing_file_and_bad_name_map(tmp_path):
     with pytest.raises(DataError, match=r"no file matches .*nothing_\*\.nc"):
         open_source(cfg([str(tmp_path / "nothing_*.nc")]))
     path, _ = cf_file(tmp_path)
-    with pytest.raises(DataError, match=r"file_names_2d has 2 names.*variables_2d has 1"):
+    # a name map of the wrong length is refused by &data itself, before any file is opened
+    with pytest.raises(ValueError, match=r"file_names_2d = 'PS', 'TS': must be empty or give one name per entry"):
         open_source(cfg([path], file_names_2d=("PS", "TS")))
