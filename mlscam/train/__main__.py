@@ -1,0 +1,36 @@
+"""``python -m mlscam.train NAMELIST [--set group.key=value ...]``: train a model."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError, add_config_arguments, config_from_args
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlscam.train", description=__doc__)
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    from ..model.summary import summarize  # after the namelist is known to be good
+    from .build import build_trainer
+
+    try:
+        trainer = build_trainer(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summarize(trainer.model, trainer.layout))
+    result = trainer.run()
+    print(f"trained {result.steps} steps in {result.wall_seconds:.1f} s; best validation loss "
+          f"{result.best_val_loss:.4g}; checkpoints: {result.last_checkpoint}"
+          + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
