@@ -156,5 +156,19 @@ def test_misuse_is_a_clear_error():
     with pytest.raises(FakeWorldError, match=r"wait called without start"):
         run_fake_world(2, no_start, timeout=5)
 
+    def start_twice(comm):
+        exchange = HaloExchange(HaloPlan.build(d, comm.Get_rank()), comm)
+        exchange.start(np.zeros((1, 16, 2)))
+        exchange.start(np.zeros((1, 16, 2)))
+
+    with pytest.raises(FakeWorldError, match=r"start called twice without wait"):
+        run_fake_world(2, start_twice, timeout=5)
+
+    def integer_data(comm):
+        HaloExchange(HaloPlan.build(d, comm.Get_rank()), comm).start(np.zeros((1, 16, 2), dtype=np.int32))
+
+    with pytest.raises(FakeWorldError, match=r"supports float32 and float64, got int32"):
+        run_fake_world(2, integer_data, timeout=5)
+
     with pytest.raises(ValueError, match=r"rank 2 is not in the decomposition of 2 ranks"):
         HaloPlan.build(d, 2)
