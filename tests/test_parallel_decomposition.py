@@ -129,3 +129,17 @@ def test_decomposition_from_host_gathers_every_ranks_bounds():
     results = run_fake_world(4, lambda comm: decomposition_from_host(comm, 4, 8, bounds[comm.Get_rank()]))
     assert all(d.tiles == results[0].tiles for d in results)
     assert [t.bounds for t in results[0].tiles] == bounds
+
+
+def test_bad_host_bounds_fail_identically_on_every_rank():
+    bounds = [(0, 2, 0, 5), (0, 2, 4, 8), (2, 4, 0, 8)]  # ranks 0 and 1 overlap at longitude 4
+
+    def fn(comm):
+        try:
+            decomposition_from_host(comm, 4, 8, bounds[comm.Get_rank()])
+        except ValueError as exc:
+            return str(exc)
+        return "no error"
+
+    messages = run_fake_world(3, fn)
+    assert len(set(messages)) == 1 and "owned by more than one rank" in messages[0]

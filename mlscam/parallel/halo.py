@@ -180,6 +180,9 @@ class HaloExchange:
     float32 or float64, any ``B >= 1``) posts the messages; ``wait()`` returns
     ``z_src [B, n_local + n_halo, L]`` of the same kind, dtype and device.
     Collective over ``comm``: every rank must call start/wait in step.
+    Torch tensors are detached and copied through host memory: the exchange is
+    not differentiable (training through it needs an autograd wrapper whose
+    backward sends the halo gradients back with the reversed plan).
     """
 
     def __init__(self, plan: HaloPlan, comm: Any, tag: int = HALO_TAG):
