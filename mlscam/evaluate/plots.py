@@ -146,7 +146,7 @@ def plot_spectra(result: dict, var: str, path, level: str | None = None, max_lea
         ax.loglog(k[1:], f[1:], color=f"C{n}", label=f"forecast, lead {float(lead):g} h")
         ax.loglog(k[1:], t[1:], color=f"C{n}", ls="--", label=f"truth, lead {float(lead):g} h")
     u = result["meta"].get("units", {}).get(var, "")
-    ticks = [t for t in (1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500) if t <= k[-1]]
+    ticks = [t for t in (1, 2, 3, 4, 6, 10, 20, 30, 50, 100, 200, 500) if t <= k[-1]]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
     ax.xaxis.set_minor_formatter(NullFormatter())
