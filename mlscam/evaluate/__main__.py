@@ -1,0 +1,7 @@
+"""``python -m mlscam.evaluate --forecast F.nc --truth T.nc --out DIR``."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
