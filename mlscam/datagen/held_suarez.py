@@ -101,7 +101,13 @@ def _created() -> str:
 
 def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progress: bool = True) -> CourantTable:
     """Simulate ``run`` and write it to ``output`` (atomically). Returns the Courant table."""
-    from mlscam.datagen.dycore import FILTER, HeldSuarezModel, dinosaur_version, jax_version
+    try:
+        from mlscam.datagen.dycore import FILTER, HeldSuarezModel, dinosaur_version, jax_version
+    except ImportError as err:
+        raise ImportError(
+            f"the Held-Suarez generator needs the dinosaur dynamical core ({err}); "
+            "install it with `pip install .[datagen]` (or `pip install dinosaur`)"
+        ) from err
 
     model = HeldSuarezModel(run.resolution, run.levels, run.dt_minutes)
     steps = _steps_per_interval(run.interval_hours, model.dt_minutes)
