@@ -139,7 +139,8 @@ class ModelConfig(Group):
                       f"must divide latent_dim = {self.latent_dim}")
 
 
-_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "latent_mse")
+_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "latent_mse",
+               "reconstruction")
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class LossConfig(Group):
     vicreg: float = _f(0.0, "VICReg between predicted and encoded-truth latent increments")
     tendency_mse: float = _f(0.0, "MSE of the tendency decoder's output against true normalised tendencies")
     latent_mse: float = _f(0.0, "MSE between predicted latent and encoded truth")
+    reconstruction: float = _f(0.0, "MSE of decode(encode(x)) against x: keeps the latent space an autoencoder's, "
+                                    "so stepped latents stay decodable")
     barlow_lambda: float = _f(5e-3, "Barlow Twins off-diagonal weight")
     vicreg_sim: float = _f(25.0, "VICReg invariance weight")
     vicreg_var: float = _f(25.0, "VICReg variance weight")

@@ -13,6 +13,7 @@ term              inputs                              loss
 ``vicreg``        ``pred_dz, true_dz``                ``vicreg_loss()["total"]``
 ``tendency_mse``  ``pred_tendency, true_tendency``    ``mse_loss`` (area weighted)
 ``latent_mse``    ``pred_z, true_z``                  ``mse_loss`` (area weighted)
+``reconstruction`` ``pred_recon, true_recon``         ``mse_loss`` of decode(encode(x)) vs x
 ================  ==================================  =============================
 
 A term is computed only when its weight is non-zero.  The total is
@@ -58,6 +59,7 @@ TERM_INPUTS: dict[str, tuple[str, str]] = {
     "vicreg": ("pred_dz", "true_dz"),
     "tendency_mse": ("pred_tendency", "true_tendency"),
     "latent_mse": ("pred_z", "true_z"),
+    "reconstruction": ("pred_recon", "true_recon"),
 }
 
 _TARGET_BRANCH = ("true_dz", "true_z")
@@ -92,7 +94,7 @@ class LossComputer:
 
     def _term(self, name: str, pred: Tensor, true: Tensor, weights: Optional[Tensor], reduce: Optional[Reduce]):
         c = self.config
-        if name == "mse" or name == "tendency_mse" or name == "latent_mse":
+        if name in ("mse", "tendency_mse", "latent_mse", "reconstruction"):
             return mse_loss(pred, true, weights=weights, reduce=reduce)
         if name == "mae":
             return mae_loss(pred, true, weights=weights, reduce=reduce)
@@ -115,6 +117,8 @@ class LossComputer:
         true_tendency: Optional[Tensor] = None,
         pred_z: Optional[Tensor] = None,
         true_z: Optional[Tensor] = None,
+        pred_recon: Optional[Tensor] = None,
+        true_recon: Optional[Tensor] = None,
         weights: Optional[Tensor] = None,
         reduce: Optional[Reduce] = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -125,6 +129,7 @@ class LossComputer:
           pred_dz, true_dz: predicted and encoded-truth latent increments ``[..., ncol, D]``.
           pred_tendency, true_tendency: tendency-decoder output and true normalised tendencies ``[..., ncol, C]``.
           pred_z, true_z: predicted latent and encoded truth ``[..., ncol, D]``.
+          pred_recon, true_recon: ``decode(encode(x))`` and the normalised state ``x`` ``[..., ncol, C]``.
           weights: area weights broadcastable to ``[..., ncol]`` (used by mse, mae, ccc, ccc_latent,
             tendency_mse, latent_mse; Barlow Twins and VICReg are unweighted).
           reduce: sum over ranks of local sums (see ``mlscam.losses``); None when serial.
@@ -147,6 +152,8 @@ class LossComputer:
             "true_tendency": true_tendency,
             "pred_z": pred_z,
             "true_z": true_z,
+            "pred_recon": pred_recon,
+            "true_recon": true_recon,
         }
         for term, w in self.weights.items():
             missing = [n for n in TERM_INPUTS[term] if inputs[n] is None]

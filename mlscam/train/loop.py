@@ -124,7 +124,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"loss": float(loss), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
+        return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -138,10 +138,13 @@ class Trainer:
         return totals
 
     # -- the loop -------------------------------------------------------------
-    def run(self) -> TrainResult:
+    def run(self, *, stop_at: int | None = None) -> TrainResult:
+        """Train until ``train.max_steps`` (or until step ``stop_at``, as if interrupted there, with
+        ``last.pt`` written so that a resumed run continues exactly)."""
         from tqdm.auto import tqdm
 
         t = self.config.train
+        end = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         last, best = self.out_dir / "last.pt", self.out_dir / "best.pt"
         log_path = self.out_dir / "train_log.jsonl"
@@ -150,7 +153,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress, desc=f"train[{t.mode}]",
                    dynamic_ncols=True)
         with open(log_path, "a") as logf:
-            while self.step < t.max_steps:
+            while self.step < end:
                 rec = {"step": self.step + 1, **self.train_step()}
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k not in ("step", "lr")}, refresh=False)
@@ -167,7 +170,7 @@ class Trainer:
                     bar.write(f"step {self.step}: val loss {val['loss']:.4g} (best {self.best_val:.4g})")
                 self.history.append(rec)
                 logf.write(json.dumps(rec) + "\n")
-                if self.step % t.checkpoint_every == 0 or self.step == t.max_steps:
+                if self.step % t.checkpoint_every == 0 or self.step == end:
                     save_checkpoint(last, self.checkpoint())
                 if do_val and 0 < t.early_stopping_patience <= self.bad_validations:
                     bar.write(f"early stopping at step {self.step}: no improvement in "

@@ -26,7 +26,7 @@ __all__ = ["Objective", "needs_latent_truth"]
 
 def needs_latent_truth(loss_cfg) -> bool:
     """Whether any latent-consistency term needs the encoded truth."""
-    return any(getattr(loss_cfg, k) != 0 for k in ("ccc_latent", "barlow", "vicreg", "latent_mse"))
+    return any(getattr(loss_cfg, k) != 0 for k in ("ccc_latent", "barlow", "vicreg", "latent_mse", "reconstruction"))
 
 
 @dataclass
@@ -61,8 +61,8 @@ class Objective:
             [torch.as_tensor(st[name].reshape(-1), **f32) for name in self.layout.static_features], dim=-1
         ) if self.layout.static_features else torch.zeros(self.grid.ncol, 0)
         stencil = self.grid.stencil()
-        self._tile_index = torch.as_tensor(stencil.index)
-        self._crossed = torch.as_tensor(stencil.crossed_pole)
+        self._tile_index = torch.tensor(stencil.index)
+        self._crossed = torch.tensor(stencil.crossed_pole)
         self._area = torch.as_tensor(self.grid.area_weights().reshape(-1), **f32)
 
     def to(self, device) -> "Objective":
@@ -92,14 +92,16 @@ class Objective:
     def __call__(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one batch and its terms (detached floats, averaged over rollout steps)."""
         if self.mode == "single_column":
-            return self._single_column(batch)
+            loss, terms = self._single_column(batch)
+            return loss, {name: float(v) for name, v in terms.items()}
         return self._global(batch)
 
     def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency, weights):
         """Loss terms of one step; ``true_z`` is the encoded truth (None when no latent term is on)."""
         extra = {}
         if true_z is not None:
-            extra = dict(true_dz=true_z - z_prev_true, pred_dz=pred_dz, true_z=true_z, pred_z=pred_z)
+            extra = dict(true_dz=true_z - z_prev_true, pred_dz=pred_dz, true_z=true_z, pred_z=pred_z,
+                         pred_recon=self.model.decoder(true_z), true_recon=true_state)
         return self.loss(
             pred_state=pred_state, true_state=true_state,
             pred_tendency=pred_tendency, true_tendency=true_tendency,
