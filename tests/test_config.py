@@ -98,7 +98,7 @@ def test_wrong_type_shows_key_value_and_what_is_allowed(tmp_path, text, message)
     ("&data variables_3d = 'u', 'u' /", "data.variables_3d = 'u', 'u': names must be unique; repeated: u"),
     ("&loss mse = -1 /", "loss.mse = -1.0: must be >= 0.0"),
     ("&loss mse = 0 /", "loss.mse = 0.0: every loss weight is 0; give at least one of mse, mae, ccc, "
-                        "ccc_latent, barlow, vicreg, tendency_mse, latent_mse a weight > 0"),
+                        "ccc_latent, barlow, vicreg, tendency_mse, latent_mse, reconstruction a weight > 0"),
     ("&rollout output_nc_path = 'mlscam:x.nc' /", "rollout.output_nc_path = 'mlscam:x.nc': package assets are "
                                                   "read-only; give a path (relative paths go under output.directory)"),
     ("&mlscam host_groups = 'model' /", "mlscam.host_groups = 'model': model is an mlscam group and cannot be a host group"),
