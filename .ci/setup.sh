@@ -20,6 +20,6 @@ if ! $PY -c 'import torch' >/dev/null 2>&1; then
     echo "[setup] pip install torch==2.13.0 (the CPU wheel)"
     $PY -m pip install -q $findlinks torch==2.13.0
 fi
-echo "[setup] pip install -e .[test]"
-$PY -m pip install -q $findlinks -e '.[test]'
+echo "[setup] pip install -e .[test,datagen]"
+$PY -m pip install -q $findlinks -e '.[test,datagen]'
 echo "[setup] done"

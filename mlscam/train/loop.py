@@ -156,7 +156,9 @@ class Trainer:
             while self.step < end:
                 rec = {"step": self.step + 1, **self.train_step()}
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k not in ("step", "lr")}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items()
+                                 if k not in ("step", "lr", "total", "grad_norm") and not k.endswith("_weighted")},
+                                refresh=False)
                 do_val = self.val_batches is not None and t.val_every > 0 and (
                     self.step % t.val_every == 0 or self.step == t.max_steps)
                 if do_val:
