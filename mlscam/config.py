@@ -194,6 +194,8 @@ class TrainConfig(Group):
     checkpoint_dir: str = _f("checkpoints", "where best.pt and last.pt go", path="output")
     checkpoint_every: int = _f(100, "write last.pt every this many steps")
     resume: str = _f("", "checkpoint to resume from exactly", path="input")
+    init_from: str = _f("", "checkpoint whose weights start this run (fresh optimizer and schedule: fine-tuning, "
+                            "e.g. global_rollout after global)", path="input")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
     seed: int = _f(0, "seed of initialisation, sampling and noise")
 

@@ -124,3 +124,17 @@ def test_resume_is_bit_for_bit(problem, tmp_path):
     # the learning rate really changed along the way (the schedule is part of what resumes)
     lrs = [h["lr"] for h in straight.history]
     assert len(set(lrs)) > 6
+
+
+def test_init_from_starts_a_new_run_from_weights(problem, tmp_path):
+    first = build_trainer(make_config(problem, "global", 3, out=tmp_path / "a"))
+    first.run()
+    ck = tmp_path / "a" / "ck" / "last.pt"
+    tuned = build_trainer(make_config(problem, "global_rollout", 3, out=tmp_path / "b",
+                                      overrides=[f"train.init_from={ck}"]))
+    assert tuned.step == 0  # a new run: fresh optimizer and schedule ...
+    a, b = first.model.state_dict(), tuned.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # ... from the first run's weights
+    with pytest.raises(ValueError, match="resume and init_from are both set"):
+        build_trainer(make_config(problem, "global", 3, out=tmp_path / "c",
+                                  overrides=[f"train.init_from={ck}", f"train.resume={ck}"]))

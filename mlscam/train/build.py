@@ -70,8 +70,13 @@ def build_trainer(cfg: Config, *, device: str | torch.device | None = None, prog
     trainer = Trainer(cfg, layout=source.layout, grid=source.grid, normalization=norm,
                       dt_seconds=source.dt_seconds, train_batches=train_batches, val_batches=val_batches,
                       device=device, reduce=reduce, progress=progress)
+    if t.resume and t.init_from:
+        raise ValueError("&train resume and init_from are both set; resume continues a run exactly, init_from "
+                         "starts a new run from its weights: set only one")
     if t.resume:
         trainer.resume_from(t.resume)
+    elif t.init_from:
+        trainer.init_weights_from(t.init_from)
     return trainer
 
 

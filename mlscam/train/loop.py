@@ -105,6 +105,13 @@ class Trainer:
         self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
         torch.set_rng_state(ts["torch_rng"])
 
+    def init_weights_from(self, path) -> None:
+        """Start from another run's weights (same layout and model shape); optimizer and schedule start fresh."""
+        ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
+        if ckpt.config.model != self.config.model:
+            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model")
+        self.model.load_state_dict(ckpt.state_dict)
+
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
 
