@@ -122,3 +122,22 @@ def test_allreduce_sum_backward_is_a_sum_allreduce():
     for s, g in out:
         np.testing.assert_array_equal(s, s_expected)
         np.testing.assert_array_equal(g, 3 * 2 * s_expected)
+
+
+def test_halo_exchange_of_bfloat16_keeps_the_dtype_and_values():
+    """Under bf16 autocast latents are bfloat16: they travel as float32 and come back exactly."""
+    decomp = Decomposition.cartesian(NLAT, NLON, 2)
+    z = torch.randn(1, NLAT * NLON, 2).to(torch.bfloat16)
+    stencil = LatLonGrid.equiangular(NLAT, NLON).stencil()
+
+    def fn(comm):
+        plan = HaloPlan.build(decomp, comm.Get_rank())
+        zl = z[:, decomp.local_columns(comm.Get_rank())].clone().requires_grad_(True)
+        z_src = halo_exchange(zl, HaloExchange(plan, comm))
+        z_src.float().sum().backward()
+        own = decomp.local_columns(comm.Get_rank())
+        tiles_ok = torch.equal(z_src[:, np.array(plan.tile_index)], z[:, np.array(stencil.index[own])])
+        return z_src.dtype, zl.grad.dtype, tiles_ok
+
+    for dtype, gdtype, ok in run_fake_world(2, fn):
+        assert dtype == gdtype == torch.bfloat16 and ok

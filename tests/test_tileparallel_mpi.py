@@ -73,18 +73,20 @@ def test_loss_and_gradients_under_mpirun_equal_serial(nranks, data_path, tmp_pat
             assert loss_err <= tol, (mode, dtype, loss_err)
 
 
-def _losses(log: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in map(json.loads, log.read_text().splitlines())}
+def _losses(log: Path, key: str = "loss") -> dict[int, float]:
+    return {r["step"]: r[key] for r in map(json.loads, log.read_text().splitlines()) if key in r}
 
 
 @pytest.mark.mpi
 def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
     """2 steps on 2 ranks, then 2 more on 4 ranks from the 2-rank last.pt == 4 serial steps (float32)."""
-    from mlscam.config import config_to_namelist
+    from mlscam.config import config_from_dict, config_to_namelist
     from mlscam.train import train
 
-    cfg = case.config(data_path, "global_rollout", max_steps=4, checkpoint_every=1, val_every=0,
-                      checkpoint_dir=str(tmp_path / "serial"))
+    d = case.config_dict(data_path, "global_rollout", max_steps=4, checkpoint_every=1, val_every=2, val_batches=1,
+                         checkpoint_dir=str(tmp_path / "serial"))
+    d["data"]["val_files"] = [data_path]  # validation (eval mode, no gradients) runs tiled too
+    cfg = config_from_dict(d)
     nml = tmp_path / "run.nml"
     nml.write_text(config_to_namelist(cfg))
     import torch
@@ -109,5 +111,11 @@ def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
     print("resume 2 ranks -> 4 ranks vs serial, relative loss differences per step:", rel)
     assert max(rel.values()) <= F32_LOSS_RTOL, rel
     assert serial[4] != serial[1]  # training moved the loss
-    # one checkpoint per run directory, written by rank 0 only: no per-rank files
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["last.pt", "train_log.jsonl"]
+    val_serial = _losses(tmp_path / "serial" / "train_log.jsonl", "val_loss")
+    val_parallel = {**_losses(tmp_path / "a" / "train_log.jsonl", "val_loss"),
+                    **_losses(tmp_path / "b" / "train_log.jsonl", "val_loss")}
+    assert sorted(val_serial) == sorted(val_parallel) == [2, 4]
+    for s in val_serial:
+        assert abs(val_parallel[s] - val_serial[s]) <= F32_LOSS_RTOL * abs(val_serial[s]), (val_parallel, val_serial)
+    # checkpoints written by rank 0 only: no per-rank files
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["best.pt", "last.pt", "train_log.jsonl"]

@@ -85,16 +85,22 @@ def test_rank_local_gradients_alone_are_not_the_serial_gradient(data_path):
     assert _max_rel({n: 2 * v for n, v in gn.items()}, g1) > 0.5
 
 
-def test_owned_tile_batches_partition_the_serial_batch(data_path, tmp_path):
+@pytest.mark.parametrize("kind", ["on_the_fly", "shards"])
+def test_owned_tile_batches_partition_the_serial_batch(data_path, tmp_path, kind):
     """single_column: every rank keeps the drawn tiles whose centre it owns; together they are the serial batch."""
-    from mlscam.data.datasets import OnTheFlyTiles
+    from mlscam.data.datasets import ColumnTiles, OnTheFlyTiles
+    from mlscam.data.prepare_columns import write_columns
     from mlscam.data.source import open_source
     from mlscam.parallel import Decomposition, HaloPlan
     from mlscam.train.batches import TileBatches
 
     cfg = case.config(data_path, "single_column", batch_size=16)
     source = open_source(cfg.data)
-    store = OnTheFlyTiles(source, seed=5)
+    if kind == "shards":
+        write_columns(source, str(tmp_path / "cols"), columns_per_time=20, seed=1, shard_size=64, progress=False)
+        store = ColumnTiles(str(tmp_path / "cols"))
+    else:
+        store = OnTheFlyTiles(source, seed=5)
     serial = TileBatches(store, batch_size=16, seed=case.SEED)(7)
     d = Decomposition.cartesian(case.NLAT, case.NLON, 4, (2, 2))
     parts = []
@@ -112,7 +118,9 @@ def test_owned_tile_batches_partition_the_serial_batch(data_path, tmp_path):
     assert key(merged) == key(serial["x_tile"])
 
 
-def test_single_column_tiled_equals_serial_float64(data_path):
+@pytest.mark.parametrize("batch_size,nranks,layout", [(12, 3, (3, 1)), (1, 4, (2, 2))])
+def test_single_column_tiled_equals_serial_float64(data_path, batch_size, nranks, layout):
+    """Includes ranks whose local batch is empty (batch_size=1 on 4 ranks)."""
     from mlscam.data.datasets import OnTheFlyTiles
     from mlscam.parallel import Decomposition, HaloPlan
     from mlscam.train.batches import TileBatches
@@ -122,29 +130,29 @@ def test_single_column_tiled_equals_serial_float64(data_path):
     store = OnTheFlyTiles(source, seed=5)
     serial_model = copy.deepcopy(model).double()
     obj = objective_to_dtype(case.objective(cfg, source, norm, serial_model), torch.float64)
-    b = TileBatches(store, batch_size=12, seed=case.SEED)(2)
+    b = TileBatches(store, batch_size=batch_size, seed=case.SEED)(2)
     loss1, _ = obj({k: (v.double() if v.is_floating_point() else v) for k, v in b.items()})
     loss1.backward()
     g1 = {n: p.grad.numpy().copy() for n, p in serial_model.named_parameters()}
-    d = Decomposition.cartesian(case.NLAT, case.NLON, 3, (3, 1))
+    d = Decomposition.cartesian(case.NLAT, case.NLON, nranks, layout)
     batches = []
-    for r in range(3):
-        ctx = TileContext(comm=_RankOnly(r, 3), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
-        batches.append(OwnedTileBatches(store, ctx, nlon=case.NLON, batch_size=12, seed=case.SEED, n_state=7,
-                                        n_static=2)(2))
+    for r in range(nranks):
+        ctx = TileContext(comm=_RankOnly(r, nranks), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
+        batches.append(OwnedTileBatches(store, ctx, nlon=case.NLON, batch_size=batch_size, seed=case.SEED,
+                                        n_state=7, n_static=2)(2))
+    assert sum(b_["x_tile"].shape[0] for b_ in batches) == batch_size
 
     def fn(comm):
-        tile = TileContext.build(comm, case.NLAT, case.NLON, (3, 1))
+        tile = TileContext.build(comm, case.NLAT, case.NLON, layout)
         m = copy.deepcopy(model).double()
         o = objective_to_dtype(case.objective(cfg, source, norm, m, tile=tile), torch.float64)
         batch = {k: (v.double() if v.is_floating_point() else v) for k, v in batches[comm.Get_rank()].items()}
         loss, _ = o(batch)
         loss.backward()
-        return float(loss), {n: p.grad.numpy().copy() for n, p in m.named_parameters()}
+        return float(loss.detach()), {n: p.grad.numpy().copy() for n, p in m.named_parameters()}
 
-    out = run_fake_world(3, fn, timeout=120)
-    assert sum(b_["x_tile"].shape[0] for b_ in batches) == 12
+    out = run_fake_world(nranks, fn, timeout=120)
     for loss, _ in out:
         assert abs(loss - float(loss1)) <= 1e-12 * abs(float(loss1))
-    gn = {n: sum(o[1][n] for o in out) / 3 for n in g1}
+    gn = {n: sum(o[1][n] for o in out) / nranks for n in g1}
     assert _max_rel(gn, g1) <= 1e-10

@@ -73,23 +73,29 @@ def halo_exchange_backward(exchange: HaloExchange, g_src: np.ndarray, tag: int =
     return g_local
 
 
+_WIRE_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}  # numpy has no bfloat16
+
+
 class _HaloFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z_local: torch.Tensor, exchange: HaloExchange) -> torch.Tensor:
         ctx.exchange = exchange
-        return exchange.exchange(z_local)
+        wire = _WIRE_DTYPE.get(z_local.dtype, z_local.dtype)
+        return exchange.exchange(z_local.to(wire)).to(z_local.dtype)
 
     @staticmethod
     def backward(ctx, g_src: torch.Tensor):
-        g = halo_exchange_backward(ctx.exchange, g_src.detach().cpu().numpy())
-        return torch.from_numpy(g).to(device=g_src.device), None
+        wire = _WIRE_DTYPE.get(g_src.dtype, g_src.dtype)
+        g = halo_exchange_backward(ctx.exchange, g_src.detach().to(wire).cpu().numpy())
+        return torch.from_numpy(g).to(device=g_src.device, dtype=g_src.dtype), None
 
 
 def halo_exchange(z_local: torch.Tensor, exchange: HaloExchange) -> torch.Tensor:
     """Differentiable halo exchange: ``z_local [B, n_local, L] -> z_src [B, n_local + n_halo, L]``.
 
     Collective over ``exchange.comm`` in the forward and in the backward pass.
-    float32 or float64, any device (copied through host memory).
+    float32 or float64 (float16/bfloat16, e.g. under autocast, travel as float32
+    and come back in their dtype), any device (copied through host memory).
     """
     return _HaloFunction.apply(z_local, exchange)
 
