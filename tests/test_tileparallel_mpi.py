@@ -71,6 +71,12 @@ def test_loss_and_gradients_under_mpirun_equal_serial(nranks, data_path, tmp_pat
                   f"|L_N - L_1| / |L_1| = {loss_err:.3g}")
             assert err <= tol, (mode, dtype, err)
             assert loss_err <= tol, (mode, dtype, loss_err)
+    if nranks == 4:  # 2 time groups x 2 tiles: each group on one of the batch's 2 times
+        loss1, g1 = case.serial_loss_and_grads(data_path, "global_rollout", "float64")
+        got = np.load(tmp_path / "global_rollout_float64_groups2.npz")
+        err = max(np.abs(got[n] - g).max() for n, g in g1.items()) / max(np.abs(g).max() for g in g1.values())
+        print(f"N=4 as 2 time groups x 2 tiles, global_rollout float64: {err:.3g}")
+        assert err <= 1e-10 and abs(float(got["loss"]) - loss1) <= 1e-12 * abs(loss1)
 
 
 def _losses(log: Path, key: str = "loss") -> dict[int, float]:

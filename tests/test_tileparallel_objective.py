@@ -24,21 +24,24 @@ def data_path(tmp_path_factory):
     return case.write_data(tmp_path_factory.mktemp("tileparallel") / "synthetic.nc")
 
 
-def _fake_tiled(data_path, mode, nranks, layout, dtype="float64"):
+def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH):
     """Every rank's loss and the rank-averaged gradients (what GradientAverager computes)."""
+    from mlscam.parallel import Decomposition, HaloPlan
+
     cfg, source, norm, model = case.problem(data_path, mode)
     # netCDF reads happen here, in one thread: each rank's own tile at the serial sampler's times
     batches = []
-    for r in range(nranks):
-        from mlscam.parallel import Decomposition, HaloPlan
-
-        d = Decomposition.cartesian(case.NLAT, case.NLON, nranks, layout)
-        ctx = TileContext(comm=_RankOnly(r, nranks), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
-        batches.append(TiledGlobalBatches(source, ctx, steps=case.steps_of(mode), batch_size=case.BATCH,
+    per_group = nranks // time_groups
+    d = Decomposition.cartesian(case.NLAT, case.NLON, per_group, layout)
+    for w in range(nranks):
+        r = w % per_group
+        ctx = TileContext(comm=_RankOnly(r, per_group), decomposition=d, plan=HaloPlan.build(d, r), exchange=None,
+                          group=w // per_group, groups=time_groups)
+        batches.append(TiledGlobalBatches(source, ctx, steps=case.steps_of(mode), batch_size=batch_size,
                                           seed=case.SEED)(0))
 
     def fn(comm):
-        tile = TileContext.build(comm, case.NLAT, case.NLON, layout)
+        tile = TileContext.build(comm, case.NLAT, case.NLON, layout, time_groups)
         loss, m = case.tiled_local(cfg, source, norm, model, tile, dtype, batch=batches[comm.Get_rank()])
         return loss, {n: p.grad.detach().numpy().copy() for n, p in m.named_parameters()}
 
@@ -76,6 +79,38 @@ def test_tiled_loss_and_gradients_equal_serial_float64(data_path, mode, nranks, 
     assert len(losses) == nranks and len(set(losses)) == 1  # bit-identical on every rank (rank-ordered sums)
     assert _max_rel(gn, g1) <= 1e-10, _max_rel(gn, g1)
     assert min(np.abs(v).max() for v in g1.values()) > 0  # every parameter gets a gradient
+
+
+@pytest.mark.parametrize("mode", ["global", "global_rollout"])
+@pytest.mark.parametrize("nranks,groups,layout,batch", [(4, 2, (1, 2), 2), (6, 3, (2, 1), 4), (2, 2, (1, 1), 3)])
+def test_time_groups_equal_serial_float64(data_path, mode, nranks, groups, layout, batch):
+    """`groups` spatial groups, each on its share of the batch's times; statistics summed over all ranks."""
+    from mlscam.train.batches import GlobalBatches
+    from mlscam.train.tiled import objective_to_dtype
+
+    cfg, source, norm, model = case.problem(data_path, mode)
+    m = copy.deepcopy(model).double()
+    obj = objective_to_dtype(case.objective(cfg, source, norm, m), torch.float64)
+    loss1, _ = obj({"x": GlobalBatches(source, steps=case.steps_of(mode), batch_size=batch, seed=case.SEED)(0)["x"].double()})
+    loss1.backward()
+    g1 = {n: p.grad.numpy().copy() for n, p in m.named_parameters()}
+    losses, gn = _fake_tiled(data_path, mode, nranks, layout, time_groups=groups, batch_size=batch)
+    for loss in losses:
+        assert abs(loss - float(loss1)) <= 1e-12 * abs(float(loss1))
+    assert _max_rel(gn, g1) <= 1e-10, _max_rel(gn, g1)
+
+
+def test_time_groups_must_divide_the_ranks_and_fit_the_batch(data_path):
+    with pytest.raises(Exception, match=r"time_groups=3 must be >= 1 and divide the 4 ranks"):
+        run_fake_world(4, lambda comm: TileContext.build(comm, case.NLAT, case.NLON, (0, 0), 3))
+    with pytest.raises(ValueError, match=r"batch_size=2 is smaller than the 3 time groups"):
+        from mlscam.data.source import open_source
+        from mlscam.parallel import Decomposition, HaloPlan
+
+        d = Decomposition.cartesian(case.NLAT, case.NLON, 1)
+        ctx = TileContext(comm=_RankOnly(0, 1), decomposition=d, plan=HaloPlan.build(d, 0), exchange=None,
+                          group=0, groups=3)
+        TiledGlobalBatches(open_source(case.config(data_path).data), ctx, steps=1, batch_size=2, seed=0)
 
 
 def test_rank_local_gradients_alone_are_not_the_serial_gradient(data_path):

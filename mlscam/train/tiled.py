@@ -23,6 +23,10 @@ The same ``Trainer`` loop and ``Objective`` as a serial run, with four pieces sw
 * files: only rank 0 writes checkpoints and the log; a checkpoint holds no
   per-rank state and resumes on any rank count.
 
+Time groups (``TileContext.build(..., time_groups=G)``): ``G`` spatial groups
+of ``N/G`` ranks, group ``g`` on the times ``[g::G]`` of each batch, loss
+statistics summed over all ``N`` ranks (docs/parallel_training.md).
+
 The model has no dropout or noise, so nothing random depends on the rank.
 """
 from __future__ import annotations
@@ -51,21 +55,46 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TileContext:
-    """What a rank needs to know about its place in the decomposition."""
+    """What a rank needs to know about its place in the decomposition.
+
+    ``comm`` is the rank's *spatial group* (the ranks sharing the globe's tiles:
+    halo exchanges run over it); ``world`` holds every rank of the run (loss
+    statistics are summed over it).  Without time groups both are the same.
+    With ``time_groups = G``, the ``N`` world ranks form ``G`` spatial groups of
+    ``N / G`` ranks; group ``g`` (world ranks ``g P .. g P + P - 1``) takes the
+    times ``times(step)[g::G]`` of every batch.
+    """
 
     comm: Any
     decomposition: Decomposition
     plan: HaloPlan
     exchange: HaloExchange
+    world: Any = None
+    group: int = 0
+    groups: int = 1
+
+    def __post_init__(self):
+        if self.world is None:
+            self.world = self.comm
 
     @classmethod
-    def build(cls, comm: Any, nlat: int, nlon: int, layout=(0, 0)) -> "TileContext":
-        d = Decomposition.cartesian(nlat, nlon, comm.Get_size(), tuple(layout))
-        plan = HaloPlan.build(d, comm.Get_rank())
-        return cls(comm, d, plan, HaloExchange(plan, comm))
+    def build(cls, comm: Any, nlat: int, nlon: int, layout=(0, 0), time_groups: int = 1) -> "TileContext":
+        """Collective over ``comm`` (the world): splits it into ``time_groups`` spatial groups when > 1."""
+        size, world_rank = comm.Get_size(), comm.Get_rank()
+        if time_groups < 1 or size % time_groups:
+            raise ValueError(f"time_groups={time_groups} must be >= 1 and divide the {size} ranks; "
+                             f"choose a divisor of {size}")
+        group, spatial = 0, comm
+        if time_groups > 1:
+            group = world_rank // (size // time_groups)
+            spatial = comm.Split(group, world_rank)
+        d = Decomposition.cartesian(nlat, nlon, spatial.Get_size(), tuple(layout))
+        plan = HaloPlan.build(d, spatial.Get_rank())
+        return cls(spatial, d, plan, HaloExchange(plan, spatial), world=comm, group=group, groups=time_groups)
 
     @property
     def rank(self) -> int:
+        """This rank's index in its spatial group (= the tile it owns)."""
         return self.comm.Get_rank()
 
     @property
@@ -77,7 +106,8 @@ class TileContext:
 class TiledObjective(Objective):
     """``Objective`` on one rank's tile: batches ``x [B, K+1, nlat_tile, nlon_tile, S]``.
 
-    ``tile`` must be given; ``reduce`` defaults to the differentiable sum all-reduce over ``tile.comm``.
+    ``tile`` must be given; ``reduce`` defaults to the differentiable sum all-reduce over ``tile.world``
+    (every rank: with time groups the other groups' times are more samples of the same statistics).
     """
 
     tile: TileContext | None = None
@@ -87,7 +117,7 @@ class TiledObjective(Objective):
             raise ValueError("TiledObjective needs tile=TileContext(...)")
         super().__post_init__()
         if self.reduce is None:
-            self.reduce = make_reduce(self.tile.comm)
+            self.reduce = make_reduce(self.tile.world)
         own = torch.as_tensor(np.array(self.tile.plan.local_columns))
         self._static = self._static[own].contiguous()
         self._area = self._area[own].contiguous()
@@ -110,11 +140,15 @@ class TiledGlobalBatches:
     """The serial ``GlobalBatches`` times, own tile only: ``x [B, K+1, nlat_tile, nlon_tile, S]`` float32."""
 
     def __init__(self, source, tile: TileContext, *, steps: int, batch_size: int, seed: int, stream: int = 0):
+        if batch_size < tile.groups:
+            raise ValueError(f"batch_size={batch_size} is smaller than the {tile.groups} time groups: some group "
+                             f"would get no time; use &train batch_size >= {tile.groups}")
         self.serial = GlobalBatches(source, steps=steps, batch_size=batch_size, seed=seed, stream=stream)
         self.source, self.steps, self.tile = source, steps, tile
 
     def times(self, step: int) -> np.ndarray:
-        return self.serial.times(step)
+        """This rank's times of batch ``step``: the serial ones, ``[group::groups]``."""
+        return self.serial.times(step)[self.tile.group::self.tile.groups]
 
     def __call__(self, step: int) -> dict:
         t = self.tile.tile
@@ -155,6 +189,7 @@ class OwnedTileBatches:
     def indices(self, step: int) -> np.ndarray:
         """The tile indices of this rank in batch ``step`` (sorted)."""
         idx = np.sort(batch_rng(self.seed, step, self.stream).integers(0, len(self.store), size=self.batch_size))
+        idx = idx[self.tile.group::self.tile.groups]
         return idx[self._owner[_centre_columns(self.store, idx, self.nlon)] == self.tile.rank]
 
     def __call__(self, step: int) -> dict:
@@ -240,7 +275,8 @@ def build_tiled_trainer(cfg: Config, tile_comm: Any, *, device: str | torch.devi
     if code:
         raise ValueError(f"statistics: {text}")
     norm = tile_comm.bcast(norm, root=0)
-    tile = TileContext.build(tile_comm, source.grid.nlat, source.grid.nlon, cfg.parallel.layout)
+    time_groups = int(getattr(cfg.parallel, "time_groups", 1))  # &parallel time_groups once config.py has it
+    tile = TileContext.build(tile_comm, source.grid.nlat, source.grid.nlon, cfg.parallel.layout, time_groups)
     layout = source.layout
     if t.mode == "single_column":
         def owned(store, stream):

@@ -9,7 +9,8 @@ forward/backward of batch 0 on the rank's own tile, gradients averaged with
 gradients to ``OUT_DIR/<mode>_<dtype>.npz`` for the launcher to compare with
 the serial values.  Also checks, in float64, that halo gradients gathered from
 all ranks equal serial autograd, that every rank has the same loss and the same
-averaged gradients, and that torch.distributed runs on gloo.  Every check ends
+averaged gradients, and that torch.distributed runs on gloo.  On 4 ranks also
+two time groups of 2 tiles (``global_rollout_float64_groups2.npz``).  Every check ends
 in a collective ``agree``; rank 0 prints ``train_tileparallel_mpi: OK on N ranks``.
 """
 from __future__ import annotations
@@ -85,6 +86,14 @@ def check_training(comm, data: str, out_dir: str) -> list[str]:
                 problems.append(f"{mode} {dtype}: averaged gradients differ between ranks")
             if rank == 0:
                 np.savez(os.path.join(out_dir, f"{mode}_{dtype}.npz"), loss=loss, **grads)
+    if size == 4:  # two time groups of two tiles each, global_rollout, float64
+        cfg, source, norm, model = case.problem(data, "global_rollout")
+        tile = TileContext.build(comm, case.NLAT, case.NLON, (0, 0), time_groups=2)
+        loss, m = case.tiled_local(cfg, source, norm, model, tile, "float64")
+        GradientAverager(size)(m)
+        if rank == 0:
+            np.savez(os.path.join(out_dir, "global_rollout_float64_groups2.npz"), loss=loss,
+                     **{n: p.grad.detach().numpy() for n, p in m.named_parameters()})
     return problems
 
 
