@@ -125,3 +125,25 @@ def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
         assert abs(val_parallel[s] - val_serial[s]) <= F32_LOSS_RTOL * abs(val_serial[s]), (val_parallel, val_serial)
     # checkpoints written by rank 0 only: no per-rank files
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["best.pt", "last.pt", "train_log.jsonl"]
+
+
+@pytest.mark.mpi
+def test_a_failure_on_every_rank_exits_1_without_hanging(tmp_path):
+    """A missing data file under mpirun: every rank prints the agreed message and exits 1 (no hang)."""
+    from mlscam.config import config_to_namelist
+
+    nml = tmp_path / "run.nml"
+    nml.write_text(config_to_namelist(case.config(str(tmp_path / "missing.nc"), "global",
+                                                  checkpoint_dir=str(tmp_path / "ck"))))
+    mpirun, timeout = shutil.which("mpirun"), shutil.which("timeout")
+    if mpirun is None or timeout is None:
+        pytest.skip("mpirun or timeout is not installed")
+    cmd = [timeout, "-k", "10", str(MPI_TIMEOUT_S), mpirun, "--bind-to", "none", "-n", "2", sys.executable,
+           "-m", "mlscam.train", str(nml), "--set", "parallel.threads=1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    proc = subprocess.run(cmd, cwd=ROOT, env={**env, **ENV}, capture_output=True, text=True,
+                          timeout=MPI_TIMEOUT_S + 30)
+    assert proc.returncode not in (0, 124), proc.stdout + proc.stderr
+    for r in (0, 1):
+        assert f"error (rank {r} of 2): rank 0 of 2 failed: DataError: no file matches" in proc.stderr, proc.stderr
+    assert not (tmp_path / "ck").exists()

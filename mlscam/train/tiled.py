@@ -313,7 +313,7 @@ def run_parallel(cfg: Config, comm: Any, *, progress: bool | None = None):
     on and raised on every rank.
     """
     from ..parallel import agree, choose_device, choose_threads, configure_torch
-    from ..parallel.torchdist import init_torch_distributed
+    from ..parallel.torchdist import destroy_torch_distributed, init_torch_distributed
 
     device = choose_device(comm, cfg.parallel.device)
     configure_torch(device, choose_threads(comm, cfg.parallel.threads))
@@ -325,5 +325,9 @@ def run_parallel(cfg: Config, comm: Any, *, progress: bool | None = None):
         message = f"{type(e).__name__}: {e}"
     code, text = agree(comm, trainer is not None, message)
     if code:
+        destroy_torch_distributed()
         raise ValueError(text)
-    return trainer, trainer.run()
+    try:
+        return trainer, trainer.run()
+    finally:
+        destroy_torch_distributed()
