@@ -3,8 +3,8 @@
 The same ``Trainer`` loop and ``Objective`` as a serial run, with four pieces swapped in:
 
 * batches: :class:`TiledGlobalBatches` reads only the rank's own tile at the
-  times of the seeded serial sampler (``GlobalBatches.times(step)``), so every
-  rank processes the same times; in ``single_column`` mode
+  times of the seeded serial sampler (``GlobalBatches.times(step)``), so all
+  ranks of a spatial group process the same times; in ``single_column`` mode
   :class:`OwnedTileBatches` draws the serial batch of tile indices and keeps the
   tiles whose centre column the rank owns (the union over ranks is exactly the
   serial batch);
@@ -32,7 +32,6 @@ The model has no dropout or noise, so nothing random depends on the rank.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +47,7 @@ from .batches import GlobalBatches, batch_rng
 from .objective import Objective
 
 __all__ = ["TiledObjective", "TiledGlobalBatches", "OwnedTileBatches", "GradientAverager", "TileContext",
-           "build_tiled_trainer", "objective_to_dtype", "run_parallel"]
-
-log = logging.getLogger(__name__)
+           "broadcast_parameters", "build_tiled_trainer", "objective_to_dtype", "run_parallel"]
 
 
 @dataclass
