@@ -239,12 +239,15 @@ class ParallelConfig(Group):
     device: str = _f("auto", "'auto' (cuda:<node-local rank> if GPUs, else cpu), 'cpu' or 'cuda'")
     threads: int = _f(0, "torch threads per rank (0 = the cores the rank owns, at least 1)")
     deterministic: bool = _f(True, "deterministic algorithms (bit-for-bit across rank counts)")
+    time_groups: int = _f(1, "tile-parallel training: groups of ranks working on different times of each batch "
+                             "(must divide the number of ranks)")
 
     def _validate(self) -> None:
         self._require(len(self.layout) == 2 and min(self.layout) >= 0, "layout",
                       "must be two non-negative integers (ranks along lat, lon), e.g. 2, 4; 0, 0 = automatic")
         self._choice("device", ("auto", "cpu", "cuda"))
         self._at_least(0, "threads")
+        self._positive("time_groups")
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,27 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     from ..model.summary import summarize  # after the namelist is known to be good
+    from ..parallel.torchdist import LaunchError, launch_world
     from .build import build_trainer
 
+    try:
+        comm = launch_world()  # MPI.COMM_WORLD under mpirun/srun with N > 1, else None
+    except LaunchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if comm is not None:
+        from .tiled import run_parallel
+
+        try:
+            trainer, result = run_parallel(cfg, comm)
+        except ValueError as e:
+            print(f"error (rank {comm.Get_rank()} of {comm.Get_size()}): {e}", file=sys.stderr)
+            return 1
+        if comm.Get_rank() == 0:
+            print(summarize(trainer.model, trainer.layout))
+            print(f"trained {result.steps} steps on {comm.Get_size()} ranks in {result.wall_seconds:.1f} s; "
+                  f"best validation loss {result.best_val_loss:.4g}; checkpoints: {result.last_checkpoint}")
+        return 0
     try:
         trainer = build_trainer(cfg)
     except (ValueError, FileNotFoundError) as e:

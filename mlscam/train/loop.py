@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +82,9 @@ class Trainer:
         self.history: list[dict] = []
         self.progress = config.output.progress if progress is None else progress
         self.out_dir = Path(t.checkpoint_dir)
+        # tile-parallel hooks (mlscam.train.tiled): gradient averaging after backward; only the root writes files
+        self.after_backward = None
+        self.is_root = True
 
     # -- state ----------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -126,6 +130,8 @@ class Trainer:
                                      "lower &train lr or check the data and statistics for NaNs")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.after_backward is not None:
+            self.after_backward(self.model)
         clip = self.config.train.clip_grad_norm
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
         self.optimizer.step()
@@ -152,14 +158,17 @@ class Trainer:
 
         t = self.config.train
         end = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         last, best = self.out_dir / "last.pt", self.out_dir / "best.pt"
         log_path = self.out_dir / "train_log.jsonl"
         start = time.perf_counter()
         stopped = False
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress, desc=f"train[{t.mode}]",
-                   dynamic_ncols=True)
-        with open(log_path, "a") as logf:
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (self.progress and self.is_root),
+                   desc=f"train[{t.mode}]", dynamic_ncols=True)
+        write = save_checkpoint if self.is_root else (lambda path, ckpt: None)
+        say = bar.write if self.is_root else (lambda text: None)
+        with open(log_path, "a") if self.is_root else open(os.devnull, "w") as logf:
             while self.step < end:
                 rec = {"step": self.step + 1, **self.train_step()}
                 bar.update(1)
@@ -173,18 +182,18 @@ class Trainer:
                     rec.update({f"val_{k}": v for k, v in val.items()})
                     if val["loss"] < self.best_val:
                         self.best_val, self.bad_validations = val["loss"], 0
-                        save_checkpoint(best, self.checkpoint())
+                        write(best, self.checkpoint())
                     else:
                         self.bad_validations += 1
-                    bar.write(f"step {self.step}: val loss {val['loss']:.4g} (best {self.best_val:.4g})")
+                    say(f"step {self.step}: val loss {val['loss']:.4g} (best {self.best_val:.4g})")
                 self.history.append(rec)
                 logf.write(json.dumps(rec) + "\n")
                 if self.step % t.checkpoint_every == 0 or self.step == end:
-                    save_checkpoint(last, self.checkpoint())
+                    write(last, self.checkpoint())
                 if do_val and 0 < t.early_stopping_patience <= self.bad_validations:
-                    bar.write(f"early stopping at step {self.step}: no improvement in "
+                    say(f"early stopping at step {self.step}: no improvement in "
                               f"{self.bad_validations} validations")
-                    save_checkpoint(last, self.checkpoint())
+                    write(last, self.checkpoint())
                     stopped = True
                     break
         bar.close()

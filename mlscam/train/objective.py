@@ -126,7 +126,7 @@ class Objective:
     def _global(self, batch):
         x = batch["x"]  # [B, K+1, nlat, nlon, S]
         b, kp1 = x.shape[:2]
-        xn = self.normalize(x).reshape(b, kp1, self.grid.ncol, -1)
+        xn = self.normalize(x).flatten(2, 3)  # [B, K+1, ncol, S]; ncol = own columns when tiled
         static = self._static.expand(b, -1, -1)
         z = self.model.encoder(xn[:, 0], static)  # the only encode of a state that is stepped
         z_true_prev = z
@@ -136,7 +136,7 @@ class Objective:
             dz = self._advance(z)
             z = z + dz
             pred = self.model.decoder(z)
-            dx = (x[:, k] - x[:, k - 1]).reshape(b, self.grid.ncol, -1)
+            dx = (x[:, k] - x[:, k - 1]).flatten(1, 2)
             # encoded truth for the latent terms (never a decoded state)
             z_true = self.model.encoder(xn[:, k], static) if self.latent_truth else None
             loss_k, terms = self._terms(
