@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -232,7 +233,10 @@ class Component:
 
         def build() -> None:
             configure_torch(self.device, self.threads)
+            self._was_deterministic = torch.are_deterministic_algorithms_enabled()
             if config.parallel.deterministic:
+                if self.device.type == "cuda":  # cuBLAS needs a fixed workspace to be deterministic
+                    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 torch.use_deterministic_algorithms(True)
             self.model = ckpt.build_model().to(self.device)
             param = next(self.model.parameters())
@@ -524,7 +528,10 @@ class Component:
             self._owns_comm = False
 
     def finalize(self) -> None:
-        """Release the duplicated communicator and the model; idempotent. Later calls raise ComponentError."""
+        """Release the duplicated communicator and the model, restore torch's deterministic-algorithms setting.
+
+        Idempotent. Later calls raise ComponentError.
+        """
         if self._finalized:
             return
         self.comm.Barrier()
@@ -532,6 +539,8 @@ class Component:
         self._z = self._z_prev = None
         self.model = None
         self._free_comm()
+        if not getattr(self, "_was_deterministic", True):
+            torch.use_deterministic_algorithms(False)  # deterministic algorithms for the component's lifetime
 
 
 def describe(c: Component) -> str:
