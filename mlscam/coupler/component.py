@@ -26,6 +26,7 @@ import datetime as _dt
 import enum
 import os
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -140,7 +141,8 @@ class Component:
     :class:`Tile`), ``plan`` (:class:`HaloPlan`), ``dt_seconds``, ``device``,
     ``threads``, ``step_count``, ``rank``, ``size``, ``checkpoint_path``,
     ``checkpoint_hash``, ``initial_time`` / ``time_units`` / ``calendar``
-    (set by :meth:`set_state_from_file`, :meth:`read_restart` or :meth:`set_time`).
+    (set by :meth:`set_state_from_file`, :meth:`read_restart` or :meth:`set_time`),
+    ``timings`` (seconds this rank spent in halo exchanges and in latent compute during :meth:`step`).
     """
 
     def __init__(self):  # use Component.init
@@ -253,6 +255,7 @@ class Component:
 
         _collect(comm, build, "Component.init (model)")
         self.step_count = 0
+        self.timings = {"exchange": 0.0, "compute": 0.0}  # seconds spent in step(), this rank
         self.initial_time = None
         self.time_units = "hours since 2000-01-01 00:00:00"
         self.calendar = "standard"
@@ -426,10 +429,17 @@ class Component:
             self._require_state()
 
         self._collect(check, "step", Status.NO_STATE)
+        clock = time.perf_counter
         for _ in range(int(n)):
             z = self._z
+            t0 = clock()
             z_src = self._exchange.exchange(z)
+            t1 = clock()
             self._z = z + advance_columns(self.model.mixer, z_src, self._tile_index, self._crossed, self.chunk_size)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings["exchange"] += t1 - t0
+            self.timings["compute"] += clock() - t1
             self._z_prev = z
             self.step_count += 1
 
