@@ -153,3 +153,52 @@ def test_quicklook_png_next_to_the_forecast(case):
     assert main([case["nml"], "--output-nc-path", str(out), "--set", "output.quicklook=true", "--num-steps", "2"]) == 0
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_forecast_on_fake_ranks_equals_the_serial_driver(case):
+    """The same loop on 3 in-process ranks (host state via set_state + set_time) writes the serial file."""
+    import cftime
+
+    from component_case import config
+    from mlscam.coupler import Component
+    from mlscam.parallel import run_fake_world
+    from mlscam.rollout import run_forecast
+
+    d = case["dir"]
+    assert main([case["nml"], "--output-nc-path", str(d / "serial3.nc"), "--start-time", "2"]) == 0
+    x0 = initial_states()[2]
+    t0 = cftime.DatetimeNoLeap(2001, 3, 1, 12)
+
+    def rank_fn(comm):
+        c = Component.init(config(case["ckpt"], case["init"]), comm, bounds=[(0, 2, 0, 12), (2, 6, 0, 7),
+                                                                             (2, 6, 7, 12)][comm.Get_rank()])
+        t = c.tile
+        c.set_state(x0[t.lat0:t.lat1, t.lon0:t.lon1])
+        c.set_time(t0, "hours since 2001-03-01 00:00:00", "noleap")
+        path = run_forecast(c, num_steps=6, output_every=2, output_path=d / "fake3.nc", progress=False)
+        c.finalize()
+        return path
+
+    assert run_fake_world(3, rank_fn) == [d / "fake3.nc"] * 3
+    with xr.open_dataset(d / "serial3.nc") as a, xr.open_dataset(d / "fake3.nc") as b:
+        assert list(a.time.values) == list(b.time.values)
+        for v in VARS:
+            assert np.array_equal(a[v].values, b[v].values), v
+        assert b.attrs["mpi_ranks"] == 3
+
+
+def test_another_grid_needs_allow_other_grid(case, tmp_path, capsys):
+    from mlscam.grid import LatLonGrid
+    from synthetic import make_fields, write_file
+
+    g = LatLonGrid.equiangular(8, 16)
+    init = tmp_path / "t8x16.nc"
+    write_file(init, make_fields(1, g, 2, seed=3), g, [0.0], levels=[0.3, 0.8],
+               time_units="hours since 2001-03-01 00:00:00")
+    out = tmp_path / "f8x16.nc"
+    status = main([case["nml"], "--input-nc-path", str(init), "--output-nc-path", str(out)])
+    assert status != 0 and "grid" in capsys.readouterr().err and not out.exists()
+    assert main([case["nml"], "--input-nc-path", str(init), "--output-nc-path", str(out),
+                 "--set", "rollout.allow_other_grid=true", "--num-steps", "2"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds["temperature"].shape == (1, 2, 8, 16) and np.isfinite(ds["temperature"].values).all()

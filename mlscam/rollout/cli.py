@@ -69,10 +69,13 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
     rank = comm.Get_rank()
     component = None
     try:
-        component = Component.init(cfg, comm)
+        r = cfg.rollout
+        grid = None
+        if r.allow_other_grid and not r.restart_in:  # run on the initial state's grid (rank 0 reads it)
+            grid = comm.bcast(_input_grid(cfg) if rank == 0 else None, root=0)
+        component = Component.init(cfg, comm, grid=grid)
         if announce_every_rank or rank == 0:
             print(describe(component), flush=True)
-        r = cfg.rollout
         if r.restart_in:
             component.read_restart(r.restart_in)
         else:
@@ -104,3 +107,18 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
                   flush=True)
             abort(comm, 1)
         raise
+
+
+def _input_grid(cfg: Config):
+    """The grid of ``&rollout input_nc_path`` (None if it cannot be read: the component reports why)."""
+    from mlscam.data.ncfile import NcFile
+    from mlscam.data.source import name_maps
+
+    try:
+        f = NcFile(cfg.rollout.input_nc_path, *name_maps(cfg.data))
+    except Exception:  # noqa: BLE001 - set_state_from_file gives the full message on every rank
+        return None
+    try:
+        return f.grid
+    finally:
+        f.close()
