@@ -197,7 +197,9 @@ def test_another_grid_needs_allow_other_grid(case, tmp_path, capsys):
                time_units="hours since 2001-03-01 00:00:00")
     out = tmp_path / "f8x16.nc"
     status = main([case["nml"], "--input-nc-path", str(init), "--output-nc-path", str(out)])
-    assert status != 0 and "grid" in capsys.readouterr().err and not out.exists()
+    assert status == Status.CHECKPOINT and not out.exists()
+    err = capsys.readouterr().err
+    assert "is on a 8x16 grid, the component runs on 6x12" in err and "allow_other_grid = .true." in err
     assert main([case["nml"], "--input-nc-path", str(init), "--output-nc-path", str(out),
                  "--set", "rollout.allow_other_grid=true", "--num-steps", "2"]) == 0
     with xr.open_dataset(out) as ds:

@@ -398,6 +398,12 @@ class Component:
                            file_names_3d=(), file_names_2d=())
         data = replace(data, time_step_hours=self.dt_seconds / 3600.0, static_features=self.layout.static_features)
         with _FILE_LOCK, open_source(data, [str(path)]) as src:
+            if src.grid.shape != self.grid.shape:
+                raise _Local(
+                    f"{path} is on a {src.grid.nlat}x{src.grid.nlon} grid, the component runs on "
+                    f"{self.grid.nlat}x{self.grid.nlon} (the checkpoint's training grid unless another was given); "
+                    "use an initial state on that grid, or set &rollout allow_other_grid = .true. to run the "
+                    "drivers on the file's grid", Status.CHECKPOINT)
             src.check_compatible(self.layout, self.grid, self.dt_seconds)
             if not 0 <= time_index < src.ntime:
                 raise _Local(f"time index {time_index} is outside 0..{src.ntime - 1} of {path}; set "
