@@ -181,3 +181,38 @@ def test_restart_continues_bit_for_bit_on_another_rank_count(case, ranks_before,
     assert torch.equal(z, z_full) and np.array_equal(x, x_full)
     assert t == t_full and (t.year, t.month, t.day, t.hour) == (2001, 3, 2, 12)  # 12 h + 4 x 6 h
     assert t.calendar == "noleap"
+
+
+def test_write_output_is_the_gathered_state_at_its_valid_time(case, tmp_path):
+    import xarray as xr
+
+    def rank_fn(comm):
+        c = Component.init(case["cfg"], comm)
+        c.set_state_from_file(case["init"], 0)
+        c.step(3)
+        path = c.write_output(tmp_path / "now.nc")
+        return path, c.gather_state()
+
+    results = run_fake_world(2, rank_fn)
+    path, x = results[0]
+    with xr.open_dataset(path) as ds:
+        t = ds.time.values[0]
+        assert (t.day, t.hour) == (1, 18) and ds.lead_time.values.tolist() == [18.0]
+        assert np.array_equal(ds["temperature"].values[0], np.moveaxis(x[..., LAYOUT.slice_of("temperature")], -1, 0))
+
+
+def test_thread_count_does_not_change_the_tiny_model(case):
+    """Reported in docs/component.md: 1 and 2 torch threads give the same states on the test model."""
+    from dataclasses import replace
+
+    states = []
+    for threads in (1, 2):
+        cfg = replace(case["cfg"], parallel=replace(case["cfg"].parallel, threads=threads))
+        c = Component.init(cfg, SelfComm())
+        assert torch.get_num_threads() == threads and c.threads == threads
+        c.set_state_from_file(case["init"], 0)
+        c.step(10)
+        states.append(c.get_state())
+        c.finalize()
+    torch.set_num_threads(1)
+    assert np.array_equal(states[0], states[1])

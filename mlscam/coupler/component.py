@@ -6,6 +6,7 @@ Lifecycle (every call is collective over the component's communicator)::
     c.set_state(x_tile)  or  c.set_state_from_file(path, t)  or  c.read_restart(path)
     c.step(n)                                    # latent steps: halo exchange + advance_columns
     x_tile = c.get_state()                       # decode this rank's tile (latents unchanged)
+    c.write_output(path)                         # the whole grid, one CF file (rank 0 writes)
     c.write_restart(path)
     c.finalize()
 
@@ -500,6 +501,37 @@ class Component:
         for r, part in enumerate(parts):
             out[self.decomposition.local_columns(r)] = part
         return torch.from_numpy(out)
+
+    def write_output(self, path, attrs: dict | None = None) -> Path:
+        """Write the current decoded state of the whole grid as a one-time CF NetCDF file (collective).
+
+        Gathered to rank 0, which writes it atomically (complete or absent);
+        the valid time is ``valid_time``, so a time must be known (set the state
+        from a file or a restart, or call :meth:`set_time`).
+        """
+        from mlscam.io.forecast import ForecastWriter
+
+        path = Path(path)
+
+        def check() -> None:
+            if self.initial_time is None:
+                raise _Local("write_output needs the state's valid time; call set_time (or set the state from "
+                             "a file or a restart)", Status.NO_STATE)
+
+        self._collect(check, "write_output", Status.NO_STATE)
+        x = self.gather_state(0)
+
+        def write() -> None:
+            if self.rank != 0:
+                return
+            with ForecastWriter(path, layout=self.layout, grid=self.grid, initial_time=self.initial_time,
+                                time_units=self.time_units, calendar=self.calendar,
+                                attrs={"checkpoint": self.checkpoint_path, "checkpoint_sha256": self.checkpoint_hash,
+                                       "mpi_ranks": self.size, **(attrs or {})}) as w:
+                w.write(self.step_count * self.dt_seconds, x)
+
+        self._collect(write, "write_output", Status.FILE_ERROR)
+        return path
 
     # --------------------------------------------------------------- restart
     def write_restart(self, path) -> Path:
