@@ -86,14 +86,16 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
                             attrs={"namelist_file": str(Path(args.namelist).resolve()),
                                    "initial_state": "" if r.restart_in else f"{r.input_nc_path} [{r.start_time}]",
                                    "restart_in": r.restart_in})
+        component.finalize()
         if rank == 0:
             print(f"forecast written to {path}", flush=True)
             if r.restart_out:
                 print(f"restart written to {r.restart_out}", flush=True)
-            if cfg.output.quicklook:
-                png = write_quicklook(path)
-                print(f"quick-look written to {png}", flush=True)
-        component.finalize()
+            if cfg.output.quicklook:  # after finalize: no rank waits for the plot
+                try:
+                    print(f"quick-look written to {write_quicklook(path)}", flush=True)
+                except Exception as exc:  # noqa: BLE001 - the forecast is complete; the picture is extra
+                    print(f"warning: no quick-look for {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 0
     except ComponentError as exc:
         if rank == 0:
