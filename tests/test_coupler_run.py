@@ -103,3 +103,15 @@ def test_nan_on_rank_1_ends_every_rank_and_leaves_no_output(case):
     assert "error: Component.set_state_from_file: rank 1 of 2 failed" in proc.stderr, output[-3000:]
     assert "non-finite" in proc.stderr and "rank 0 of 2 failed" not in output
     assert not out.exists() and not [p for p in case["dir"].iterdir() if p.name.startswith(".nan.nc")]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_mpirun_16_ranks_equals_serial_rollout(case):
+    """16 ranks (2x8 tiles of 3x1 or 3x2 columns) on the 6x12 grid; slow: 16 torch imports."""
+    out = case["dir"] / "mpi16.nc"
+    proc = _mpirun(16, ["-m", "mlscam.coupler.run", case["nml"], "--start-time", "1", "--output-nc-path", str(out)],
+                   timeout_s=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "rank 15 of 16: tile lat [3, 6) lon [" in proc.stdout
+    _same_forecast(case["serial"], out)
