@@ -109,7 +109,7 @@ def _collect(comm: Any, fn: Callable[[], Any], what: str, default_status: int = 
     return result
 
 
-def _check_array(a: Any, shape: tuple[int, ...], what: str, rank: int) -> np.ndarray:
+def _check_array(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Shape, floating dtype and finite values of a host array (local check)."""
     if not isinstance(a, np.ndarray):
         raise _Local(f"{what} must be a numpy array, got {type(a).__name__}", Status.BAD_ARGUMENT)
@@ -224,7 +224,7 @@ class Component:
             all_bounds = comm.allgather(mine)
         self.decomposition = _collect(comm, decompose, "Component.init (decomposition)", Status.DECOMPOSITION)
         self.tile: Tile = self.decomposition.tiles[self.rank]
-        self.plan = _collect(comm, lambda: HaloPlan.build(self.decomposition, self.rank),
+        self.plan = _collect(comm, lambda: HaloPlan.build(self.decomposition),
                              "Component.init (halo plan)", Status.DECOMPOSITION)
         self._exchange = HaloExchange(self.plan, comm)
 
@@ -344,8 +344,8 @@ class Component:
     # ----------------------------------------------------------------- state
     def set_state(self, x_local: np.ndarray) -> None:
         """Set and encode this rank's physical tile ``x_local [tile.nlat, tile.nlon, n_state]`` (float32/64)."""
-        x = self._collect(lambda: _check_array(x_local, self._tile_shape(self.n_state), "set_state: x_local",
-                                               self.rank), "set_state", Status.BAD_ARGUMENT)
+        x = self._collect(lambda: _check_array(x_local, self._tile_shape(self.n_state), "set_state: x_local"),
+                          "set_state", Status.BAD_ARGUMENT)
         self._set_encoded(x)
 
     def _set_encoded(self, x: np.ndarray) -> None:
@@ -365,7 +365,7 @@ class Component:
                              f"{list(self.layout.variables)}", Status.BAD_ARGUMENT)
             is3d = name in self.layout.variables_3d
             shape = self._tile_shape(self.layout.nlev) if is3d else self._tile_shape()
-            a = _check_array(values, shape, f"set_variable({name!r})", self.rank)
+            a = _check_array(values, shape, f"set_variable({name!r})")
             return self.layout.slice_of(name), (a if is3d else a[..., None])
 
         where, a = self._collect(check, "set_variable", Status.BAD_ARGUMENT)
@@ -417,8 +417,7 @@ class Component:
         """Read ONLY this rank's tile at ``time_index`` of a NetCDF file, encode it, take its valid time."""
         def read():
             x, time, units, calendar = self._read_tile(str(path), int(time_index))
-            _check_array(x, self._tile_shape(self.n_state), f"the initial state of {path} at time index {time_index}",
-                         self.rank)
+            _check_array(x, self._tile_shape(self.n_state), f"the initial state of {path} at time index {time_index}")
             return x, time, units, calendar
 
         x, time, units, calendar = self._collect(read, "set_state_from_file", Status.FILE_ERROR)

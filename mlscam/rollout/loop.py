@@ -1,7 +1,6 @@
 """The forecast loop: step in latent space, decode only at output steps, write one CF file atomically."""
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 from pathlib import Path
 from typing import Any
