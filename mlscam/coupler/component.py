@@ -224,7 +224,7 @@ class Component:
             all_bounds = comm.allgather(mine)
         self.decomposition = _collect(comm, decompose, "Component.init (decomposition)", Status.DECOMPOSITION)
         self.tile: Tile = self.decomposition.tiles[self.rank]
-        self.plan = _collect(comm, lambda: HaloPlan.build(self.decomposition),
+        self.plan = _collect(comm, lambda: HaloPlan.build(self.decomposition, self.rank),
                              "Component.init (halo plan)", Status.DECOMPOSITION)
         self._exchange = HaloExchange(self.plan, comm)
 
