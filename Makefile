@@ -3,6 +3,8 @@ PYTHON ?= python3
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
 export OMPI_MCA_rmaps_base_oversubscribe ?= 1
+export OMPI_MCA_mpi_yield_when_idle ?= 1
+NP ?= 4
 STAMP := .setup.stamp
 
 .PHONY: setup demo test test-slow reference clean
@@ -13,8 +15,9 @@ $(STAMP): pyproject.toml setup.py .ci/setup.sh
 
 setup: $(STAMP)
 
+# The main job: the shipped demo model and initial state as an MPI component on $(NP) ranks.
 demo: $(STAMP)
-	$(PYTHON) -m mlscam.demo
+	mpirun --bind-to none -n $(NP) $(PYTHON) -m mlscam.coupler.run namelists/demo.nml
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q --durations=15

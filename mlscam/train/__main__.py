@@ -38,6 +38,10 @@ def main(argv=None) -> int:
             print(f"trained {result.steps} steps on {comm.Get_size()} ranks in {result.wall_seconds:.1f} s; "
                   f"best validation loss {result.best_val_loss:.4g}; checkpoints: {result.last_checkpoint}")
         return 0
+    if cfg.parallel.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.parallel.threads)
     try:
         trainer = build_trainer(cfg)
     except (ValueError, FileNotFoundError) as e:
