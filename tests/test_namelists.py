@@ -39,7 +39,7 @@ def test_demo_namelist(tmp_path, monkeypatch):
     cfg = load_config(REPO / "namelists" / "demo.nml")
     assert cfg.rollout.checkpoint_path == str(ASSETS / "demo" / "checkpoint.pt")
     assert cfg.rollout.input_nc_path == str(ASSETS / "demo" / "initial_state.nc")
-    assert (cfg.rollout.num_steps, cfg.rollout.output_every) == (40, 4)
+    assert (cfg.rollout.num_steps, cfg.rollout.output_every) == (120, 6)
     assert cfg.output.directory == str(tmp_path / "mlscam_output")
     assert cfg.rollout.output_nc_path == str(tmp_path / "mlscam_output" / "forecast.nc")
 
