@@ -10,7 +10,7 @@ import numpy as np
 from mlscam.grid import LatLonGrid
 from synthetic import write_file
 
-GRID = LatLonGrid.equiangular(16, 16)
+GRID = LatLonGrid.equiangular(16, 32)
 LEVELS = (0.3, 0.8)
 
 

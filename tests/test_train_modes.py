@@ -21,7 +21,7 @@ NAMELIST = """
 &data files='train.nc' val_files='val.nc' variables_3d='u','temperature' variables_2d='surface_pressure'
       columns_dir='{columns}' /
 &model latent_dim=16 encoder_hidden=32 decoder_hidden=32 channel_hidden=32 mixer_blocks=1 heads=2
-       chunk_size=128 mixer='conv' /
+       chunk_size=256 mixer='conv' /
 &loss mse=1.0 reconstruction=1.0 latent_mse=1.0 /
 &train mode='{mode}' batch_size={batch} max_steps={steps} lr=3e-3 warmup_steps=20 rollout_steps=3
        val_every={val_every} val_batches=2 checkpoint_every={steps} checkpoint_dir='ck' /
@@ -67,7 +67,7 @@ def test_each_mode_learns_advection_and_beats_persistence_5x(problem, mode, step
     cfg = make_config(problem, mode, steps, columns=columns)
     if mode == "single_column":
         manifest = prepare_columns(cfg.data, progress=False)  # the preparation tool cuts every tile
-        assert manifest["count"] == 47 * 16 * 16
+        assert manifest["count"] == 47 * 16 * 32
     trainer = build_trainer(cfg)
     trainer.run()
     model_rmse, persistence = rollout_skill(trainer, cfg)
