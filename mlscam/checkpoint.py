@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic import atomic_path
 from .config import Config, config_from_dict, config_to_dict
 from .grid import LatLonGrid
 from .layout import ColumnLayout
@@ -77,22 +77,11 @@ class Checkpoint:
         }
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` to ``path`` atomically (the file is complete or absent)."""
     path = Path(path)
-    _atomic_torch_save(ckpt.to_dict(), path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt.to_dict(), tmp)
     return path
 
 

@@ -7,12 +7,12 @@ belongs to (SHA-256 of the file) and is refused by any other checkpoint.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_path
 
 __all__ = ["RESTART_VERSION", "Restart", "RestartError", "write_restart", "read_restart"]
 
@@ -44,19 +44,12 @@ class Restart:
 def write_restart(path, r: Restart) -> Path:
     """Write ``r`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({
             "restart_version": RESTART_VERSION, "z": r.z.detach().cpu().contiguous(), "step": int(r.step),
             "time": r.time, "time_units": r.time_units, "calendar": r.calendar,
             "checkpoint_hash": r.checkpoint_hash, "grid_shape": list(r.grid_shape), "initial_time": r.initial_time,
         }, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from mlscam.data.atomic import atomic_path
+from mlscam.atomic import atomic_path
 from mlscam.data.errors import DataError
 from mlscam.grid import LatLonGrid
 

@@ -14,7 +14,7 @@ import netCDF4
 import numpy as np
 from tqdm import tqdm
 
-from mlscam.data.atomic import atomic_path
+from mlscam.atomic import atomic_path
 from mlscam.data.errors import DataError
 from mlscam.data.source import DataSource
 from mlscam.layout import ColumnLayout

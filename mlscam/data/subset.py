@@ -12,7 +12,7 @@ import sys
 
 import xarray as xr
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 __all__ = ["subset"]
 

@@ -20,12 +20,12 @@ at the destination is left untouched.  One time sample is written per
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Mapping
 
 import netCDF4
 import numpy as np
 
+from mlscam.atomic import temp_path_beside
 from mlscam.grid import LatLonGrid
 
 __all__ = ["CFStateWriter", "VARIABLE_ATTRS"]
@@ -81,11 +81,7 @@ class CFStateWriter:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"output directory {directory!r} does not exist; create it first")
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=directory)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        self._tmp = str(temp_path_beside(self.path, ".tmp"))
         self.grid = grid
         self.nlevel = sigma.size
         self.ntime = 0

@@ -4,34 +4,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from mlscam.atomic import atomic_path
 
 __all__ = ["atomic_write_bytes", "write_json", "write_csv", "metric_rows", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("variable", "level", "metric", "lead_hours", "source", "value")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
     return path
 
 

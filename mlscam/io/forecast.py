@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from pathlib import Path
 
 import cftime
 import numpy as np
 
 from .. import __version__
+from ..atomic import temp_path_beside
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 
@@ -58,10 +58,7 @@ class ForecastWriter:
         self.layout, self.grid = layout, grid
         self.time_units, self.calendar = time_units, calendar
         self.initial_time = initial_time
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = tmp = temp_path_beside(self.path)
         self._n = 0
         ds = self._ds = netCDF4.Dataset(tmp, "w", format="NETCDF4")
         ds.createDimension("time", None)

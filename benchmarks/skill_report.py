@@ -1,0 +1,168 @@
+"""Skill of trained checkpoints on a Held-Suarez run they never saw -> docs/skill.md.
+
+Example (the command behind docs/skill.md):
+
+    python benchmarks/skill_report.py \\
+        --model demo=mlscam/assets/demo/checkpoint.pt --model ccc=mlscam_output/demo_ccc/best.pt \\
+        --truth data/h1_test.nc --climatology-from data/h1_train.nc --inits 0 24 47 --days 10 \\
+        --year-truth data/hs_year.nc --out docs/skill
+
+Every forecast is made with the rollout driver (``python -m mlscam.rollout``),
+scored with ``mlscam.evaluate``; RMSE "all levels" is the root of the mean over
+levels of the area-weighted MSE.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from mlscam.evaluate import evaluate_forecasts, open_dataset, zonal_mean_climate
+
+VARS = ("temperature", "u")
+REPORT_LEADS = (24, 72, 120, 240)
+
+
+def rollout(ckpt: str, init_file: str, start: int, steps: int, every: int, out: Path) -> Path:
+    nml = out.parent / f"{out.stem}.nml"
+    nml.write_text(f"""&rollout checkpoint_path='{Path(ckpt).resolve()}' input_nc_path='{Path(init_file).resolve()}'
+ output_nc_path='{out.resolve()}' start_time={start} num_steps={steps} output_every={every} /
+&parallel threads=2 /
+&output directory='{out.parent.resolve()}' quicklook=.false. progress=.false. /
+""")
+    subprocess.run([sys.executable, "-m", "mlscam.rollout", str(nml)], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def all_level_rmse(result: dict, var: str, source: str) -> dict[int, float]:
+    per_level = result["metrics"][var]
+    leads: dict[int, list[float]] = {}
+    for level, metrics in per_level.items():
+        for lead, value in metrics["rmse"][source].items():
+            if value is not None:
+                leads.setdefault(int(float(lead)), []).append(value ** 2)
+    return {k: float(np.sqrt(np.mean(v))) for k, v in sorted(leads.items())}
+
+
+def level_mean(result: dict, var: str, metric: str, source: str = "forecast") -> dict[int, float]:
+    leads: dict[int, list[float]] = {}
+    for metrics in result["metrics"][var].values():
+        for lead, value in metrics[metric][source].items():
+            if value is not None:
+                leads.setdefault(int(float(lead)), []).append(value)
+    return {k: float(np.mean(v)) for k, v in sorted(leads.items())}
+
+
+def plot_skill(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(VARS), figsize=(11, 4))
+    units = {"temperature": "K", "u": "m s$^{-1}$"}
+    for ax, var in zip(axes, VARS):
+        for label, series in curves[var].items():
+            x = np.array(list(series)) / 24.0
+            ax.plot(x, list(series.values()), label=label,
+                    ls="--" if label in ("persistence", "climatology") else "-")
+        ax.set_xlabel("lead time (days)")
+        ax.set_ylabel(f"RMSE, all levels ({units[var]})")
+        ax.set_title(var)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Held-Suarez T21, unseen run: area-weighted RMSE against lead time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", required=True, help="LABEL=CHECKPOINT (first one is the demo)")
+    p.add_argument("--truth", required=True)
+    p.add_argument("--climatology-from", required=True, help="file whose time mean is the climatology")
+    p.add_argument("--inits", type=int, nargs="+", default=[0, 24, 47])
+    p.add_argument("--days", type=float, default=10)
+    p.add_argument("--output-hours", type=int, default=6)
+    p.add_argument("--year-truth", help="one-year truth run (daily) for the climate of a one-year rollout")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    models = dict(m.split("=", 1) for m in a.model)
+    truth = open_dataset(a.truth)
+    with open_dataset(a.climatology_from) as ds:
+        clim = ds[list(VARS)].mean("time").load()
+    steps = int(round(a.days * 24))  # hourly model step
+    report = {"command": " ".join([Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:])), "models": {}}
+    curves = {v: {} for v in VARS}
+    for label, ckpt in models.items():
+        t0 = time.perf_counter()
+        files = [rollout(ckpt, a.truth, s, steps, a.output_hours, work / f"{label}_init{s}.nc") for s in a.inits]
+        wall = time.perf_counter() - t0
+        result = evaluate_forecasts([open_dataset(f) for f in files], truth, climatology=clim, variables=list(VARS))
+        entry = {"checkpoint": ckpt, "rollout_wall_s": wall, "rmse": {}, "persistence": {}, "climatology": {},
+                 "std_ratio": {}, "acc": {}}
+        for var in VARS:
+            entry["rmse"][var] = all_level_rmse(result, var, "forecast")
+            entry["persistence"][var] = all_level_rmse(result, var, "persistence")
+            entry["climatology"][var] = all_level_rmse(result, var, "climatology")
+            entry["std_ratio"][var] = level_mean(result, var, "std_ratio")
+            entry["acc"][var] = level_mean(result, var, "acc")
+            curves[var][f"mlscam ({label})"] = entry["rmse"][var]
+            curves[var]["persistence"] = entry["persistence"][var]
+            curves[var]["climatology"] = entry["climatology"][var]
+        report["models"][label] = entry
+        print(f"{label}: {len(files)} forecasts of {a.days} days in {wall:.1f} s")
+    plot_skill(curves, out / "skill_rmse.png")
+    demo_label, demo_ckpt = next(iter(models.items()))
+    if a.year_truth:
+        year = open_dataset(a.year_truth)
+        n = int(round((len(year.time) - 1) * 24))
+        t0 = time.perf_counter()
+        f = rollout(demo_ckpt, a.year_truth, 0, n, 24, work / f"{demo_label}_year.nc")
+        wall = time.perf_counter() - t0
+        fc = open_dataset(f)
+        climate = zonal_mean_climate(fc, year.isel(time=slice(1, None)), variables=list(VARS))
+        report["year"] = {"steps": n, "wall_s": wall, "finite": {v: climate[v]["finite"] for v in VARS},
+                          "zonal_mean_rmse": {v: climate[v]["rmse"] for v in VARS}}
+        _plot_year(climate, out / "year_zonal_mean.png")
+    (out / "skill.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != "command"}, indent=1)[:4000])
+    return 0
+
+
+def _plot_year(climate: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 * len(VARS), figsize=(16, 3.6), sharey=True)
+    for k, var in enumerate(VARS):
+        c = climate[var]
+        lat = np.asarray(c["lat"])
+        lev = [float(x) for x in c["levels"]]
+        for ax, key in zip(axes[2 * k:2 * k + 2], ("truth", "forecast")):
+            im = ax.contourf(lat, lev, np.asarray(c[key], dtype=float), levels=15, cmap="RdBu_r" if var == "u" else "viridis")
+            ax.set_title(f"{var}: {'dycore' if key == 'truth' else 'mlscam'} (1-year mean)")
+            ax.set_xlabel("latitude")
+            fig.colorbar(im, ax=ax)
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("sigma")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
