@@ -11,6 +11,7 @@ from .device import choose_device, choose_threads, configure_torch, node_local, 
 from .fake import FakeComm, FakeWorldError, run_fake_world
 from .halo import HALO_TAG, HaloExchange, HaloPlan
 from .status import agree
+from .world import SelfComm, abort, is_mpi, world
 
 __all__ = [
     "Decomposition",
@@ -30,4 +31,8 @@ __all__ = [
     "FakeComm",
     "FakeWorldError",
     "run_fake_world",
+    "SelfComm",
+    "abort",
+    "is_mpi",
+    "world",
 ]

@@ -1,0 +1,106 @@
+"""Command line shared by ``python -m mlscam.rollout`` and ``python -m mlscam.coupler.run``.
+
+Both parse the same arguments (a namelist, ``--set`` overrides and the
+``&rollout`` flags) and run :func:`drive` on a communicator: a one-rank
+:class:`mlscam.parallel.SelfComm` for the serial driver, ``MPI.COMM_WORLD``
+for the MPI one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from mlscam.config import Config, ConfigError, add_config_arguments, config_from_args
+
+__all__ = ["build_parser", "load", "drive", "FLAGS"]
+
+#: command-line flag -> &rollout key (the flag overrides the namelist)
+FLAGS = {
+    "--checkpoint-path": "checkpoint_path",
+    "--input-nc-path": "input_nc_path",
+    "--output-nc-path": "output_nc_path",
+    "--num-steps": "num_steps",
+    "--output-every": "output_every",
+    "--start-time": "start_time",
+    "--restart-in": "restart_in",
+    "--restart-out": "restart_out",
+}
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_config_arguments(parser)
+    for flag, key in FLAGS.items():
+        parser.add_argument(flag, dest=key, default=None, metavar=key.upper(),
+                            help=f"overrides &rollout {key}")
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The Config of the namelist with ``--set`` overrides, then the ``&rollout`` flags (flags win)."""
+    flags = [f"rollout.{key}={getattr(args, key)}" for key in FLAGS.values() if getattr(args, key) is not None]
+    args = argparse.Namespace(**{**vars(args), "overrides": list(args.overrides or []) + flags})
+    return config_from_args(args)
+
+
+def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callable[[], Any],
+          *, announce_every_rank: bool) -> int:
+    """Parse, check the namelist (``error: ...``, exit 1, before any work), then run the forecast on ``make_comm()``.
+
+    Returns the exit status (0, or a :class:`ComponentError` status).  Under
+    MPI a failure calls :func:`mlscam.parallel.abort` instead of returning.
+    """
+    args = build_parser(prog, description).parse_args(argv)
+    try:
+        cfg = load(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    from mlscam.coupler.component import Component, ComponentError, describe
+    from mlscam.parallel import abort, is_mpi
+
+    from .loop import run_forecast
+    from .quicklook import write_quicklook
+
+    comm = make_comm()
+    rank = comm.Get_rank()
+    component = None
+    try:
+        component = Component.init(cfg, comm)
+        if announce_every_rank or rank == 0:
+            print(describe(component), flush=True)
+        r = cfg.rollout
+        if r.restart_in:
+            component.read_restart(r.restart_in)
+        else:
+            component.set_state_from_file(r.input_nc_path, r.start_time)
+        path = run_forecast(component, num_steps=r.num_steps, output_every=r.output_every,
+                            output_path=r.output_nc_path, restart_out=r.restart_out or None,
+                            progress=cfg.output.progress,
+                            attrs={"namelist_file": str(Path(args.namelist).resolve()),
+                                   "initial_state": "" if r.restart_in else f"{r.input_nc_path} [{r.start_time}]",
+                                   "restart_in": r.restart_in})
+        if rank == 0:
+            print(f"forecast written to {path}", flush=True)
+            if r.restart_out:
+                print(f"restart written to {r.restart_out}", flush=True)
+            if cfg.output.quicklook:
+                png = write_quicklook(path)
+                print(f"quick-look written to {png}", flush=True)
+        component.finalize()
+        return 0
+    except ComponentError as exc:
+        if rank == 0:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        if is_mpi(comm):
+            abort(comm, exc.status)
+        return exc.status
+    except BaseException as exc:  # a local failure outside the agreed checks: end the whole job
+        if is_mpi(comm) and comm.Get_size() > 1:
+            print(f"error: rank {rank} of {comm.Get_size()}: {type(exc).__name__}: {exc}", file=sys.stderr,
+                  flush=True)
+            abort(comm, 1)
+        raise

@@ -1,0 +1,155 @@
+"""``python -m mlscam.rollout``: CF output with valid times, decoding only at output steps,
+atomic output, restart continuation and namelist errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from component_case import GRID, LAYOUT, initial_states, make_checkpoint, serial_emulator, write_initial, write_namelist
+from mlscam.checkpoint import file_hash
+from mlscam.coupler import component as component_mod
+from mlscam.coupler.component import Status
+from mlscam.rollout import output_steps
+from mlscam.rollout.__main__ import main
+
+torch.set_num_threads(1)
+VARS = ("u", "v", "temperature", "surface_pressure")
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rollout")
+    ckpt, init = make_checkpoint(d / "m.pt"), write_initial(d / "init.nc")
+    nml = write_namelist(d / "run.nml", ckpt, init, d / "default.nc", num_steps=6, output_every=2)
+    return {"dir": d, "ckpt": ckpt, "init": init, "nml": str(nml)}
+
+
+def _state(ds: xr.Dataset, k: int) -> np.ndarray:
+    """``[nlat, nlon, n_state]`` of output index ``k`` in layout order."""
+    parts = [np.moveaxis(ds[v].values[k], 0, -1) if v in LAYOUT.variables_3d else ds[v].values[k][..., None]
+             for v in LAYOUT.variables]
+    return np.concatenate(parts, axis=-1)
+
+
+def test_output_steps():
+    assert output_steps(0, 6, 2) == [2, 4, 6]
+    assert output_steps(0, 7, 3) == [3, 6]
+    assert output_steps(3, 3, 2) == [4, 6]
+    assert output_steps(0, 0, 1) == []
+
+
+def test_writes_a_cf_file_with_valid_times_and_the_serial_states(case, capsys):
+    out = case["dir"] / "f.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--start-time", "1", "--num-steps", "5",
+                 "--output-every", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"forecast written to {out}" in printed and "rank 0 of 1: tile lat [0, 6) lon [0, 12)" in printed
+    with xr.open_dataset(out) as ds:
+        assert ds.time.encoding["calendar"] == "noleap" and ds.time.encoding["units"] == "hours since 2001-03-01 00:00:00"
+        # initial state at index 1 is 2001-03-01 06:00; outputs at steps 2 and 4 (6 h steps)
+        assert [(t.day, t.hour) for t in ds.time.values] == [(1, 18), (2, 6)]
+        assert ds.lead_time.values.tolist() == [12.0, 24.0]
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds.attrs["checkpoint_sha256"] == file_hash(case["ckpt"])
+        assert ds.attrs["checkpoint"] == str(case["ckpt"]) and ds.attrs["mpi_ranks"] == 1
+        assert "&rollout" in ds.attrs["namelist"] and ds.attrs["mlscam_version"]
+        assert ds["temperature"].attrs["units"] == "K" and ds["temperature"].dims == ("time", "level", "lat", "lon")
+        assert ds["lat"].values.tolist() == list(GRID.lat_array())
+        em = serial_emulator(case["ckpt"])
+        ref = [x.numpy() for _, x in em.rollout(torch.from_numpy(initial_states()[1]), 5, output_every=2)]
+        assert len(ref) == ds.sizes["time"] == 2
+        for k in range(2):
+            assert np.array_equal(_state(ds, k), ref[k])
+
+
+def test_decodes_only_at_output_steps(case, monkeypatch):
+    calls = []
+    original = component_mod.Component._decode
+
+    def counting(self, z):
+        calls.append(self.step_count)
+        return original(self, z)
+
+    monkeypatch.setattr(component_mod.Component, "_decode", counting)
+    assert main([case["nml"], "--output-nc-path", str(case["dir"] / "d.nc"), "--num-steps", "7",
+                 "--output-every", "3"]) == 0
+    assert calls == [3, 6]
+
+
+@pytest.mark.parametrize("fail_at", [1, 5])
+def test_an_interrupted_rollout_leaves_no_file(case, monkeypatch, fail_at):
+    out = case["dir"] / f"interrupted{fail_at}.nc"
+    original = component_mod.Component.step
+
+    def failing(self, n=1):
+        if self.step_count + n >= fail_at:
+            raise KeyboardInterrupt(f"injected at step {fail_at}")
+        return original(self, n)
+
+    monkeypatch.setattr(component_mod.Component, "step", failing)
+    with pytest.raises(KeyboardInterrupt):
+        main([case["nml"], "--output-nc-path", str(out), "--num-steps", "6", "--output-every", "1"])
+    assert not out.exists()
+    assert [p.name for p in case["dir"].iterdir() if p.name.startswith(f".{out.name}")] == []
+
+
+def test_a_blow_up_is_an_error_and_leaves_no_file(case, monkeypatch, capsys):
+    out = case["dir"] / "blowup.nc"
+    original = component_mod.Component._decode
+
+    def nan_at_4(self, z):
+        x = original(self, z)
+        return x * float("nan") if self.step_count >= 4 else x
+
+    monkeypatch.setattr(component_mod.Component, "_decode", nan_at_4)
+    status = main([case["nml"], "--output-nc-path", str(out)])
+    assert status == Status.NON_FINITE
+    assert "step 4" in capsys.readouterr().err and not out.exists()
+
+
+def test_restart_continues_bit_for_bit(case):
+    d = case["dir"]
+    assert main([case["nml"], "--output-nc-path", str(d / "full.nc"), "--restart-out", str(d / "full.rst")]) == 0
+    assert main([case["nml"], "--output-nc-path", str(d / "a.nc"), "--num-steps", "3",
+                 "--restart-out", str(d / "half.rst")]) == 0
+    assert main([case["nml"], "--output-nc-path", str(d / "b.nc"), "--num-steps", "3",
+                 "--restart-in", str(d / "half.rst"), "--restart-out", str(d / "end.rst")]) == 0
+    full, end = torch.load(d / "full.rst"), torch.load(d / "end.rst")
+    assert torch.equal(full["z"], end["z"]) and full["step"] == end["step"] == 6 and full["time"] == end["time"]
+    with xr.open_dataset(d / "full.nc") as f, xr.open_dataset(d / "a.nc") as a, xr.open_dataset(d / "b.nc") as b:
+        assert a.sizes["time"] == 1 and b.sizes["time"] == 2  # steps 2 | 4, 6
+        for v in VARS:
+            assert np.array_equal(np.concatenate([a[v].values, b[v].values]), f[v].values), v
+        assert list(b.time.values) == list(f.time.values[1:])
+        assert b.lead_time.values.tolist() == [24.0, 36.0]
+
+
+def test_restart_from_another_checkpoint_is_refused(case, capsys):
+    d = case["dir"]
+    assert main([case["nml"], "--output-nc-path", str(d / "r1.nc"), "--num-steps", "2",
+                 "--restart-out", str(d / "r1.rst")]) == 0
+    other = make_checkpoint(d / "other.pt", seed=5)
+    status = main([case["nml"], "--checkpoint-path", str(other), "--restart-in", str(d / "r1.rst"),
+                   "--output-nc-path", str(d / "r2.nc")])
+    assert status == Status.CHECKPOINT
+    assert "written with another checkpoint" in capsys.readouterr().err and not (d / "r2.nc").exists()
+
+
+def test_bad_namelist_is_reported_before_any_work(case, tmp_path, capsys):
+    bad = tmp_path / "bad.nml"
+    bad.write_text("&rollout\n  num_step = 3\n/\n")
+    assert main([str(bad), "--output-nc-path", str(tmp_path / "x.nc")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "num_step" in err and "num_steps" in err
+    assert list(tmp_path.iterdir()) == [bad]
+    assert main([case["nml"], "--output-every", "0"]) == 1
+    assert "output_every" in capsys.readouterr().err
+
+
+def test_quicklook_png_next_to_the_forecast(case):
+    out = case["dir"] / "ql.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--set", "output.quicklook=true", "--num-steps", "2"]) == 0
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
