@@ -60,7 +60,8 @@ def is_stale(outdir: Path = NATIVE_DIR) -> str:
         return ""  # an install without sources: use what is there
     if info.get("source_hash") != current:
         return "the sources in coupler/ changed since the last build"
-    if info.get("python") != sys.executable:
+    built_for = info.get("python") or ""
+    if built_for != sys.executable and os.path.realpath(built_for) != os.path.realpath(sys.executable):
         return f"it was built for {info.get('python')}, this python is {sys.executable}"
     return ""
 
