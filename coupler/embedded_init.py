@@ -43,6 +43,39 @@ if _ROOT is not None and _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)  # the mlscam that owns this library comes first
 
 
+def _protect_netcdf4():
+    """Import netCDF4 with RTLD_DEEPBIND when the host process links a libnetcdf of its own.
+
+    The netCDF4 wheel bundles its own libnetcdf/HDF5; in a host that links the
+    system libnetcdf, a plain ``import netCDF4`` binds the wheel's extension to
+    the host's library symbols and segfaults on first use (measured: netCDF4
+    1.7 / libnetcdf 4.9 in a gfortran or C host).  RTLD_DEEPBIND makes the
+    extension prefer its own bundled libraries.  mlscam's coupled path itself
+    never imports netCDF4; this protects any later import (file reading,
+    user code).  Without a host libnetcdf nothing is imported.
+    """
+    if "netCDF4" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    try:
+        with open("/proc/self/maps") as maps:
+            host_has_libnetcdf = any("libnetcdf" in line and "netCDF4" not in line for line in maps)
+    except OSError:
+        return
+    if not host_has_libnetcdf:
+        return
+    old = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
+    try:
+        import netCDF4  # noqa: F401
+    except BaseException:  # noqa: BLE001 - netCDF4 is optional on the coupled path
+        pass
+    finally:
+        sys.setdlopenflags(old)
+
+
+_protect_netcdf4()
+
+
 def _set_error(message):
     lib._mlscam_error_set(str(message).encode("utf-8", "replace")[:16000])
 

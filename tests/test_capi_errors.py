@@ -4,10 +4,13 @@ expected message via mlscam_last_error, and leave the host running."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from capi_support import HOSTS, build_library, child_env, compile_host, mpirun, toy_checkpoint
+from capi_support import HOSTS, build_library, child_env, compile_host, config_flags, mpirun, toy_checkpoint
 from mlscam.coupler.capi import Status
 
 pytestmark = pytest.mark.mpi
@@ -135,3 +138,31 @@ def test_an_interpreter_that_cannot_start_is_a_status_not_an_exit(case, env_host
     assert status == Status.PYTHON
     assert "the embedded Python interpreter failed to start" in msg
     assert "PYTHONHOME='/nonexistent/python-home'" in msg
+
+
+def test_netcdf4_works_inside_a_host_that_links_the_system_libnetcdf(case, tmp_path):
+    """Without RTLD_DEEPBIND (coupler/embedded_init.py) netCDF4 segfaulted in such a host."""
+    if shutil.which("nc-config") is None:
+        pytest.skip("the system libnetcdf (nc-config) is not installed")
+    exe = case / "env_host_netcdf"
+    cmd = ["mpicc", "-DWITH_NETCDF", *config_flags("--cflags"), "-o", str(exe), str(HOSTS / "env_host.c"),
+           *config_flags("--libs"), "-lnetcdf"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = {"PYTHONPATH": str(HOSTS / "netcdf_site"), "NC_DIR": str(tmp_path)}
+    proc = mpirun(1, [str(exe), "host.nml"], case, env=child_env(**env), forward=tuple(env))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "env_host: the host links libnetcdf" in proc.stdout
+    assert "init status=1 handle_null=1" in proc.stdout
+    assert "netCDF4 probe read [0.0, 1.0, 2.0]" in proc.stdout
+
+
+def test_mlscam_python_points_the_library_at_another_environment(case, env_host, tmp_path):
+    """A virtual environment (with the system site-packages): the embedded interpreter is the venv's."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    broken = tmp_path / "broken"
+    (broken / "torch").mkdir(parents=True)
+    (broken / "torch" / "__init__.py").write_text("raise ImportError('broken torch')\n")
+    status, msg = _env_run(case, env_host, MLSCAM_PYTHON=str(venv / "bin" / "python"), PYTHONPATH=str(broken))
+    assert status == Status.ENVIRONMENT
+    assert f"sys.executable='{venv / 'bin' / 'python'}', sys.prefix='{venv}'" in msg

@@ -4,6 +4,10 @@
 #include <mpi.h>
 #include <stdio.h>
 
+#ifdef WITH_NETCDF
+#include <netcdf.h>
+#endif
+
 #include "mlscam.h"
 
 int main(int argc, char **argv)
@@ -12,6 +16,9 @@ int main(int argc, char **argv)
     mlscam_t em = NULL;
     int status;
     MPI_Init(&argc, &argv);
+#ifdef WITH_NETCDF
+    printf("env_host: the host links libnetcdf %.5s\n", nc_inq_libvers()); /* like a netcdf-fortran host */
+#endif
     mlscam_version(version, (int)sizeof version);
     status = mlscam_init(argc > 1 ? argv[1] : "host.nml", (int)MPI_Comm_c2f(MPI_COMM_WORLD), 12, 6, 2, 0, 0, 0, 0,
                          0.0, &em);
