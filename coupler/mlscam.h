@@ -13,7 +13,8 @@
  *
  * The first call that needs Python (mlscam_init) starts an embedded Python
  * interpreter: the one libmlscam was built with (its path is baked in; the
- * environment variable MLSCAM_PYTHON overrides it).  The host owns MPI: it
+ * environment variable MLSCAM_PYTHON overrides it).  A Python program must not
+ * call these functions through ctypes: it uses mlscam.coupler.Component.  The host owns MPI: it
  * calls MPI_Init before mlscam_init and MPI_Finalize after mlscam_finalize.
  * The emulator works on a duplicate of the host's communicator.
  *
@@ -25,7 +26,8 @@
  * Python side did not run at all, the status is MLSCAM_ERR_PYTHON, never 0.
  *
  * @section collective Collective calls
- * Every function that takes a handle, and mlscam_init, is collective over the
+ * mlscam_init and every function that takes a handle (except the local queries
+ * mlscam_info_get, mlscam_variable_get and mlscam_tile_get) are collective over the
  * emulator's communicator: all ranks call it, and all ranks return the same
  * status (a failure on one rank, e.g. a NaN in its tile only, is reported on
  * every rank, with a message naming the failing rank).  Exceptions: a NULL or
@@ -123,7 +125,7 @@ int mlscam_init(const char *namelist_path, int fcomm, int nlon, int nlat, int nl
                 double coupling_interval_seconds, mlscam_t *handle);
 
 /**
- * @brief Shape facts of the running emulator.  Collective.
+ * @brief Shape facts of the running emulator.  Local (no communication).
  * @param nlev          levels of each 3-D variable
  * @param n_state       length of a column's state vector (all levels of every 3-D
  *                      variable, variable-major, then each 2-D variable)
@@ -133,13 +135,13 @@ int mlscam_init(const char *namelist_path, int fcomm, int nlon, int nlat, int nl
 int mlscam_info_get(mlscam_t handle, int *nlev, int *n_state, int *n_variables, double *dt_seconds);
 
 /**
- * @brief Name and level count of variable `index` (1-based, 1..n_variables).  Collective.
+ * @brief Name and level count of variable `index` (1-based, 1..n_variables).  Local.
  * @param nlev_of_variable  receives nlev for a 3-D variable, 1 for a 2-D variable
  */
 int mlscam_variable_get(mlscam_t handle, int index, char *name, int namelen, int *nlev_of_variable);
 
 /**
- * @brief This rank's tile, 1-based inclusive global indices.  Collective.
+ * @brief This rank's tile, 1-based inclusive global indices.  Local.
  */
 int mlscam_tile_get(mlscam_t handle, int *lon_start, int *lon_end, int *lat_start, int *lat_end);
 

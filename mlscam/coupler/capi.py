@@ -354,7 +354,7 @@ def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int
                 raise _Fail(Status.ARGUMENT, f"{what}: unknown variable '{var}'; the checkpoint's variables "
                                              f"are {list(inst.names)}")
             want = (t.nlon, t.nlat, inst.nlev_of[var])
-            third = "nlev" if inst.nlev_of[var] > 1 or var in comp.layout.variables_3d else "nlev (1 for a 2-D variable)"
+            third = "nlev" if var in comp.layout.variables_3d else "nlev (1 for a 2-D variable)"
         else:
             want = (t.nlon, t.nlat, comp.layout.n_state)
             third = "n_state"
