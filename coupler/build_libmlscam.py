@@ -134,9 +134,8 @@ def build_fortran(outdir: Path, fc: str | None = None) -> Path | None:
 
 
 def write_pkgconfig(outdir: Path, version: str) -> Path:
-    text = (HERE / "mlscam.pc.in").read_text()
-    for key, value in {"@PREFIX@": str(outdir), "@VERSION@": version}.items():
-        text = text.replace(key, value)
+    """pkgconfig/mlscam.pc; relocatable (prefix = ${pcfiledir}/..), so a wheel built elsewhere works."""
+    text = (HERE / "mlscam.pc.in").read_text().replace("@VERSION@", version)
     (outdir / "pkgconfig").mkdir(parents=True, exist_ok=True)
     path = outdir / "pkgconfig" / "mlscam.pc"
     path.write_text(text)
@@ -159,10 +158,10 @@ def build(outdir: str | os.PathLike, python: str | None = None, verbose: bool = 
         shutil.copy2(HERE / name, outdir / "include" / name)
     fortran = build_fortran(outdir)
     pc = write_pkgconfig(outdir, version)
-    info = {
+    info = {  # paths relative to outdir: a wheel's build directory is not its install directory
         "version": version, "python": python, "source_hash": source_hash(),
-        "library": str(lib), "fortran_module": str(fortran.parent) if fortran else "",
-        "pkgconfig": str(pc),
+        "library": str(lib.relative_to(outdir)), "fortran_module": str(fortran.parent.relative_to(outdir)) if fortran else "",
+        "pkgconfig": str(pc.relative_to(outdir)),
     }
     (outdir / "build_info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

@@ -8,6 +8,7 @@ embedded interpreter finds the package next to libmlscam by itself).
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -48,11 +49,17 @@ def build_library() -> dict:
     return ensure_built(quiet=True)
 
 
-def config_flags(*options: str) -> list[str]:
-    """``python -m mlscam.coupler.config OPTIONS`` split into arguments."""
+@functools.lru_cache(maxsize=None)
+def _config_flags(options: tuple[str, ...]) -> tuple[str, ...]:
     out = subprocess.run([sys.executable, "-m", "mlscam.coupler.config", *options], cwd=ROOT, env=child_env(),
                          capture_output=True, text=True, check=True)
-    return out.stdout.split()
+    return tuple(out.stdout.split())
+
+
+def config_flags(*options: str) -> list[str]:
+    """``python -m mlscam.coupler.config OPTIONS`` split into arguments (each distinct call runs once:
+    the CLI imports torch through ``mlscam.coupler``, ~2 s)."""
+    return list(_config_flags(tuple(options)))
 
 
 def compile_host(source: Path, exe: Path) -> Path:
