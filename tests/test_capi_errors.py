@@ -166,3 +166,12 @@ def test_mlscam_python_points_the_library_at_another_environment(case, env_host,
     status, msg = _env_run(case, env_host, MLSCAM_PYTHON=str(venv / "bin" / "python"), PYTHONPATH=str(broken))
     assert status == Status.ENVIRONMENT
     assert f"sys.executable='{venv / 'bin' / 'python'}', sys.prefix='{venv}'" in msg
+
+
+def test_init_before_mpi_init_is_refused_with_a_status(case):
+    exe = case / "env_host_no_mpi_init"
+    subprocess.run(["mpicc", "-DNO_MPI_INIT", *config_flags("--cflags"), "-o", str(exe), str(HOSTS / "env_host.c"),
+                    *config_flags("--libs")], check=True, capture_output=True, text=True)
+    status, msg = _env_run(case, exe)
+    assert status == Status.MPI
+    assert msg == "mlscam_init: MPI is not initialized: the host must call MPI_Init before mlscam_init"
