@@ -22,7 +22,8 @@ import traceback
 from _mlscam_cffi import ffi, lib
 
 _STATUS_ENVIRONMENT = 12  # MLSCAM_ERR_ENVIRONMENT in coupler/mlscam.h
-_STATUS_PYTHON = 13       # MLSCAM_ERR_PYTHON
+_STATUS_PYTHON = 13       # MLSCAM_ERR_PYTHON (an exception escaping an entry point: cffi's default)
+_STATUS_FAILED = 1        # MLSCAM_ERR_FAILED
 _REQUIRED = ("numpy", "mpi4py", "torch", "mlscam")
 
 
@@ -103,7 +104,7 @@ def _environment_error():
 def _unexpected(where):
     text = "".join(traceback.format_exc(limit=6))
     _set_error(f"{where}: internal error in the Python side of libmlscam (please report it): {text}")
-    return _STATUS_PYTHON
+    return _STATUS_FAILED
 
 
 def _capi():

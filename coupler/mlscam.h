@@ -33,6 +33,10 @@
  * every rank, with a message naming the failing rank).  Exceptions: a NULL or
  * finalized handle is detected locally, without communication.
  *
+ * @section threads Threads
+ * Call the API from one thread per rank (the thread that called mlscam_init);
+ * it is not thread-safe.  The last-error message is per process.
+ *
  * @section order Array order
  * Arrays are passed as contiguous Fortran-order (column-major) blocks with
  * explicit extents (nlon, nlat, nlev) of THIS RANK'S TILE: element

@@ -163,7 +163,7 @@ def _load_config(path: str):
         raise _Fail(Status.CONFIG, f"bad namelist: {exc}") from None
 
 
-def _host_bounds(comm: Any, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int, lat_start: int,
+def _host_bounds(nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int, lat_start: int,
                  lat_end: int, interval: float):
     """This rank's (lat0, lat1, lon0, lon1) or None for the default layout; local checks only."""
     if min(nlon, nlat, nlev) < 1:
@@ -208,7 +208,7 @@ def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: i
 
     def check():
         config = _load_config(_string(path, "namelist_path"))
-        bounds = _host_bounds(comm, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
+        bounds = _host_bounds(nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
         return config, bounds
 
     status, result = _agree(comm, what, check)
