@@ -1,0 +1,449 @@
+"""The Python side of every C entry point of ``libmlscam`` (``coupler/mlscam.h``).
+
+``coupler/embedded_init.py`` forwards each ``extern "Python"`` call here.  Every
+function takes the raw cffi arguments (pointers as cdata), returns an int
+status (0 = ok; the codes of ``enum mlscam_status``) and never raises: a
+failure sets this rank's last-error message (``lib._mlscam_error_set``) and
+returns its code.
+
+Collective rule: each call validates its arguments locally, the ranks agree on
+one status over the instance's communicator (:func:`mlscam.parallel.agree`),
+and only then call the component, whose calls are themselves collective and
+raise the same :class:`ComponentError` on every rank.  A NULL/unknown/finalized
+handle is detected locally, without communication.
+
+Array order: a host array of extents ``(nlon, nlat, nlev)`` in Fortran order is
+viewed without a copy as ``view = np.frombuffer(buffer).reshape(nlev, nlat, nlon)``
+(``view[k, j, i] == field(i+1, j+1, k+1)``) and handed to the component as
+``view.transpose(1, 2, 0)``, i.e. ``[lat, lon, lev]``; results are written back
+through the same view.  2-D variables have ``nlev = 1`` and go as ``view[0]``
+(``[lat, lon]``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Status", "OP_NAMES", "init", "info", "variable", "tile", "array", "step", "finalize", "bind"]
+
+
+class Status:
+    """``enum mlscam_status`` of coupler/mlscam.h (tests check the two agree)."""
+
+    OK = 0
+    FAILED = 1
+    ARGUMENT = 2
+    VALUE = 3
+    NO_STATE = 4
+    FILE = 5
+    CHECKPOINT = 6
+    INTERVAL = 7
+    DECOMPOSITION = 8
+    HANDLE = 9
+    CONFIG = 10
+    MPI = 11
+    ENVIRONMENT = 12
+    PYTHON = 13
+
+
+_DTYPES = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}
+# op codes of _mlscam_py_array (coupler/libmlscam.c)
+OP_NAMES = {1: "mlscam_state_set", 2: "mlscam_state_set_all", 3: "mlscam_state_get",
+            4: "mlscam_state_get_all", 5: "mlscam_tendency_get", 6: "mlscam_tendency_get_all"}
+_SETS, _BY_NAME = (1, 2), (1, 3, 5)
+
+_ffi: Any = None
+_lib: Any = None
+
+
+def bind(ffi: Any, lib: Any) -> None:
+    """Use these cffi ``ffi``/``lib`` objects (default: the embedding module ``_mlscam_cffi``)."""
+    global _ffi, _lib
+    _ffi, _lib = ffi, lib
+
+
+def _cffi() -> tuple[Any, Any]:
+    if _ffi is None:
+        from _mlscam_cffi import ffi, lib  # the module of the running libmlscam
+
+        bind(ffi, lib)
+    return _ffi, _lib
+
+
+class _Fail(Exception):
+    """A local failure with its status code (before the ranks agree)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = int(status)
+
+
+def _error(status: int, message: str) -> int:
+    """Record ``message`` as this rank's last error; return ``status``."""
+    _, lib = _cffi()
+    lib._mlscam_error_set(str(message).encode("utf-8", "replace")[:16000])
+    return int(status)
+
+
+def _agree(comm: Any, what: str, fn) -> tuple[int, Any]:
+    """Run ``fn`` locally, agree on the outcome over ``comm``; ``(0, result)`` or ``(status, None)`` with the error set."""
+    from mlscam.parallel import agree
+
+    result, ok, status, message = None, True, 0, ""
+    try:
+        result = fn()
+    except _Fail as exc:
+        ok, status, message = False, exc.status, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any local failure becomes the agreed status
+        ok, status, message = False, Status.FAILED, f"{type(exc).__name__}: {exc}"
+    code, text = agree(comm, ok, message, status or Status.FAILED)
+    if code:
+        return _error(code, f"{what}: {text}"), None
+    return 0, result
+
+
+def _component_failure(what: str, exc: Exception) -> int:
+    status = int(getattr(exc, "status", Status.FAILED)) or Status.FAILED
+    if not 1 <= status <= Status.HANDLE:
+        status = Status.FAILED
+    return _error(status, f"{what}: {exc}")
+
+
+# ------------------------------------------------------------------ instances
+@dataclass
+class _Instance:
+    comp: Any          # mlscam.coupler.component.Component
+    comm: Any          # our duplicate of the host communicator (validation agreement)
+    nlev_of: dict      # variable name -> levels (1 for 2-D)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.nlev_of)
+
+
+_INSTANCES: dict[int, _Instance] = {}
+_FINALIZED: set[int] = set()
+_NEXT_ID = [1]
+
+
+def _instance(hid: int, what: str) -> _Instance:
+    hid = int(hid)
+    if hid in _INSTANCES:
+        return _INSTANCES[hid]
+    if hid in _FINALIZED:
+        raise _Fail(Status.HANDLE, f"{what}: the handle was finalized by mlscam_finalize; call mlscam_init "
+                                   "again for a new instance")
+    raise _Fail(Status.HANDLE, f"{what}: {hid:#x} is not a handle returned by mlscam_init")
+
+
+def _string(ptr: Any, what: str) -> str:
+    ffi, _ = _cffi()
+    if ptr == ffi.NULL:
+        raise _Fail(Status.ARGUMENT, f"{what} is NULL; pass a NUL-terminated string")
+    return ffi.string(ptr).decode("utf-8", "replace")
+
+
+# ----------------------------------------------------------------------- init
+def _load_config(path: str):
+    from mlscam.config import ConfigError, load_config
+
+    if path.strip() == "":
+        raise _Fail(Status.FILE, "namelist_path is empty; pass the path of the namelist file")
+    if not os.path.isfile(path):
+        raise _Fail(Status.FILE, f"namelist file not found: '{path}' (working directory {os.getcwd()}); "
+                                 "pass the path of the namelist file that holds the &rollout, &coupler and "
+                                 "host groups")
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _Fail(Status.CONFIG, f"bad namelist: {exc}") from None
+
+
+def _host_bounds(nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int, lat_start: int,
+                 lat_end: int, interval: float):
+    """This rank's (lat0, lat1, lon0, lon1) or None for the default layout; local checks only."""
+    if min(nlon, nlat, nlev) < 1:
+        raise _Fail(Status.ARGUMENT, f"global grid nlon={nlon}, nlat={nlat}, nlev={nlev}: all must be >= 1")
+    if not math.isfinite(interval) or interval < 0:
+        raise _Fail(Status.ARGUMENT, f"coupling_interval_seconds={interval}: must be finite and >= 0 "
+                                     "(0 = the checkpoint's step)")
+    given = (lon_start, lon_end, lat_start, lat_end)
+    if given == (0, 0, 0, 0):
+        return None
+    if not (1 <= lon_start <= lon_end <= nlon and 1 <= lat_start <= lat_end <= nlat):
+        raise _Fail(Status.DECOMPOSITION,
+                    f"tile bounds lon {lon_start}:{lon_end}, lat {lat_start}:{lat_end} are not inside the "
+                    f"{nlon} x {nlat} grid: need 1 <= lon_start <= lon_end <= {nlon} and "
+                    f"1 <= lat_start <= lat_end <= {nlat} (1-based, inclusive), or all four 0 for the "
+                    "emulator's default decomposition")
+    return (lat_start - 1, lat_end, lon_start - 1, lon_end)
+
+
+def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
+         lat_start: int, lat_end: int, interval: float, id_out: Any) -> int:
+    """``mlscam_init``: see coupler/mlscam.h.  Writes the new handle id into ``id_out[0]``."""
+    what = "mlscam_init"
+    try:
+        from mlscam.parallel.hostcomm import HostCommError, comm_from_fortran, free_comm
+
+        try:
+            comm = comm_from_fortran(fcomm)
+        except HostCommError as exc:
+            return _error(Status.MPI, f"{what}: {exc}")
+        status = _init_on(comm, path, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out)
+        if status:
+            free_comm(comm)
+        return status
+    except Exception as exc:  # noqa: BLE001 - nothing crosses the boundary
+        return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
+             lat_start: int, lat_end: int, interval: float, id_out: Any) -> int:
+    what = "mlscam_init"
+
+    def check():
+        config = _load_config(_string(path, "namelist_path"))
+        bounds = _host_bounds(nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
+        return config, bounds
+
+    status, result = _agree(comm, what, check)
+    if status:
+        return status
+    config, bounds = result
+    # Default layout on some ranks and host bounds on others cannot be combined.
+    defaults = comm.allgather(bounds is None)
+    if any(defaults) and not all(defaults):
+        default_ranks = [r for r, d in enumerate(defaults) if d]
+        return _error(Status.DECOMPOSITION,
+                      f"{what}: ranks {default_ranks} passed tile bounds 0,0,0,0 (default decomposition) but "
+                      "the others passed bounds; either every rank passes its tile or every rank passes zeros")
+
+    from mlscam.coupler.component import Component, ComponentError
+
+    try:
+        comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None)
+    except ComponentError as exc:
+        return _component_failure(what, exc)
+    layout, grid = comp.layout, comp.grid
+    nlev_ckpt = layout.nlev if layout.variables_3d else 1
+    if (grid.nlon, grid.nlat, nlev_ckpt) != (nlon, nlat, nlev):
+        message = (f"{what}: the host's grid nlon={nlon}, nlat={nlat}, nlev={nlev} differs from the "
+                   f"checkpoint's nlon={grid.nlon}, nlat={grid.nlat}, nlev={nlev_ckpt} "
+                   f"({config.rollout.checkpoint_path}); pass the checkpoint's grid or use a checkpoint "
+                   "trained on the host's grid")
+        try:
+            comp.finalize()
+        except Exception:  # noqa: BLE001 - report the mismatch, not the cleanup
+            pass
+        return _error(Status.CHECKPOINT, message)
+    nlev_of = {v: layout.nlev for v in layout.variables_3d}
+    nlev_of.update({v: 1 for v in layout.variables_2d})
+    hid = _NEXT_ID[0]
+    _NEXT_ID[0] += 1
+    _INSTANCES[hid] = _Instance(comp=comp, comm=comm, nlev_of=nlev_of)
+    id_out[0] = hid
+    return Status.OK
+
+
+# -------------------------------------------------------------- local queries
+def info(hid: int, nlev: Any, n_state: Any, n_variables: Any, dt: Any) -> int:
+    """``mlscam_info_get`` (local)."""
+    try:
+        inst = _instance(hid, "mlscam_info_get")
+        layout = inst.comp.layout
+        _out(nlev, "nlev", layout.nlev if layout.variables_3d else 1)
+        _out(n_state, "n_state", layout.n_state)
+        _out(n_variables, "n_variables", len(layout.variables))
+        _out(dt, "dt_seconds", float(inst.comp.dt_seconds))
+        return Status.OK
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+
+
+def _out(ptr: Any, what: str, value) -> None:
+    ffi, _ = _cffi()
+    if ptr == ffi.NULL:
+        raise _Fail(Status.ARGUMENT, f"output argument {what} is NULL")
+    ptr[0] = value
+
+
+def variable(hid: int, index: int, name: Any, namelen: int, nlev: Any) -> int:
+    """``mlscam_variable_get`` (local): name and levels of variable ``index`` (1-based)."""
+    what = "mlscam_variable_get"
+    try:
+        inst = _instance(hid, what)
+        names = inst.names
+        if not 1 <= index <= len(names):
+            raise _Fail(Status.ARGUMENT, f"{what}: index {index} is out of range 1..{len(names)} "
+                                         f"(variables {list(names)})")
+        text = names[index - 1].encode()
+        ffi, _ = _cffi()
+        if name == ffi.NULL or namelen < len(text) + 1:
+            raise _Fail(Status.ARGUMENT, f"{what}: name buffer of {namelen} bytes is too small for "
+                                         f"'{names[index - 1]}': pass at least {len(text) + 1} bytes")
+        ffi.memmove(name, text + b"\0", len(text) + 1)
+        _out(nlev, "nlev_of_variable", inst.nlev_of[names[index - 1]])
+        return Status.OK
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+
+
+def tile(hid: int, lon_start: Any, lon_end: Any, lat_start: Any, lat_end: Any) -> int:
+    """``mlscam_tile_get`` (local): this rank's tile, 1-based inclusive."""
+    try:
+        t = _instance(hid, "mlscam_tile_get").comp.tile
+        for ptr, what, value in ((lon_start, "lon_start", t.lon0 + 1), (lon_end, "lon_end", t.lon1),
+                                 (lat_start, "lat_start", t.lat0 + 1), (lat_end, "lat_end", t.lat1)):
+            _out(ptr, what, value)
+        return Status.OK
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+
+
+# --------------------------------------------------------------------- arrays
+def _host_view(data: Any, dtype: int, extents: tuple[int, int, int], what: str) -> np.ndarray:
+    """The host array as ``[nlev, nlat, nlon]`` (a view, no copy): ``view[k, j, i] == field(i+1, j+1, k+1)``."""
+    ffi, _ = _cffi()
+    if dtype not in _DTYPES:
+        raise _Fail(Status.ARGUMENT, f"{what}: dtype {dtype} is not MLSCAM_FLOAT32 (4) or MLSCAM_FLOAT64 (8)")
+    if data == ffi.NULL:
+        raise _Fail(Status.ARGUMENT, f"{what}: data is NULL; pass the address of this rank's tile array")
+    nlon, nlat, nlev = extents
+    n = nlon * nlat * nlev
+    dt = _DTYPES[dtype]
+    return np.frombuffer(ffi.buffer(ffi.cast("char *", data), n * dt.itemsize), dt).reshape(nlev, nlat, nlon)
+
+
+def _first_bad(view: np.ndarray, tile_: Any) -> str:
+    k, j, i = (int(v) for v in np.argwhere(~np.isfinite(view))[0])
+    return (f"{int((~np.isfinite(view)).sum())} non-finite value(s) (NaN/Inf), the first {view[k, j, i]} at "
+            f"(lon={i + 1}, lat={j + 1}, lev={k + 1}) of this rank's tile = global (lon={tile_.lon0 + i + 1}, "
+            f"lat={tile_.lat0 + j + 1}) (1-based); fix the input on this rank")
+
+
+def array(hid: int, op: int, name: Any, data: Any, dtype: int, nlon: int, nlat: int, nlev: int) -> int:
+    """Every array entry point (``op``: see ``OP_NAMES``): validate, agree, call the component, copy out."""
+    what = OP_NAMES.get(int(op), f"mlscam array op {op}")
+    try:
+        inst = _instance(hid, what)
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+    try:
+        return _array(inst, int(op), what, name, data, int(dtype), (int(nlon), int(nlat), int(nlev)))
+    except Exception as exc:  # noqa: BLE001 - nothing crosses the boundary
+        return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int, extents: tuple[int, int, int]
+           ) -> int:
+    from mlscam.coupler.component import ComponentError
+
+    comp = inst.comp
+    t = comp.tile
+
+    def check():
+        var = None
+        if op in _BY_NAME:
+            var = _string(name, f"{what}: name")
+            if var not in inst.nlev_of:
+                raise _Fail(Status.ARGUMENT, f"{what}: unknown variable '{var}'; the checkpoint's variables "
+                                             f"are {list(inst.names)}")
+            want = (t.nlon, t.nlat, inst.nlev_of[var])
+            third = "nlev" if var in comp.layout.variables_3d else "nlev (1 for a 2-D variable)"
+        else:
+            want = (t.nlon, t.nlat, comp.layout.n_state)
+            third = "n_state"
+        if extents != want:
+            raise _Fail(Status.ARGUMENT,
+                        f"{what}{'(' + repr(var) + ')' if var else ''}: extents (nlon, nlat, {third}) = "
+                        f"{extents} but this rank's tile needs {want} (tile lon {t.lon0 + 1}:{t.lon1}, "
+                        f"lat {t.lat0 + 1}:{t.lat1}, 1-based); pass this rank's tile in Fortran order "
+                        "(lon, lat, lev)")
+        view = _host_view(data, dtype, extents, what)
+        if op in _SETS and not np.isfinite(view).all():
+            raise _Fail(Status.VALUE, f"{what}{'(' + repr(var) + ')' if var else ''}: {_first_bad(view, t)}")
+        return var, view
+
+    status, result = _agree(inst.comm, what, check)
+    if status:
+        return status
+    var, view = result
+    host = view.transpose(1, 2, 0)  # [lat, lon, lev], a view of the host array
+    try:
+        if op == 1:
+            comp.set_variable(var, host if var in comp.layout.variables_3d else view[0])
+        elif op == 2:
+            comp.set_state(host)
+        elif op == 3:
+            _copy_out(comp.get_variable(var), host)
+        elif op == 4:
+            _copy_out(comp.get_state(), host)
+        elif op == 5:
+            _copy_out(comp.get_tendencies()[..., comp.layout.slice_of(var)], host)
+        elif op == 6:
+            _copy_out(comp.get_tendencies(), host)
+        else:
+            return _error(Status.ARGUMENT, f"{what}: unknown operation {op}")
+    except ComponentError as exc:
+        return _component_failure(what, exc)
+    return Status.OK
+
+
+def _copy_out(values: Any, host: np.ndarray) -> None:
+    """Write ``values`` [lat, lon, lev] (or [lat, lon]) into the host's [lat, lon, lev] view."""
+    values = np.asarray(values)
+    host[...] = values.reshape(host.shape)
+
+
+# ------------------------------------------------------------------ step, end
+def step(hid: int, n: int) -> int:
+    """``mlscam_step``."""
+    from mlscam.coupler.component import ComponentError
+
+    what = "mlscam_step"
+    try:
+        inst = _instance(hid, what)
+
+        def check():
+            if n < 0:
+                raise _Fail(Status.ARGUMENT, f"{what}: n = {n}; pass the number of steps, n >= 0")
+
+        status, _ = _agree(inst.comm, what, check)
+        if status:
+            return status
+        inst.comp.step(int(n))
+        return Status.OK
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+    except ComponentError as exc:
+        return _component_failure(what, exc)
+    except Exception as exc:  # noqa: BLE001
+        return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
+
+
+def finalize(hid: int) -> int:
+    """``mlscam_finalize``: finalize the component, free our communicator, retire the handle."""
+    from mlscam.parallel.hostcomm import free_comm
+
+    what = "mlscam_finalize"
+    try:
+        inst = _instance(hid, what)
+    except _Fail as exc:
+        return _error(exc.status, str(exc))
+    del _INSTANCES[int(hid)]
+    _FINALIZED.add(int(hid))
+    status = Status.OK
+    try:
+        inst.comp.finalize()
+    except Exception as exc:  # noqa: BLE001
+        status = _component_failure(what, exc)
+    try:
+        free_comm(inst.comm)
+    except Exception as exc:  # noqa: BLE001
+        status = status or _error(Status.MPI, f"{what}: freeing the communicator failed: {exc}")
+    return status

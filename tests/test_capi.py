@@ -1,0 +1,137 @@
+"""The C API without MPI: the header, the build, the exported symbols, the flags CLI, and the
+pure-C and in-process entry points (ctypes)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mlscam
+from capi_support import ROOT, build_library, child_env, config_flags
+from mlscam.coupler import Status as ComponentStatus
+from mlscam.coupler.build import NATIVE_DIR
+from mlscam.coupler.capi import OP_NAMES, Status
+
+HEADER = ROOT / "coupler" / "mlscam.h"
+
+
+@pytest.fixture(scope="module")
+def info():
+    return build_library()
+
+
+@pytest.fixture(scope="module")
+def lib(info):
+    return ctypes.CDLL(str(NATIVE_DIR / info["library"]))
+
+
+def _header_enum(name: str) -> dict[str, int]:
+    body = re.search(rf"enum {name} \{{(.*?)\}};", HEADER.read_text(), re.S).group(1)
+    return {k: int(v) for k, v in re.findall(r"(MLSCAM_\w+)\s*=\s*(\d+)", body)}
+
+
+def _header_functions() -> list[str]:
+    return re.findall(r"^int (mlscam_\w+)\(", HEADER.read_text(), re.M)
+
+
+def test_status_codes_agree_between_header_python_side_and_component():
+    codes = _header_enum("mlscam_status")
+    assert codes["MLSCAM_OK"] == 0 and len(set(codes.values())) == len(codes)
+    python = {f"MLSCAM_{'OK' if k == 'OK' else 'ERR_' + k}": v for k, v in vars(Status).items() if k.isupper()}
+    assert python == codes
+    # the component's status codes pass through unchanged
+    same = {"FAILED": "FAILED", "BAD_ARGUMENT": "ARGUMENT", "NON_FINITE": "VALUE", "NO_STATE": "NO_STATE",
+            "FILE_ERROR": "FILE", "CHECKPOINT": "CHECKPOINT", "INTERVAL": "INTERVAL",
+            "DECOMPOSITION": "DECOMPOSITION", "FINALIZED": "HANDLE"}
+    assert {m.name: int(m) for m in ComponentStatus} == {k: codes[f"MLSCAM_ERR_{v}"] for k, v in same.items()}
+    assert _header_enum("mlscam_dtype") == {"MLSCAM_FLOAT32": 4, "MLSCAM_FLOAT64": 8}
+
+
+def test_fortran_module_binds_every_function_and_constant_of_the_header():
+    f90 = (ROOT / "coupler" / "mlscam_mod.f90").read_text()
+    bound = set(re.findall(r'bind\(c, name="(mlscam_\w+)"\)', f90))
+    assert bound == set(_header_functions())
+    for name, value in {**_header_enum("mlscam_status"), **_header_enum("mlscam_dtype")}.items():
+        assert re.search(rf"\b{name} = {value}\b", f90), f"{name} = {value} missing in mlscam_mod.f90"
+
+
+def test_array_op_codes_match_the_c_side():
+    c = (ROOT / "coupler" / "libmlscam.c").read_text()
+    ops = {int(v): k for k, v in re.findall(r"#define MLSCAM_OP_(\w+) (\d+)", c)}
+    assert {k: "mlscam_" + v.lower() for k, v in ops.items()} == OP_NAMES
+
+
+def test_build_exports_every_header_function_and_ships_header_module_and_pkgconfig(info):
+    native = NATIVE_DIR
+    assert info["library"] == "lib/libmlscam.so" and info["version"] == mlscam.__version__
+    assert os.path.realpath(info["python"]) == os.path.realpath(sys.executable)
+    out = subprocess.run(["nm", "-D", "--defined-only", str(native / info["library"])], capture_output=True, text=True,
+                         check=True).stdout
+    exported = set(re.findall(r" T (mlscam_\w+)$", out, re.M))
+    assert exported == set(_header_functions())
+    assert (native / "include" / "mlscam.h").read_text() == HEADER.read_text()
+    if shutil.which("gfortran"):
+        assert (native / "fortran" / "mlscam_mod.mod").is_file()
+        assert (native / "fortran" / "libmlscam_fortran.a").is_file()
+    pc = (native / "pkgconfig" / "mlscam.pc").read_text()
+    assert "prefix=${pcfiledir}/.." in pc and f"Version: {mlscam.__version__}" in pc
+
+
+def test_config_cli_prints_existing_paths_and_an_rpath(info):
+    native = NATIVE_DIR
+    assert config_flags("--prefix") == [str(native)]
+    cflags, libs = config_flags("--cflags"), config_flags("--libs")
+    assert cflags == [f"-I{native / 'include'}"] and (native / "include" / "mlscam.h").is_file()
+    assert libs == [f"-L{native / 'lib'}", f"-Wl,-rpath,{native / 'lib'}", "-lmlscam"]
+    both = config_flags("--cflags", "--libs")
+    assert both == cflags + libs
+    bad = subprocess.run([sys.executable, "-m", "mlscam.coupler.config"], cwd=ROOT, env=child_env(),
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "give at least one of --prefix" in bad.stderr
+
+
+def test_pkg_config_file_gives_the_same_flags(info):
+    if shutil.which("pkg-config") is None:
+        pytest.skip("pkg-config is not installed")
+    native = NATIVE_DIR
+    out = subprocess.run(["pkg-config", "--cflags", "--libs", "mlscam"], capture_output=True, text=True, check=True,
+                         env={**child_env(), "PKG_CONFIG_PATH": str(native / "pkgconfig")}).stdout.split()
+    resolved = [re.sub(r"(-I|-L|-Wl,-rpath,)(.*)", lambda m: m.group(1) + os.path.realpath(m.group(2)), f) for f in out]
+    assert set(resolved) == set(config_flags("--cflags", "--libs"))
+
+
+def test_version_and_last_error_are_pure_c_and_truncate_safely(lib):
+    buf = ctypes.create_string_buffer(64)
+    assert lib.mlscam_version(buf, 64) == 0 and buf.value.decode() == mlscam.__version__
+    small = ctypes.create_string_buffer(3)
+    assert lib.mlscam_version(small, 3) == 0 and small.value.decode() == mlscam.__version__[:2]
+    assert lib.mlscam_version(None, 10) == Status.ARGUMENT
+    assert lib.mlscam_last_error(buf, 0) == Status.ARGUMENT
+
+
+def test_null_handle_gives_a_handle_error_without_python(lib):
+    """(A Python process must not call entry points that reach Python: cffi's embedding then spins in
+    _cffi_carefully_make_gil; those paths are tested from C and Fortran hosts.)"""
+    msg = ctypes.create_string_buffer(4096)
+    for name in ("mlscam_step", "mlscam_finalize"):
+        assert getattr(lib, name)(None, *([1] if name == "mlscam_step" else [])) == Status.HANDLE
+        lib.mlscam_last_error(msg, 4096)
+        assert msg.value.decode() == f"{name}: the handle is NULL: call mlscam_init first and check that it returned 0"
+
+
+def test_init_refuses_a_null_handle_pointer_and_a_null_path_without_python(lib):
+    msg = ctypes.create_string_buffer(4096)
+    args = (0, 12, 6, 2, 1, 12, 1, 6, ctypes.c_double(0.0))
+    assert lib.mlscam_init(b"x.nml", *args, None) == Status.ARGUMENT
+    lib.mlscam_last_error(msg, 4096)
+    assert "the handle argument is NULL" in msg.value.decode()
+    handle = ctypes.c_void_p(0)
+    assert lib.mlscam_init(None, *args, ctypes.byref(handle)) == Status.ARGUMENT
+    lib.mlscam_last_error(msg, 4096)
+    assert "namelist_path is NULL" in msg.value.decode() and handle.value is None
