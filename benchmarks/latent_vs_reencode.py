@@ -4,7 +4,8 @@
         [--grid T21] [--threads 1 2] [--steps 24] [--repeats 5] [--out FILE]
 
 On the whole grid (T21 = 32 x 64 by default), ``--steps`` steps from one
-state, median of ``--repeats`` runs, for each torch thread count:
+state, median of ``--repeats`` runs (the two kinds of run interleaved), for
+each torch thread count:
 
 * latent-only: ``z = encode(x0)``; ``--steps`` x ``z = step(z)``; ``decode(z)`` once;
 * re-encode: ``z = encode(x0)``; ``--steps`` x (``z = step(z)``; ``z = encode(decode(z))``),
@@ -16,6 +17,7 @@ grid), so that re-encode per step ~ step + decode + encode can be checked.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -71,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             return z
 
         z0 = em.encode(x0)
-        t_lat, _ = bc.time_median(latent, args.repeats)
-        t_re, _ = bc.time_median(reencode, args.repeats)
+        latent(), reencode()  # warm-up
+        lat_times, re_times = [], []
+        for _ in range(args.repeats):  # interleaved, so that changing load hits both alike
+            lat_times.append(bc.time_median(latent, 1, warmup=0)[0])
+            re_times.append(bc.time_median(reencode, 1, warmup=0)[0])
+        t_lat, t_re = statistics.median(lat_times), statistics.median(re_times)
         t_enc, _ = bc.time_median(lambda: em.encode(x0), args.repeats)
         t_dec, _ = bc.time_median(lambda: em.decode(z0), args.repeats)
         t_step, _ = bc.time_median(lambda: em.step(z0), args.repeats)
