@@ -94,6 +94,9 @@ class ForecastWriter:
         for name in layout.variables:
             dims = ("time", "level", "lat", "lon") if name in layout.variables_3d else ("time", "lat", "lon")
             var = ds.createVariable(name, "f4", dims, zlib=True, complevel=1)
+            # records are only appended: a cache of about one record keeps memory flat in the number of
+            # steps (netCDF's default per-variable cache grows to 64 MiB; benchmarks/netcdf_chunk_cache.py)
+            var.set_var_chunk_cache(size=max(1 << 20, 4 * layout.nlev * grid.ncol))
             var.setncatts({**cf_attributes(name, layout.units_of(name)), "coordinates": "lead_time"})
             self._vars[name] = var
         ds.setncatts({
