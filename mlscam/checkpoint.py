@@ -161,3 +161,75 @@ def file_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _provenance(patterns) -> dict:
+    """Files and the generator's attributes (tool, seed, command line) of training data files."""
+    import glob
+
+    paths = sorted(p for pattern in patterns for p in glob.glob(pattern))
+    out: dict[str, Any] = {"files": [os.path.basename(p) for p in paths]}
+    if paths:
+        import netCDF4
+
+        with netCDF4.Dataset(paths[0]) as ds:
+            for key in ("tool", "seed", "resolution", "days", "interval_hours", "command_line"):
+                if key in ds.ncattrs():
+                    value = ds.getncattr(key)
+                    out[key] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def export_for_inference(src, dst) -> Path:
+    """Copy a training checkpoint without optimizer/scheduler state (a smaller file to ship), recording
+    how it was trained in ``metadata['training']``: mode, steps, best validation loss, and the data files
+    with their generator's attributes (e.g. the dynamical core's seed)."""
+    ckpt = load_checkpoint(src)
+    ts = ckpt.train_state or {}
+    data = ckpt.config.data
+    ckpt.metadata = {
+        **ckpt.metadata,
+        "training": {
+            "mode": ckpt.config.train.mode,
+            "steps": ts.get("step"),
+            "best_val_loss": ts.get("best_val"),
+            "data": _provenance(data.files),
+            "val_data": _provenance(data.val_files),
+        },
+        "exported_from": os.path.basename(str(src)),
+    }
+    ckpt.optimizer_state = ckpt.scheduler_state = ckpt.train_state = None
+    return save_checkpoint(dst, ckpt)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m mlscam.checkpoint",
+                                description="inspect or export mlscam checkpoints")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="drop optimizer state and record training provenance (for shipping)")
+    e.add_argument("src")
+    e.add_argument("dst")
+    i = sub.add_parser("info", help="print what a checkpoint holds")
+    i.add_argument("path")
+    a = p.parse_args(argv)
+    try:
+        if a.cmd == "export":
+            print(f"wrote {export_for_inference(a.src, a.dst)}")
+        else:
+            ck = load_checkpoint(a.path)
+            print(json.dumps({"format_version": ck.format_version, "layout": ck.layout.to_dict(),
+                              "grid": [ck.grid.nlat, ck.grid.nlon], "dt_seconds": ck.dt_seconds,
+                              "model": config_to_dict(ck.config)["model"], "metadata": ck.metadata,
+                              "resumable": ck.optimizer_state is not None}, indent=1, default=str))
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -72,3 +72,19 @@ def test_not_a_checkpoint_and_newer_format_are_refused(tmp_path):
         load_checkpoint(tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_export_drops_optimizer_state_and_records_provenance(tmp_path):
+    from mlscam.checkpoint import export_for_inference, main
+
+    ckpt, _ = _ckpt()
+    ckpt.optimizer_state = {"state": {}, "param_groups": []}
+    ckpt.train_state = {"step": 7, "best_val": 0.5}
+    src = save_checkpoint(tmp_path / "last.pt", ckpt)
+    out = export_for_inference(src, tmp_path / "ship.pt")
+    shipped = load_checkpoint(out)
+    assert shipped.optimizer_state is None and shipped.train_state is None
+    assert shipped.metadata["training"]["steps"] == 7 and shipped.metadata["training"]["best_val_loss"] == 0.5
+    assert shipped.state_dict.keys() == ckpt.state_dict.keys()
+    assert main(["info", str(out)]) == 0
+    assert main(["info", str(tmp_path / "nope.pt")]) == 1
