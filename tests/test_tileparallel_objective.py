@@ -96,7 +96,7 @@ def test_time_groups_equal_serial_float64(data_path, mode, nranks, groups, layou
     g1 = {n: p.grad.numpy().copy() for n, p in m.named_parameters()}
     losses, gn = _fake_tiled(data_path, mode, nranks, layout, time_groups=groups, batch_size=batch)
     for loss in losses:
-        assert abs(loss - float(loss1)) <= 1e-12 * abs(float(loss1))
+        assert abs(loss - loss1.item()) <= 1e-12 * abs(loss1.item())
     assert _max_rel(gn, g1) <= 1e-10, _max_rel(gn, g1)
 
 
