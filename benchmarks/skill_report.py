@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from mlscam.evaluate import evaluate_forecasts, open_dataset, zonal_mean_climate
 

@@ -9,7 +9,7 @@ This module knows nothing of files, MPI or torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES"]
 

@@ -6,10 +6,7 @@ one torch thread per rank, so results are compared at equal threads per rank.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,30 +16,16 @@ import torch
 import xarray as xr
 
 from component_case import make_checkpoint, write_initial, write_namelist
+from mpirun import mpirun
 from mlscam.rollout.__main__ import main as rollout_main
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
-MPI_TIMEOUT_S = 120
-ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-    "OMP_NUM_THREADS": "1",
-}
 VARS = ("u", "v", "temperature", "surface_pressure")
 NSTEPS, EVERY = 4, 2
 
 
-def _mpirun(nranks: int, args: list[str], timeout_s: int = MPI_TIMEOUT_S) -> subprocess.CompletedProcess:
-    mpirun, timeout = shutil.which("mpirun"), shutil.which("timeout")
-    if mpirun is None or timeout is None:
-        pytest.skip("mpirun or timeout is not installed")
-    cmd = [timeout, "-k", "10", str(timeout_s), mpirun, "--bind-to", "none", "-n", str(nranks), sys.executable,
-           *args]
-    env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s + 30)
+def _mpirun(nranks: int, args: list[str], timeout_s: int = 120) -> subprocess.CompletedProcess:
+    return mpirun(nranks, args, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """mlscam.data.columns / prepare_columns: shards hold exactly the tiles of the global stencil."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from mlscam.config import DataConfig
 from mlscam.data.source import open_source
 from mlscam.grid import LatLonGrid
 from mlscam.model import Emulator
+from mpirun import MPI_ENV, mpirun
 
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = resolve_asset("mlscam:demo/checkpoint.pt")
@@ -56,19 +56,13 @@ def test_demo_beats_persistence_at_24_hours_on_an_unseen_run():
 @pytest.mark.mpi
 def test_demo_on_16_ranks_equals_the_serial_rollout(tmp_path):
     """`mpirun -n 16 python -m mlscam.coupler.run namelists/demo.nml` (a few steps) == `python -m mlscam.rollout`."""
-    mpirun, timeout = shutil.which("mpirun"), shutil.which("timeout")
-    if mpirun is None or timeout is None:
-        pytest.fail("mpirun and timeout are needed (Open MPI is part of the set-up)")
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_mpi_yield_when_idle": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **MPI_ENV}
     args = ["namelists/demo.nml", "--num-steps", "3", "--output-every", "3", "--set", "output.quicklook=false",
             "--set", f"output.directory={tmp_path}", "--set", "output.progress=false"]
     serial = subprocess.run([sys.executable, "-m", "mlscam.rollout", *args, "--output-nc-path", "serial.nc"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert serial.returncode == 0, serial.stderr[-3000:]
-    par = subprocess.run([timeout, "-k", "10", "240", mpirun, "--bind-to", "none", "-n", "16", sys.executable,
-                          "-m", "mlscam.coupler.run", *args, "--output-nc-path", "mpi16.nc"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    par = mpirun(16, ["-m", "mlscam.coupler.run", *args, "--output-nc-path", "mpi16.nc"], timeout_s=240)
     assert par.returncode == 0, (par.stdout + par.stderr)[-3000:]
     assert "rank 15 of 16" in par.stdout
     with xr.open_dataset(tmp_path / "serial.nc") as a, xr.open_dataset(tmp_path / "mpi16.nc") as b:

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from mlscam.model.mixer import ConvMixer, MLPMixer
-
 from mlscam.config import ModelConfig
 from mlscam.grid import TOKEN_OFFSETS, LatLonGrid, neighbour
 from mlscam.layout import ColumnLayout

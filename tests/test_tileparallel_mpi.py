@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,29 +19,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi"))
 import tileparallel_case as case  # noqa: E402
+from mpirun import mpirun  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MPI_TIMEOUT_S = 180
-ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-    "OMP_NUM_THREADS": "1",
-}
 #: float32 training (4 Adam steps) on N ranks vs serial: largest relative loss difference accepted
 F32_LOSS_RTOL = 1e-5
 
 
 def _mpirun(nranks: int, args: list[str]) -> subprocess.CompletedProcess:
-    mpirun, timeout = shutil.which("mpirun"), shutil.which("timeout")
-    if mpirun is None or timeout is None:
-        pytest.skip("mpirun or timeout is not installed")
-    cmd = [timeout, "-k", "10", str(MPI_TIMEOUT_S), mpirun, "--bind-to", "none", "-n", str(nranks),
-           sys.executable, *args]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
-    proc = subprocess.run(cmd, cwd=ROOT, env={**env, **ENV}, capture_output=True, text=True,
-                          timeout=MPI_TIMEOUT_S + 30)
+    proc = mpirun(nranks, args, timeout_s=MPI_TIMEOUT_S, drop_env=("WORLD_SIZE", "RANK"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 124, f"mpirun -n {nranks} timed out after {MPI_TIMEOUT_S} s:\n{out[-3000:]}"
     assert proc.returncode == 0, f"mpirun -n {nranks} failed (exit {proc.returncode}):\n{out[-3000:]}"
@@ -135,14 +120,8 @@ def test_a_failure_on_every_rank_exits_1_without_hanging(tmp_path):
     nml = tmp_path / "run.nml"
     nml.write_text(config_to_namelist(case.config(str(tmp_path / "missing.nc"), "global",
                                                   checkpoint_dir=str(tmp_path / "ck"))))
-    mpirun, timeout = shutil.which("mpirun"), shutil.which("timeout")
-    if mpirun is None or timeout is None:
-        pytest.skip("mpirun or timeout is not installed")
-    cmd = [timeout, "-k", "10", str(MPI_TIMEOUT_S), mpirun, "--bind-to", "none", "-n", "2", sys.executable,
-           "-m", "mlscam.train", str(nml), "--set", "parallel.threads=1"]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
-    proc = subprocess.run(cmd, cwd=ROOT, env={**env, **ENV}, capture_output=True, text=True,
-                          timeout=MPI_TIMEOUT_S + 30)
+    proc = mpirun(2, ["-m", "mlscam.train", str(nml), "--set", "parallel.threads=1"], timeout_s=MPI_TIMEOUT_S,
+                  drop_env=("WORLD_SIZE", "RANK"))
     assert proc.returncode not in (0, 124), proc.stdout + proc.stderr
     for r in (0, 1):
         assert f"error (rank {r} of 2): rank 0 of 2 failed: DataError: no file matches" in proc.stderr, proc.stderr

@@ -13,10 +13,9 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -25,13 +24,11 @@ from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 from ..losses import LossComputer
 from ..model import build_model
-from ..model.summary import summarize
 from ..normalization import Normalization
-from .batches import GlobalBatches, TileBatches
 from .objective import Objective, needs_latent_truth
 from .schedule import lr_factor
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
 
