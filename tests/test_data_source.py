@@ -255,3 +255,15 @@ def test_missing_file_and_bad_name_map(tmp_path):
     # a name map of the wrong length is refused by &data itself, before any file is opened
     with pytest.raises(ValueError, match=r"file_names_2d = 'PS', 'TS': must be empty or give one name per entry"):
         open_source(cfg([path], file_names_2d=("PS", "TS")))
+
+
+def test_states_only_files_need_increasing_times_not_the_model_step(tmp_path):
+    """An initial state may come from a daily file while the model steps hourly."""
+    path, _ = cf_file(tmp_path, nt=3, times=[0.0, 24.0, 48.0])
+    with pytest.raises(DataError, match="data interval is 86400 s"):
+        open_source(cfg([path]))
+    src = open_source(cfg([path]), states_only=True)
+    assert src.ntime == 3 and src.dt_seconds == 6 * 3600.0
+    bad, _ = cf_file(tmp_path, name="bad.nc", nt=3, times=[0.0, 24.0, 12.0])
+    with pytest.raises(DataError, match="not strictly increasing"):
+        open_source(cfg([bad]), states_only=True)

@@ -398,7 +398,7 @@ class Component:
             data = replace(data, variables_3d=self.layout.variables_3d, variables_2d=self.layout.variables_2d,
                            file_names_3d=(), file_names_2d=())
         data = replace(data, time_step_hours=self.dt_seconds / 3600.0, static_features=self.layout.static_features)
-        with _FILE_LOCK, open_source(data, [str(path)]) as src:
+        with _FILE_LOCK, open_source(data, [str(path)], states_only=True) as src:
             if src.grid.shape != self.grid.shape:
                 raise _Local(
                     f"{path} is on a {src.grid.nlat}x{src.grid.nlon} grid, the component runs on "

@@ -172,8 +172,13 @@ class DataSource:
         self.close()
 
 
-def open_source(data_cfg: DataConfig, files: Sequence[str] | None = None) -> DataSource:
-    """Open ``files`` (default ``data_cfg.files``; globs allowed) as one :class:`DataSource`."""
+def open_source(data_cfg: DataConfig, files: Sequence[str] | None = None, *, states_only: bool = False) -> DataSource:
+    """Open ``files`` (default ``data_cfg.files``; globs allowed) as one :class:`DataSource`.
+
+    ``states_only=True`` is for files read one time at a time (initial states,
+    truth samples): times must still increase, but their spacing need not be
+    the model step.
+    """
     paths = expand_files(files if files is not None else data_cfg.files)
     names_3d, names_2d = name_maps(data_cfg)
     opened: list[NcFile] = []
@@ -192,7 +197,7 @@ def open_source(data_cfg: DataConfig, files: Sequence[str] | None = None) -> Dat
             raise DataError(f"data.time_step_hours must be > 0, got {data_cfg.time_step_hours}")
         times = [t for f in opened for t in f.times]
         origins = [f.path for f in opened for _ in f.times]
-        check_time_axis(times, origins, dt)
+        check_time_axis(times, origins, None if states_only else dt)
         return DataSource(opened, layout, dt)
     except Exception:
         for f in opened:

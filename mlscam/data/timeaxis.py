@@ -8,8 +8,8 @@ from mlscam.data.errors import DataError
 __all__ = ["check_time_axis"]
 
 
-def check_time_axis(times: Sequence, origins: Sequence[str], dt_seconds: float, tol: float = 1e-3) -> None:
-    """Raise :class:`DataError` unless ``times`` advance by exactly ``dt_seconds``.
+def check_time_axis(times: Sequence, origins: Sequence[str], dt_seconds: float | None, tol: float = 1e-3) -> None:
+    """Raise :class:`DataError` unless ``times`` advance by exactly ``dt_seconds`` (only increase, if None).
 
     Args:
       times: cftime datetimes of every time index (all files, concatenated).
@@ -24,6 +24,8 @@ def check_time_axis(times: Sequence, origins: Sequence[str], dt_seconds: float, 
                 f"{times[n + 1]} ({origins[n + 1]}); files are concatenated in sorted name order, "
                 "so check the file list and remove duplicated or out-of-order times"
             )
+    if dt_seconds is None:
+        return
     if diffs and all(abs(d - diffs[0]) <= tol for d in diffs) and abs(diffs[0] - dt_seconds) > tol:
         raise DataError(
             f"the data interval is {diffs[0]:g} s ({diffs[0] / 3600:g} h) but the model step is "
