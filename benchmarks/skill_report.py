@@ -58,6 +58,35 @@ def level_mean(result: dict, var: str, metric: str, source: str = "forecast") ->
     return {k: float(np.mean(v)) for k, v in sorted(leads.items())}
 
 
+def polar_split(files, truth, lead_hours: int = 24, polar_lat: float = 80.0) -> dict:
+    """Day-1 RMSE (all levels, area weighted) in the rows poleward of ``polar_lat`` and in the rest,
+    for the forecasts and for persistence: the rows next to the poles violate the stencil's
+    Courant condition at any practical step (docs/datagen.md)."""
+    from mlscam.grid import LatLonGrid
+
+    out = {}
+    for var in VARS:
+        sums = {(src, region): [0.0, 0.0] for src in ("forecast", "persistence") for region in ("polar", "rest")}
+        for f in files:
+            with open_dataset(f) as fc:
+                lead = np.asarray(fc["lead_time"].values, dtype=float)
+                k = int(np.flatnonzero(np.isclose(lead, lead_hours))[0])
+                valid = fc["time"].values[k]
+                t_valid = int(np.flatnonzero(truth["time"].values == valid)[0])
+                t_init = t_valid - lead_hours  # hourly truth
+                grid = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values))
+                w = grid.area_weights()
+                polar = np.abs(fc["lat"].values) > polar_lat
+                tr = truth[var].values[t_valid]
+                for src, field in (("forecast", fc[var].values[k]), ("persistence", truth[var].values[t_init])):
+                    err2 = (field - tr) ** 2 * w
+                    for region, rows in (("polar", polar), ("rest", ~polar)):
+                        sums[(src, region)][0] += float(err2[..., rows, :].sum())
+                        sums[(src, region)][1] += float(np.broadcast_to(w, err2.shape)[..., rows, :].sum())
+        out[var] = {f"{src}_{region}": float(np.sqrt(a / b)) for (src, region), (a, b) in sums.items()}
+    return out
+
+
 def plot_skill(curves: dict, path: Path) -> None:
     import matplotlib
 
@@ -120,6 +149,7 @@ def main(argv=None) -> int:
             curves[var][f"mlscam ({label})"] = entry["rmse"][var]
             curves[var]["persistence"] = entry["persistence"][var]
             curves[var]["climatology"] = entry["climatology"][var]
+        entry["polar_rows_day1"] = polar_split(files, truth)
         report["models"][label] = entry
         print(f"{label}: {len(files)} forecasts of {a.days} days in {wall:.1f} s")
     plot_skill(curves, out / "skill_rmse.png")
