@@ -1,7 +1,7 @@
 """Peak memory of a short and a long rollout through the real driver ``python -m mlscam.rollout``.
 
     python benchmarks/memory.py [--checkpoint PATH | --random-weights NAMELIST]
-        [--input-nc /work/data/h1_test.nc] [--steps 100 2000] [--output-every 6] [--threads 1] [--out FILE]
+        [--input-nc mlscam:demo/initial_state.nc] [--steps 100 2000] [--output-every 6] [--threads 1] [--out FILE]
 
 In a temporary directory: the initial state is time 0 of ``--input-nc``
 (``python -m mlscam.data.subset INPUT --times 0 --output init.nc``); with
@@ -62,7 +62,10 @@ def make_inputs(args, work: Path, env: dict[str, str]) -> tuple[Path, str]:
     from mlscam.normalization import Normalization
 
     init = work / "init.nc"
-    cmd = [sys.executable, "-m", "mlscam.data.subset", str(args.input_nc), "--times", "0", "--output", str(init)]
+    from mlscam.assets import resolve_asset
+
+    source = resolve_asset(args.input_nc) if args.input_nc.startswith("mlscam:") else args.input_nc
+    cmd = [sys.executable, "-m", "mlscam.data.subset", str(source), "--times", "0", "--output", str(init)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"error: {' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
@@ -100,7 +103,7 @@ def make_inputs(args, work: Path, env: dict[str, str]) -> tuple[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bc.add_model_arguments(p)
-    p.add_argument("--input-nc", default="/work/data/h1_test.nc", help="file whose time 0 is the initial state")
+    p.add_argument("--input-nc", default="mlscam:demo/initial_state.nc", help="file whose time 0 is the initial state (mlscam:REL = shipped asset)")
     p.add_argument("--steps", nargs="+", type=int, default=[100, 2000])
     p.add_argument("--output-every", type=int, default=6)
     p.add_argument("--threads", type=int, default=1)
