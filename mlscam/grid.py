@@ -157,6 +157,16 @@ class LatLonGrid:
             "cos_lon": np.cos(lon),
         }
 
+    def static_stack(self, names) -> np.ndarray:
+        """The static features ``names`` stacked in that order: ``[nlat, nlon, len(names)]`` float64."""
+        feats = self.static_features()
+        unknown = [n for n in names if n not in feats]
+        if unknown:
+            raise ValueError(f"unknown static features {unknown}; valid: {sorted(feats)}")
+        if not names:
+            return np.zeros(self.shape + (0,))
+        return np.stack([feats[n] for n in names], axis=-1)
+
     # -- stencil ----------------------------------------------------------
     def stencil(self) -> Stencil:
         """The 3x3 stencil of the whole grid (cached per grid shape)."""

@@ -152,10 +152,7 @@ class DataSource:
         lat_range = lat_range or (0, self.grid.nlat)
         lon_range = lon_range or (0, self.grid.nlon)
         jj, ii, _ = tile_cells(self.grid.nlat, self.grid.nlon, lat_range, lon_range, halo)
-        feats = self.grid.static_features()
-        if not self.layout.static_features:
-            return np.zeros((*jj.shape, 0), np.float32)
-        return np.stack([feats[s][jj, ii] for s in self.layout.static_features], axis=-1).astype(np.float32)
+        return self.grid.static_stack(self.layout.static_features)[jj, ii].astype(np.float32)
 
     def check_compatible(self, layout: ColumnLayout, grid: LatLonGrid, dt_seconds: float) -> None:
         """Raise :class:`DataError` unless the files match ``layout``, ``grid`` and ``dt_seconds`` (e.g. a checkpoint's)."""

@@ -56,10 +56,8 @@ class Objective:
         self._std = torch.as_tensor(n.state_std, **f32)
         self._tmean = torch.as_tensor(n.tendency_mean, **f32)
         self._tstd = torch.as_tensor(n.tendency_std, **f32)
-        st = self.grid.static_features()
-        self._static = torch.stack(
-            [torch.as_tensor(st[name].reshape(-1), **f32) for name in self.layout.static_features], dim=-1
-        ) if self.layout.static_features else torch.zeros(self.grid.ncol, 0)
+        static = self.grid.static_stack(self.layout.static_features)
+        self._static = torch.as_tensor(static.reshape(self.grid.ncol, -1), **f32)
         stencil = self.grid.stencil()
         self._tile_index = torch.tensor(stencil.index)
         self._crossed = torch.tensor(stencil.crossed_pole)
