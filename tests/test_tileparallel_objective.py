@@ -188,6 +188,6 @@ def test_single_column_tiled_equals_serial_float64(data_path, batch_size, nranks
 
     out = run_fake_world(nranks, fn, timeout=120)
     for loss, _ in out:
-        assert abs(loss - float(loss1)) <= 1e-12 * abs(float(loss1))
+        assert abs(loss - loss1.item()) <= 1e-12 * abs(loss1.item())
     gn = {n: sum(o[1][n] for o in out) / nranks for n in g1}
     assert _max_rel(gn, g1) <= 1e-10
