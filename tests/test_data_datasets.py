@@ -82,3 +82,16 @@ def test_gather_gives_training_batches_in_requested_order(tmp_path):
         fly = OnTheFlyTiles(src, seed=0, num_samples=6)
         fb = fly.gather([5, 0])
         assert torch.equal(fb["x_tile"][1], fly[0]["x_tile"]) and torch.equal(fb["x_next"][0], fly[5]["x_next_centre"])
+
+
+def test_centres_name_the_centre_column_of_each_tile(tmp_path):
+    cfg, _ = _cfg(tmp_path)
+    prepare_columns(cfg, shard_size=40, progress=False)
+    shards = ColumnTiles(cfg.columns_dir)
+    idx = np.array([3, 77, 41, 159, 0])
+    want = [int(shards[n]["j"]) * GRID.nlon + int(shards[n]["i"]) for n in idx]
+    assert shards.centres(idx).tolist() == want
+    with open_source(cfg) as src:
+        fly = OnTheFlyTiles(src, seed=2, num_samples=30)
+        idx = np.arange(0, 30, 7)
+        assert fly.centres(idx).tolist() == [int(fly[n]["j"]) * GRID.nlon + int(fly[n]["i"]) for n in idx]

@@ -141,7 +141,7 @@ def test_owned_tile_batches_partition_the_serial_batch(data_path, tmp_path, kind
     parts = []
     for r in range(4):
         ctx = TileContext(comm=_RankOnly(r, 4), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
-        b = OwnedTileBatches(store, ctx, nlon=case.NLON, batch_size=16, seed=case.SEED, n_state=7, n_static=2)
+        b = OwnedTileBatches(store, ctx, batch_size=16, seed=case.SEED, n_state=7, n_static=2)
         got = b(7)
         cols = store.gather(b.indices(7)) if b.indices(7).size else None
         if cols is not None:
@@ -173,7 +173,7 @@ def test_single_column_tiled_equals_serial_float64(data_path, batch_size, nranks
     batches = []
     for r in range(nranks):
         ctx = TileContext(comm=_RankOnly(r, nranks), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
-        batches.append(OwnedTileBatches(store, ctx, nlon=case.NLON, batch_size=batch_size, seed=case.SEED,
+        batches.append(OwnedTileBatches(store, ctx, batch_size=batch_size, seed=case.SEED,
                                         n_state=7, n_static=2)(2))
     assert sum(b_["x_tile"].shape[0] for b_ in batches) == batch_size
 

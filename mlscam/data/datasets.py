@@ -92,6 +92,18 @@ class ColumnTiles(Dataset):
                 out[k][sel[order]] = self._shards[s][k][row[sel][order]]
         return to_batch(out)
 
+    def centres(self, indices) -> np.ndarray:
+        """Global flat index ``j * nlon + i`` of the centre column of tiles ``indices`` (reads only j and i)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        shard, row = self._locate(indices)
+        nlon = self.grid.nlon
+        out = np.empty(indices.size, np.int64)
+        for s in np.unique(shard):
+            sel = np.flatnonzero(shard == s)
+            j, i = np.asarray(self._shards[s]["j"][row[sel]]), np.asarray(self._shards[s]["i"][row[sel]])
+            out[sel] = j * nlon + i
+        return out
+
     def order(self, seed: int, epoch: int = 0) -> np.ndarray:
         """A permutation of all items: shards in random order, tiles shuffled within each shard."""
         rng = np.random.default_rng([seed, epoch])
@@ -116,6 +128,10 @@ class OnTheFlyTiles(Dataset):
 
     def __len__(self) -> int:
         return int(self._pairs.size)
+
+    def centres(self, indices) -> np.ndarray:
+        """Global flat index ``j * nlon + i`` of the centre column of items ``indices`` (no file read)."""
+        return self._pairs[np.asarray(indices, dtype=np.int64)] % self.source.grid.ncol
 
     def gather(self, indices) -> dict[str, torch.Tensor]:
         """The training batch of items ``indices`` (see module docstring)."""

@@ -154,30 +154,16 @@ class TiledGlobalBatches:
         return {"x": torch.from_numpy(np.stack(xs).astype(np.float32, copy=False))}
 
 
-def _centre_columns(store, indices: np.ndarray, nlon: int) -> np.ndarray:
-    """Global flat index ``j * nlon + i`` of the centre column of every tile ``indices`` of a tile store."""
-    pairs = getattr(store, "_pairs", None)
-    if pairs is not None:  # OnTheFlyTiles: item n is (t, column) = divmod(pairs[n], ncol), no file read
-        ncol = store.source.grid.ncol
-        return pairs[indices] % ncol
-    shard, row = store._locate(indices)  # ColumnTiles: read j and i of the drawn tiles only
-    out = np.empty(len(indices), np.int64)
-    for s in np.unique(shard):
-        sel = np.flatnonzero(shard == s)
-        out[sel] = np.asarray(store._shards[s]["j"][row[sel]]) * nlon + np.asarray(store._shards[s]["i"][row[sel]])
-    return out
-
-
 class OwnedTileBatches:
     """``single_column`` on a rank: the serial batch of tile indices (``TileBatches``' rule), then only
     the tiles whose centre column this rank owns.  Local batches differ in size (about ``B x`` the
     rank's share of the columns, possibly 0); their union over ranks is the serial batch."""
 
-    def __init__(self, store, tile: TileContext, *, nlon: int, batch_size: int, seed: int, stream: int = 0,
+    def __init__(self, store, tile: TileContext, *, batch_size: int, seed: int, stream: int = 0,
                  n_state: int, n_static: int):
         if len(store) < 1:
             raise ValueError("the single-column tile store is empty; run python -m mlscam.data.prepare_columns first")
-        self.store, self.tile, self.nlon = store, tile, nlon
+        self.store, self.tile = store, tile
         self.batch_size, self.seed, self.stream = batch_size, seed, stream
         self.n_state, self.n_static = n_state, n_static
         owner = tile.decomposition.owner_map().reshape(-1)
@@ -187,7 +173,7 @@ class OwnedTileBatches:
         """The tile indices of this rank in batch ``step`` (sorted)."""
         idx = np.sort(batch_rng(self.seed, step, self.stream).integers(0, len(self.store), size=self.batch_size))
         idx = idx[self.tile.group::self.tile.groups]
-        return idx[self._owner[_centre_columns(self.store, idx, self.nlon)] == self.tile.rank]
+        return idx[self._owner[self.store.centres(idx)] == self.tile.rank]
 
     def __call__(self, step: int) -> dict:
         idx = self.indices(step)
@@ -277,7 +263,7 @@ def build_tiled_trainer(cfg: Config, tile_comm: Any, *, device: str | torch.devi
     layout = source.layout
     if t.mode == "single_column":
         def owned(store, stream):
-            return OwnedTileBatches(store, tile, nlon=source.grid.nlon, batch_size=t.batch_size, seed=t.seed,
+            return OwnedTileBatches(store, tile, batch_size=t.batch_size, seed=t.seed,
                                     stream=stream, n_state=layout.n_state, n_static=layout.n_static)
         train_batches = owned(_tile_store(cfg, source, seed=t.seed), 0)
         val_batches = owned(OnTheFlyTiles(val_source, seed=t.seed + 1), 1) if val_source is not None else None
