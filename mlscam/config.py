@@ -124,6 +124,9 @@ class ModelConfig(Group):
     mixer_blocks: int = _f(4, "mixer blocks")
     token_hidden: int = _f(32, "hidden width of the token-mixing MLP ('mlp' mixer)")
     channel_hidden: int = _f(512, "hidden width of the channel-mixing MLP")
+    stencil_width: int = _f(0, "'conv' mixer: width of the stencil projection 9*latent -> stencil_width and of the "
+                               "channel blocks after it (0 = latent_dim). The stencil is linear, so a width below the "
+                               "number of stencil features the dynamics needs (gradients of every channel) is a bottleneck")
     heads: int = _f(4, "heads of the token mixing ('mlp' mixer); must divide latent_dim")
     norm: str = _f("layer", "normalisation in the mixer: 'layer' or 'none'")
     activation: str = _f("gelu", "activation: 'gelu' or 'silu'")
@@ -132,6 +135,7 @@ class ModelConfig(Group):
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
                        "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
+        self._at_least(0, "stencil_width")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
         self._choice("activation", ("gelu", "silu"))
@@ -139,7 +143,7 @@ class ModelConfig(Group):
                       f"must divide latent_dim = {self.latent_dim}")
 
 
-_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "latent_mse",
+_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "increment", "latent_mse",
                "reconstruction")
 
 
@@ -155,6 +159,9 @@ class LossConfig(Group):
     barlow: float = _f(0.0, "Barlow Twins between predicted and encoded-truth latent increments")
     vicreg: float = _f(0.0, "VICReg between predicted and encoded-truth latent increments")
     tendency_mse: float = _f(0.0, "MSE of the tendency decoder's output against true normalised tendencies")
+    increment: float = _f(0.0, "MSE of decoded one-step changes decode(z[k]) - decode(z[k-1]) against the true "
+                               "x[k] - x[k-1], in units of the tendency std: the dynamics' error, free of the "
+                               "autoencoder's (which is larger than a one-hour change)")
     latent_mse: float = _f(0.0, "MSE between predicted latent and encoded truth")
     reconstruction: float = _f(0.0, "MSE of decode(encode(x)) against x: keeps the latent space an autoencoder's, "
                                     "so stepped latents stay decodable")
@@ -196,6 +203,9 @@ class TrainConfig(Group):
     resume: str = _f("", "checkpoint to resume from exactly", path="input")
     init_from: str = _f("", "checkpoint whose weights start this run (fresh optimizer and schedule: fine-tuning, "
                             "e.g. global_rollout after global)", path="input")
+    init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
+                                   "parameters whose names and shapes match (e.g. a wider mixer on trained "
+                                   "encoder/decoder); the others start fresh and are listed")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
     seed: int = _f(0, "seed of initialisation, sampling and noise")
 

@@ -47,7 +47,7 @@ def test_typo_key_names_it_lists_valid_keys_and_suggests(tmp_path):
     assert message == (
         "unknown key 'latnet_dim' in &model; did you mean 'latent_dim'? Valid keys of &model: "
         "latent_dim, encoder_hidden, encoder_layers, decoder_hidden, decoder_layers, mixer, "
-        "mixer_blocks, token_hidden, channel_hidden, heads, norm, activation, chunk_size")
+        "mixer_blocks, token_hidden, channel_hidden, stencil_width, heads, norm, activation, chunk_size")
 
 
 def test_unknown_key_without_close_match_lists_valid_keys(tmp_path):
@@ -98,7 +98,7 @@ def test_wrong_type_shows_key_value_and_what_is_allowed(tmp_path, text, message)
     ("&data variables_3d = 'u', 'u' /", "data.variables_3d = 'u', 'u': names must be unique; repeated: u"),
     ("&loss mse = -1 /", "loss.mse = -1.0: must be >= 0.0"),
     ("&loss mse = 0 /", "loss.mse = 0.0: every loss weight is 0; give at least one of mse, mae, ccc, "
-                        "ccc_latent, barlow, vicreg, tendency_mse, latent_mse, reconstruction a weight > 0"),
+                        "ccc_latent, barlow, vicreg, tendency_mse, increment, latent_mse, reconstruction a weight > 0"),
     ("&rollout output_nc_path = 'mlscam:x.nc' /", "rollout.output_nc_path = 'mlscam:x.nc': package assets are "
                                                   "read-only; give a path (relative paths go under output.directory)"),
     ("&mlscam host_groups = 'model' /", "mlscam.host_groups = 'model': model is an mlscam group and cannot be a host group"),

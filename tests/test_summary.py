@@ -81,3 +81,17 @@ def test_str_is_a_table():
     assert "ConvMixer" in text
     assert f"{sum(p.numel() for p in model.parameters()):,}" in text
     assert "2,304" in text and f"{2304 * 64:,}" in text
+
+
+def test_conv_mixer_stencil_width_by_hand():
+    # stencil 72 -> 12, two blocks 12 -> 16 -> 12 with LayerNorm(12), out-norm(12), out 12 -> 8
+    model = build_model(ModelConfig(mixer="conv", stencil_width=12, **TINY), LAYOUT)
+    s = summarize(model, LAYOUT)
+    ln12 = 2 * 12
+    params = 8 + (72 * 12 + 12) + 2 * (ln12 + (12 * 16 + 16) + (16 * 12 + 12)) + ln12 + (12 * 8 + 8)
+    flops = 2 * 72 * 12 + 2 * (2 * 12 * 16 + 2 * 16 * 12) + 2 * 12 * 8
+    assert (s.params["mixer"], s.flops["mixer"]) == (params, flops) == (1884, 3456)
+    # 0 (the default) means latent_dim: the same model as before the option existed
+    same = build_model(ModelConfig(mixer="conv", stencil_width=8, **TINY), LAYOUT)
+    default = build_model(ModelConfig(mixer="conv", **TINY), LAYOUT)
+    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}

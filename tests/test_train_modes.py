@@ -138,3 +138,49 @@ def test_init_from_starts_a_new_run_from_weights(problem, tmp_path):
     with pytest.raises(ValueError, match="resume and init_from are both set"):
         build_trainer(make_config(problem, "global", 3, out=tmp_path / "c",
                                   overrides=[f"train.init_from={ck}", f"train.resume={ck}"]))
+
+
+def test_increment_term_is_the_decoded_change_in_tendency_units(problem, tmp_path):
+    """``&loss increment``: (decode(z1) - decode(z0)) against x1 - x0, both over the tendency std,
+    area weighted; a bias of the decoder (the autoencoder's error) cancels from it."""
+    torch.set_num_threads(1)
+    cfg = make_config(problem, "global", 1, out=tmp_path, overrides=["loss.increment=2.0"])
+    trainer = build_trainer(cfg)
+    obj, model = trainer.objective, trainer.model
+    batch = trainer.train_batches(0)
+    _, terms = obj(batch)
+    x = batch["x"].flatten(2, 3)  # [B, 2, ncol, S]
+    with torch.no_grad():
+        static = obj._static.expand(x.shape[0], -1, -1)
+        z0 = model.encoder(obj.normalize(x[:, 0]), static)
+        z1 = z0 + obj._advance(z0)
+        std = torch.as_tensor(trainer.normalization.state_std, dtype=torch.float32)
+        tstd = torch.as_tensor(trainer.normalization.tendency_std, dtype=torch.float32)
+        pred = (model.decoder(z1) - model.decoder(z0)) * std / tstd
+        true = (x[:, 1] - x[:, 0]) / tstd
+        w = obj._area / obj._area.sum()
+        by_hand = float((((pred - true) ** 2).mean(-1) * w).sum(-1).mean())
+    assert terms["increment"] == pytest.approx(by_hand, rel=1e-5)
+    assert terms["increment_weighted"] == pytest.approx(2.0 * by_hand, rel=1e-5)
+    # shift every decoded state by a constant (an autoencoder error): mse changes, increment does not
+    with torch.no_grad():
+        model.decoder.net[-1].bias.add_(0.3)
+    _, shifted = obj(batch)
+    assert shifted["increment"] == pytest.approx(terms["increment"], rel=1e-5)
+    assert shifted["mse"] > terms["mse"] + 0.05
+
+
+def test_init_partial_loads_matching_tensors_of_another_model(problem, tmp_path):
+    first = build_trainer(make_config(problem, "global", 2, out=tmp_path / "a"))
+    first.run()
+    ck = tmp_path / "a" / "ck" / "last.pt"
+    wider = ["model.stencil_width=24", f"train.init_from={ck}"]
+    with pytest.raises(ValueError, match="init_partial"):
+        build_trainer(make_config(problem, "global", 2, out=tmp_path / "b", overrides=wider))
+    tuned = build_trainer(make_config(problem, "global", 2, out=tmp_path / "c",
+                                      overrides=wider + ["train.init_partial=true"]))
+    a, b = first.model.state_dict(), tuned.model.state_dict()
+    for k in b:
+        if k.startswith(("encoder.", "decoder.", "tendency_decoder.")) or k == "mixer.crossed_embedding":
+            assert torch.equal(a[k], b[k]), k  # the trained parts come over ...
+    assert b["mixer.stencil.weight"].shape == (24, 9 * 16) != a["mixer.stencil.weight"].shape  # ... the wider mixer is fresh

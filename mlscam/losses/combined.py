@@ -12,6 +12,7 @@ term              inputs                              loss
 ``barlow``        ``pred_dz, true_dz``                ``barlow_twins_loss``
 ``vicreg``        ``pred_dz, true_dz``                ``vicreg_loss()["total"]``
 ``tendency_mse``  ``pred_tendency, true_tendency``    ``mse_loss`` (area weighted)
+``increment``     ``pred_increment, true_increment``  ``mse_loss`` (area weighted)
 ``latent_mse``    ``pred_z, true_z``                  ``mse_loss`` (area weighted)
 ``reconstruction`` ``pred_recon, true_recon``         ``mse_loss`` of decode(encode(x)) vs x
 ================  ==================================  =============================
@@ -58,6 +59,7 @@ TERM_INPUTS: dict[str, tuple[str, str]] = {
     "barlow": ("pred_dz", "true_dz"),
     "vicreg": ("pred_dz", "true_dz"),
     "tendency_mse": ("pred_tendency", "true_tendency"),
+    "increment": ("pred_increment", "true_increment"),
     "latent_mse": ("pred_z", "true_z"),
     "reconstruction": ("pred_recon", "true_recon"),
 }
@@ -94,7 +96,7 @@ class LossComputer:
 
     def _term(self, name: str, pred: Tensor, true: Tensor, weights: Optional[Tensor], reduce: Optional[Reduce]):
         c = self.config
-        if name in ("mse", "tendency_mse", "latent_mse", "reconstruction"):
+        if name in ("mse", "tendency_mse", "increment", "latent_mse", "reconstruction"):
             return mse_loss(pred, true, weights=weights, reduce=reduce)
         if name == "mae":
             return mae_loss(pred, true, weights=weights, reduce=reduce)
@@ -115,6 +117,8 @@ class LossComputer:
         true_dz: Optional[Tensor] = None,
         pred_tendency: Optional[Tensor] = None,
         true_tendency: Optional[Tensor] = None,
+        pred_increment: Optional[Tensor] = None,
+        true_increment: Optional[Tensor] = None,
         pred_z: Optional[Tensor] = None,
         true_z: Optional[Tensor] = None,
         pred_recon: Optional[Tensor] = None,
@@ -128,10 +132,12 @@ class LossComputer:
           pred_state, true_state: decoded and true normalised states ``[..., ncol, C]``.
           pred_dz, true_dz: predicted and encoded-truth latent increments ``[..., ncol, D]``.
           pred_tendency, true_tendency: tendency-decoder output and true normalised tendencies ``[..., ncol, C]``.
+          pred_increment, true_increment: decoded one-step change ``decode(z[k]) - decode(z[k-1])`` and the
+            true ``x[k] - x[k-1]``, both in tendency units (``(dx - tendency_mean) / tendency_std``) ``[..., ncol, C]``.
           pred_z, true_z: predicted latent and encoded truth ``[..., ncol, D]``.
           pred_recon, true_recon: ``decode(encode(x))`` and the normalised state ``x`` ``[..., ncol, C]``.
           weights: area weights broadcastable to ``[..., ncol]`` (used by mse, mae, ccc, ccc_latent,
-            tendency_mse, latent_mse; Barlow Twins and VICReg are unweighted).
+            tendency_mse, increment, latent_mse; Barlow Twins and VICReg are unweighted).
           reduce: sum over ranks of local sums (see ``mlscam.losses``); None when serial.
 
         Returns:
@@ -150,6 +156,8 @@ class LossComputer:
             "true_dz": true_dz,
             "pred_tendency": pred_tendency,
             "true_tendency": true_tendency,
+            "pred_increment": pred_increment,
+            "true_increment": true_increment,
             "pred_z": pred_z,
             "true_z": true_z,
             "pred_recon": pred_recon,

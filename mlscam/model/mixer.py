@@ -114,20 +114,25 @@ class MLPMixer(_Mixer):
 class ConvMixer(_Mixer):
     """Conv-style mixer: the stencil is applied once, then per-column channel MLPs.
 
-    ``h = Linear(9L -> L)(flattened tile)``, then ``blocks`` residual channel MLPs
-    ``L -> channel_hidden -> L`` on the one centre vector, then a norm and an output
-    Linear ``L -> L`` (started near zero) giving ``dz``.
+    ``h = Linear(9L -> W)(flattened tile)``, then ``blocks`` residual channel MLPs
+    ``W -> channel_hidden -> W`` on the one centre vector, then a norm and an output
+    Linear ``W -> L`` (started near zero) giving ``dz``. ``W = stencil_width``
+    (default ``L``): the stencil is the only place neighbours meet and it is
+    linear, so ``W`` bounds how many stencil features (differences of each
+    channel in each direction) the nonlinear blocks can combine.
     """
 
     def __init__(self, latent_dim: int, *, blocks: int, channel_hidden: int,
-                 norm: str = "layer", activation: str = "gelu"):
+                 norm: str = "layer", activation: str = "gelu", stencil_width: int | None = None):
         super().__init__(latent_dim)
-        self.stencil = nn.Linear(TOKENS * latent_dim, latent_dim)
+        width = stencil_width or latent_dim
+        self.stencil_width = width
+        self.stencil = nn.Linear(TOKENS * latent_dim, width)
         self.blocks = nn.ModuleList(
-            _ChannelBlock(latent_dim, channel_hidden, norm, activation) for _ in range(blocks)
+            _ChannelBlock(width, channel_hidden, norm, activation) for _ in range(blocks)
         )
-        self.out_norm = make_norm(norm, latent_dim)
-        self.out = shrink_init(nn.Linear(latent_dim, latent_dim))
+        self.out_norm = make_norm(norm, width)
+        self.out = shrink_init(nn.Linear(width, latent_dim))
 
     def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
         """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""

@@ -65,7 +65,8 @@ def build_model(cfg: ModelConfig, layout: ColumnLayout) -> LatentModel:
             channel_hidden=cfg.channel_hidden, norm=cfg.norm, activation=act,
         )
     elif cfg.mixer == "conv":
-        mixer = ConvMixer(latent, blocks=cfg.mixer_blocks, channel_hidden=cfg.channel_hidden, norm=cfg.norm, activation=act)
+        mixer = ConvMixer(latent, blocks=cfg.mixer_blocks, channel_hidden=cfg.channel_hidden, norm=cfg.norm,
+                          activation=act, stencil_width=cfg.stencil_width or latent)
     else:
         raise ValueError(f"unknown mixer {cfg.mixer!r}; valid: {list(MIXERS)} (&model mixer)")
     return LatentModel(

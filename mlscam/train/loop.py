@@ -109,9 +109,18 @@ class Trainer:
     def init_weights_from(self, path) -> None:
         """Start from another run's weights (same layout and model shape); optimizer and schedule start fresh."""
         ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
-        if ckpt.config.model != self.config.model:
-            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model")
-        self.model.load_state_dict(ckpt.state_dict)
+        if ckpt.config.model == self.config.model:
+            self.model.load_state_dict(ckpt.state_dict)
+            return
+        if not self.config.train.init_partial:
+            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model, "
+                             "or set &train init_partial = .true. to load only the parameters that match")
+        own = self.model.state_dict()
+        match = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
+        fresh = sorted(set(own) - set(match))
+        self.model.load_state_dict(match, strict=False)
+        print(f"init_from {path}: loaded {len(match)} of {len(own)} tensors; started fresh: "
+              f"{', '.join(fresh) if fresh else 'none'}", flush=True)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}

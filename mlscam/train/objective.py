@@ -76,6 +76,18 @@ class Objective:
         """Physical one-step difference -> normalised tendency."""
         return (dx - self._tmean) / self._tstd
 
+    def increment(self, pred_new, pred_old):
+        """Decoded normalised states at k and k-1 -> their difference in tendency units.
+
+        The autoencoder's error is common to both decodes and cancels to first order, so
+        this compares the dynamics alone with the true change.
+        """
+        return self.normalize_tendency((pred_new - pred_old) * self._std)
+
+    def _tendency(self, dz):
+        """The tendency decoder's output, computed only when ``tendency_mse`` is on."""
+        return self.model.tendency_decoder(dz) if "tendency_mse" in self.loss.weights else None
+
     def _advance(self, z):
         if self.grad_checkpointing and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
@@ -94,7 +106,8 @@ class Objective:
             return loss, {name: float(v) for name, v in terms.items()}
         return self._global(batch)
 
-    def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency, weights):
+    def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency, weights,
+               pred_increment=None):
         """Loss terms of one step; ``true_z`` is the encoded truth (None when no latent term is on)."""
         extra = {}
         if true_z is not None:
@@ -103,6 +116,7 @@ class Objective:
         return self.loss(
             pred_state=pred_state, true_state=true_state,
             pred_tendency=pred_tendency, true_tendency=true_tendency,
+            pred_increment=pred_increment, true_increment=true_tendency if pred_increment is not None else None,
             weights=weights, reduce=self.reduce, **extra,
         )
 
@@ -118,7 +132,8 @@ class Objective:
         return self._terms(
             pred_state=pred, true_state=truth, pred_z=z1, pred_dz=dz, z_prev_true=z_tok[:, 4],
             true_z=self.model.encoder(truth, static[:, 4]) if self.latent_truth else None,
-            pred_tendency=self.model.tendency_decoder(dz), true_tendency=tend_true, weights=None,
+            pred_tendency=self._tendency(dz), true_tendency=tend_true, weights=None,
+            pred_increment=self.increment(pred, self.model.decoder(z_tok[:, 4])) if ("increment" in self.loss.weights) else None,
         )
 
     def _global(self, batch):
@@ -128,6 +143,7 @@ class Objective:
         static = self._static.expand(b, -1, -1)
         z = self.model.encoder(xn[:, 0], static)  # the only encode of a state that is stepped
         z_true_prev = z
+        pred_prev = self.model.decoder(z) if ("increment" in self.loss.weights) else None
         total = 0.0
         sums: dict[str, float] = {}
         for k in range(1, kp1):
@@ -139,9 +155,10 @@ class Objective:
             z_true = self.model.encoder(xn[:, k], static) if self.latent_truth else None
             loss_k, terms = self._terms(
                 pred_state=pred, true_state=xn[:, k], pred_z=z, pred_dz=dz, z_prev_true=z_true_prev, true_z=z_true,
-                pred_tendency=self.model.tendency_decoder(dz), true_tendency=self.normalize_tendency(dx),
-                weights=self._area,
+                pred_tendency=self._tendency(dz), true_tendency=self.normalize_tendency(dx),
+                weights=self._area, pred_increment=None if pred_prev is None else self.increment(pred, pred_prev),
             )
+            pred_prev = pred
             z_true_prev = z_true
             total = total + loss_k
             for name, v in terms.items():
