@@ -139,6 +139,8 @@ class ModelConfig(Group):
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
         self._choice("activation", ("gelu", "silu"))
+        self._require(self.stencil_width == 0 or self.mixer == "conv", "stencil_width",
+                      "applies to the 'conv' mixer only; set &model stencil_width = 0 with mixer = 'mlp'")
         self._require(self.latent_dim % self.heads == 0, "heads",
                       f"must divide latent_dim = {self.latent_dim}")
 

@@ -96,6 +96,9 @@ def test_wrong_type_shows_key_value_and_what_is_allowed(tmp_path, text, message)
     ("&data file_names_3d = 'U', 'V' /",
      "data.file_names_3d = 'U', 'V': must be empty or give one name per entry of variables_3d (3)"),
     ("&data variables_3d = 'u', 'u' /", "data.variables_3d = 'u', 'u': names must be unique; repeated: u"),
+    ("&model mixer = 'mlp' stencil_width = 96 /",
+     "model.stencil_width = 96: applies to the 'conv' mixer only; set &model stencil_width = 0 with mixer = 'mlp'"),
+    ("&model stencil_width = -1 /", "model.stencil_width = -1: must be >= 0"),
     ("&loss mse = -1 /", "loss.mse = -1.0: must be >= 0.0"),
     ("&loss mse = 0 /", "loss.mse = 0.0: every loss weight is 0; give at least one of mse, mae, ccc, "
                         "ccc_latent, barlow, vicreg, tendency_mse, increment, latent_mse, reconstruction a weight > 0"),
