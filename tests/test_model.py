@@ -292,3 +292,22 @@ def test_encode_and_decode_of_column_subsets_equal_whole_globe_bit_for_bit():
             assert torch.equal(part, whole[:, cols])
             dec_part = map_columns(em.model.decoder, whole[:, cols], chunk_size=7)
             assert torch.equal(dec_part, map_columns(em.model.decoder, whole, chunk_size=7)[:, cols])
+
+
+def test_conv_mixer_folds_the_pole_embedding_into_the_stencil():
+    """ConvMixer adds ``crossed @ (W_t e)`` after the stencil instead of ``e`` to every flagged token
+    before it: the same function (the stencil is linear)."""
+    torch.manual_seed(3)
+    from mlscam.model.mixer import ConvMixer
+
+    mix = ConvMixer(8, blocks=1, channel_hidden=16, stencil_width=12).double()
+    with torch.no_grad():
+        mix.crossed_embedding.normal_()
+        mix.out.weight.normal_()
+    tiles = torch.randn(5, 9, 8, dtype=torch.float64)
+    crossed = torch.rand(5, 9) < 0.4
+    explicit = mix.stencil(mix.embed(tiles, crossed).flatten(1))
+    for block in mix.blocks:
+        explicit = block(explicit)
+    explicit = mix.out(mix.out_norm(explicit))
+    assert torch.allclose(mix(tiles, crossed), explicit, rtol=1e-12, atol=1e-12)

@@ -29,13 +29,16 @@ class _Mixer(nn.Module):
         self.latent_dim = latent_dim
         self.crossed_embedding = nn.Parameter(0.02 * torch.randn(latent_dim))
 
-    def embed(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
-        """Add the crossed-pole embedding to flagged tokens: ``[N, 9, L] -> [N, 9, L]``."""
+    def check(self, tiles: torch.Tensor, crossed: torch.Tensor) -> None:
         if tiles.ndim != 3 or tiles.shape[1:] != (TOKENS, self.latent_dim) or crossed.shape != tiles.shape[:2]:
             raise ValueError(
                 f"mixer expects tiles [N, 9, {self.latent_dim}] and crossed [N, 9], "
                 f"got {tuple(tiles.shape)} and {tuple(crossed.shape)}"
             )
+
+    def embed(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
+        """Add the crossed-pole embedding to flagged tokens: ``[N, 9, L] -> [N, 9, L]``."""
+        self.check(tiles, crossed)
         return tiles + crossed.unsqueeze(-1).to(tiles.dtype) * self.crossed_embedding
 
 
@@ -136,8 +139,12 @@ class ConvMixer(_Mixer):
 
     def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
         """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""
-        x = self.embed(tiles, crossed)
-        h = self.stencil(x.flatten(1))  # [N, L]
+        self.check(tiles, crossed)
+        # stencil(flatten(tiles + crossed * e)) = stencil(flatten(tiles)) + crossed @ P, P[t] = W_t e:
+        # the pole embedding costs a [N, 9] x [9, W] product instead of a pass over [N, 9, L]
+        w = self.stencil.weight.view(-1, TOKENS, self.latent_dim)  # [W, 9, L]
+        pole = torch.einsum("wtl,l->tw", w, self.crossed_embedding)  # [9, W]
+        h = torch.addmm(self.stencil(tiles.flatten(1)), crossed.to(tiles.dtype), pole)  # [N, W]
         for block in self.blocks:
             h = block(h)
         return self.out(self.out_norm(h))
