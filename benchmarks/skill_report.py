@@ -166,8 +166,40 @@ def main(argv=None) -> int:
                           "zonal_mean_rmse": {v: climate[v]["rmse"] for v in VARS}}
         _plot_year(climate, out / "year_zonal_mean.png")
     (out / "skill.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: v for k, v in report.items() if k != "command"}, indent=1)[:4000])
+    text = summary_markdown(report)
+    (out / "summary.md").write_text(text)
+    print(text)
     return 0
+
+
+def summary_markdown(report: dict, days=(1, 3, 5, 10)) -> str:
+    """The report's key numbers as markdown tables (written to ``summary.md`` beside ``skill.json``)."""
+    lines = [f"Command: `{report['command']}`", ""]
+    for label, e in report["models"].items():
+        lines += [f"### {label} (`{e['checkpoint']}`)", "",
+                  "| lead | variable | mlscam | persistence | climatology | ratio to persistence | ACC | std ratio |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for d in days:
+            h = str(24 * d)
+            for var in VARS:
+                if h not in e["rmse"][var]:
+                    continue
+                m, p, c = e["rmse"][var][h], e["persistence"][var][h], e["climatology"][var][h]
+                lines.append(f"| {d} d | {var} | {m:.2f} | {p:.2f} | {c:.2f} | **{m / p:.2f}** | "
+                             f"{e['acc'][var][h]:.3f} | {e['std_ratio'][var][h]:.2f} |")
+        pr = e["polar_rows_day1"]
+        lines += ["", "Day 1, rows poleward of 80 degrees vs the rest (mlscam / persistence): " + "; ".join(
+            f"{var} {pr[var]['forecast_polar']:.2f} / {pr[var]['persistence_polar']:.2f} "
+            f"({pr[var]['forecast_polar'] / pr[var]['persistence_polar']:.2f}) vs "
+            f"{pr[var]['forecast_rest']:.2f} / {pr[var]['persistence_rest']:.2f} "
+            f"({pr[var]['forecast_rest'] / pr[var]['persistence_rest']:.2f})" for var in VARS), ""]
+    if "year" in report:
+        y = report["year"]
+        lines.append(f"One year: {y['steps']} steps in {y['wall_s']:.1f} s; finite: {y['finite']}; zonal-mean RMSE "
+                     "per level: " + "; ".join(
+                         f"{var} {min(y['zonal_mean_rmse'][var].values()):.2f}-{max(y['zonal_mean_rmse'][var].values()):.2f}"
+                         for var in VARS))
+    return "\n".join(lines) + "\n"
 
 
 def _plot_year(climate: dict, path: Path) -> None:
