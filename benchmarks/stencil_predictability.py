@@ -21,12 +21,15 @@ emulator's one step, ``decode(step(encode(x))) - decode(encode(x))``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_common import Report, command_line, machine_lines
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import Report, command_line, machine_lines  # noqa: E402
 
 from mlscam.config import DataConfig
 from mlscam.data.source import open_source

@@ -60,3 +60,26 @@ def test_memory_quick(tmp_path):
                                        "--out", str(out)]) == 0
     text = out.read_text()
     assert "peak of the 4-step run vs the 2-step run" in text
+
+
+def test_stencil_predictability_runs_and_its_3x3_stencil_is_the_grid_stencil(tmp_path):
+    from mlscam.grid import LatLonGrid
+
+    mod = load_script("stencil_predictability")
+    for nlat, nlon in ((4, 8), (6, 12)):
+        assert np.array_equal(mod.stencil_index(nlat, nlon, 1), LatLonGrid.equiangular(nlat, nlon).stencil().index)
+    five = mod.stencil_index(4, 8, 2)
+    assert five.shape == (32, 25)
+    # two rows south of row 0 is row 1 on the opposite meridian; the centre is the column itself
+    assert five[0 * 8 + 3, 2] == 1 * 8 + 7 and np.array_equal(five[:, 12], np.arange(32))
+    from synthetic import make_fields, write_file
+
+    grid = LatLonGrid.equiangular(32, 64)  # the demo checkpoint's grid
+    data = str(tmp_path / "hourly.nc")
+    write_file(data, make_fields(4, grid, 10, seed=1), grid, np.arange(4) * 1.0, levels=(np.arange(10) + 0.5) / 10)
+    out = tmp_path / "stencil.txt"
+    mod.main(["--train", data, "--val", data, "--steps", "3", "--batch", "64", "--radii", "1",
+              "--checkpoint", str(ROOT / "mlscam" / "assets" / "demo" / "checkpoint.pt"), "--out", str(out)])
+    text = out.read_text()
+    assert "command: python benchmarks/stencil_predictability.py" in text
+    assert "MLP, 3x3 stencil" in text and "linear, 3x3 stencil" in text and "emulator one step" in text
