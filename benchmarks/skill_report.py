@@ -166,7 +166,7 @@ def main(argv=None) -> int:
                           "zonal_mean_rmse": {v: climate[v]["rmse"] for v in VARS}}
         _plot_year(climate, out / "year_zonal_mean.png")
     (out / "skill.json").write_text(json.dumps(report, indent=1))
-    text = summary_markdown(report)
+    text = summary_markdown(json.loads(json.dumps(report)))  # lead-hour keys as in the file (strings)
     (out / "summary.md").write_text(text)
     print(text)
     return 0
