@@ -16,7 +16,8 @@ fraction of the tendency's variance left unexplained (1 = persistence,
 emulator's one step, ``decode(step(encode(x))) - decode(encode(x))``.
 
     python benchmarks/stencil_predictability.py --train data/h1_train.nc --val data/h1_val.nc \\
-        --checkpoint mlscam/assets/demo/checkpoint.pt --out benchmarks/stencil_predictability.txt
+        --checkpoint mlscam_output/demo_stage4/best.pt --checkpoint mlscam/assets/demo/checkpoint.pt \\
+        --out benchmarks/stencil_predictability.txt
 """
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=3000, help="Adam steps of the MLP")
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--checkpoint", help="also score this emulator's one step")
+    p.add_argument("--checkpoint", action="append", default=[], help="also score this emulator's one step (repeatable)")
     p.add_argument("--out")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -159,10 +160,10 @@ def main(argv=None) -> None:
         tr, va = fit_mlp(x, y, xv, yv, hidden=args.hidden, steps=args.steps, batch=args.batch, seed=0)
         out(f"{f'MLP, {2*r+1}x{2*r+1} stencil':<34}{tr:>8.3f}{va:>8.3f}{time.perf_counter() - t:>9.1f}")
         del x, xv
-    if args.checkpoint:
+    for ck in args.checkpoint:
         t = time.perf_counter()
-        em = emulator_one_step(args.checkpoint, v0, v1, (tmean, tstd))
-        out(f"{'emulator one step (' + args.checkpoint.rsplit('/', 2)[-2] + ')':<34}{'':>8}{em:>8.3f}{time.perf_counter() - t:>9.1f}")
+        em = emulator_one_step(ck, v0, v1, (tmean, tstd))
+        out(f"{'emulator one step (' + ck.rsplit('/', 2)[-2] + ')':<34}{'':>8}{em:>8.3f}{time.perf_counter() - t:>9.1f}")
     out.save()
 
 
