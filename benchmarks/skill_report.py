@@ -97,12 +97,18 @@ def plot_skill(curves: dict, path: Path) -> None:
     units = {"temperature": "K", "u": "m s$^{-1}$"}
     for ax, var in zip(axes, VARS):
         for label, series in curves[var].items():
-            x = np.array(list(series)) / 24.0
+            x = np.array([int(h) for h in series]) / 24.0
             ax.plot(x, list(series.values()), label=label,
                     ls="--" if label in ("persistence", "climatology") else "-")
+        # the baselines' scale: a diverging forecast would otherwise flatten the first days
+        ceiling = 2.0 * max(max(curves[var][b].values()) for b in ("persistence", "climatology"))
+        if any(max(sr.values()) > ceiling for sr in curves[var].values()):
+            ax.set_ylim(0, ceiling)
+            ax.set_title(f"{var} (axis cut at 2x the largest baseline)")
+        else:
+            ax.set_title(var)
         ax.set_xlabel("lead time (days)")
         ax.set_ylabel(f"RMSE, all levels ({units[var]})")
-        ax.set_title(var)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("Held-Suarez T21, unseen run: area-weighted RMSE against lead time")
