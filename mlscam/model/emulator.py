@@ -120,7 +120,8 @@ class Emulator:
     @torch.no_grad()
     def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
         """Latent increment ``dz [..., nlat, nlon, L]`` -> physical one-step change ``[..., nlat, nlon, n_state]``
-        (per ``dt_seconds``) from the tendency decoder."""
+        (per ``dt_seconds``) from the tendency decoder. Only a model trained with ``&loss tendency_mse > 0``
+        has a trained tendency decoder (the shipped demo's is not: use ``decode(step(z)) - decode(z)``)."""
         self._check(dz, self.latent_dim, "dz")
         return map_columns(self.model.tendency_decoder, dz, chunk_size=self.chunk_size) * self._tend_std + self._tend_mean
 
