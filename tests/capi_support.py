@@ -20,13 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ROOT / "tests" / "hosts"
 MPI_TIMEOUT_S = 180
-MPI_ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-    "OMP_NUM_THREADS": "1",
-}
+from mpirun import MPI_ENV  # noqa: E402  (one definition of the Open MPI environment for all tests)
 
 
 def child_env(**extra: str) -> dict[str, str]:
