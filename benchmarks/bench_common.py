@@ -28,6 +28,11 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/X.py`: use this tree'
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mlscam import blas  # noqa: E402
+
+# As the entry points do: the measured step is the one users run (blas_mode.py's children set their own mode).
+BLAS_MODE = blas.mode() if os.environ.get("MLSCAM_BENCH_NO_PIN") else blas.pin()
+
 DEFAULT_CHECKPOINT = "mlscam:demo/checkpoint.pt"
 UNITS = {"u": "m s-1", "v": "m s-1", "temperature": "K", "surface_pressure": "Pa"}
 
@@ -151,7 +156,7 @@ def machine_lines() -> list[str]:
         f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
         f"{platform.system()} {platform.release()}",
         f"python {platform.python_version()}, torch {torch.__version__} "
-        f"(default threads {torch.get_num_threads()}), numpy {np.__version__}",
+        f"(default threads {torch.get_num_threads()}), numpy {np.__version__}, BLAS mode {BLAS_MODE.name}",
         f"load average (1, 5, 15 min) at start: {load_average()}",
     ]
 

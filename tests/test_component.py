@@ -42,6 +42,7 @@ LAYOUTS = [
 ]
 
 
+@pytest.mark.decomposition
 @pytest.mark.parametrize("nranks,layout,host", LAYOUTS, ids=lambda v: str(v).replace(" ", ""))
 def test_ranks_equal_serial_emulator_bit_for_bit(case, nranks, layout, host):
     from dataclasses import replace
@@ -81,6 +82,7 @@ def test_ranks_equal_serial_emulator_bit_for_bit(case, nranks, layout, host):
     assert torch.equal(z, ref_z)
 
 
+@pytest.mark.decomposition
 def test_set_variable_maps_every_tile_cell_in_place(case):
     """Distinct values per (lat, lon, lev) set by variable on 4 ranks encode exactly like the global array."""
     j = np.arange(6)[:, None, None]
@@ -151,6 +153,7 @@ def test_tendencies_are_the_decoded_change_per_second(case):
     c.finalize()
 
 
+@pytest.mark.decomposition
 @pytest.mark.parametrize("ranks_before,ranks_after", [(2, 4), (4, 1)])
 def test_restart_continues_bit_for_bit_on_another_rank_count(case, ranks_before, ranks_after):
     path = case["dir"] / f"restart_{ranks_before}_{ranks_after}.pt"
@@ -201,6 +204,7 @@ def test_write_output_is_the_gathered_state_at_its_valid_time(case, tmp_path):
         assert np.array_equal(ds["temperature"].values[0], np.moveaxis(x[..., LAYOUT.slice_of("temperature")], -1, 0))
 
 
+@pytest.mark.decomposition
 def test_thread_count_does_not_change_the_tiny_model(case):
     """Reported in docs/component.md: 1 and 2 torch threads give the same states on the test model."""
     from dataclasses import replace

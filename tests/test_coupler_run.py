@@ -46,8 +46,9 @@ def _same_forecast(a: Path, b: Path, steps: slice = slice(None)) -> None:
             assert np.array_equal(fa[v].values[steps], fb[v].values), f"{v} differs between {a.name} and {b.name}"
 
 
+@pytest.mark.decomposition
 @pytest.mark.mpi
-@pytest.mark.parametrize("nranks", [1, 2, 4])
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
 def test_mpirun_forecast_equals_serial_rollout(case, nranks):
     out, rst = case["dir"] / f"mpi{nranks}.nc", case["dir"] / f"mpi{nranks}.rst"
     proc = _mpirun(nranks, ["-m", "mlscam.coupler.run", case["nml"], "--start-time", "1",
@@ -64,6 +65,7 @@ def test_mpirun_forecast_equals_serial_rollout(case, nranks):
     assert torch.equal(torch.load(rst)["z"], torch.load(case["dir"] / "serial.rst")["z"])
 
 
+@pytest.mark.decomposition
 @pytest.mark.mpi
 def test_mpirun_continues_a_serial_restart_bit_for_bit(case):
     """Serial restart read on 2 ranks (the restart written on 4 ranks is checked in the test above)."""

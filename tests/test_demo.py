@@ -70,8 +70,9 @@ def serial_forecast(tmp_path_factory):
     return out / "serial.nc"
 
 
+@pytest.mark.decomposition
 @pytest.mark.mpi
-@pytest.mark.parametrize("nranks", [1, 2, 4, 16])
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4, 16])
 def test_demo_on_n_ranks_equals_the_serial_rollout(serial_forecast, nranks, tmp_path):
     """`mpirun -n N python -m mlscam.coupler.run namelists/demo.nml` (a few steps) == `python -m mlscam.rollout`."""
     par = mpirun(nranks, ["-m", "mlscam.coupler.run", *ARGS, "--set", f"output.directory={tmp_path}",
@@ -82,3 +83,21 @@ def test_demo_on_n_ranks_equals_the_serial_rollout(serial_forecast, nranks, tmp_
         for name in ("u", "v", "temperature", "surface_pressure"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
         assert a.time.values.tolist() == b.time.values.tolist()
+
+
+@pytest.mark.decomposition
+def test_demo_threads_do_not_change_the_forecast():
+    """1 and 2 threads per rank give the same demo forecast bit for bit (MKL's strict mode, pinned by conftest)."""
+    em = Emulator.from_checkpoint(CKPT)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.from_numpy(em.normalization.state_mean).float() + torch.randn(
+        em.grid.nlat, em.grid.nlon, em.layout.n_state, generator=g) * torch.from_numpy(em.normalization.state_std).float()
+    before = torch.get_num_threads()
+    try:
+        out = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out[threads] = em.decode(em.step(em.encode(x0), 6))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out[1], out[2])

@@ -76,7 +76,8 @@ def _python_component(d: Path, x0: np.ndarray) -> np.ndarray:
         comp.finalize()
 
 
-@pytest.mark.parametrize("nranks", [1, 2, 4])
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
 def test_example_runs_and_equals_the_python_component(example, nranks):
     d, group = example
     for old in d.glob("tile_rank*.bin"):

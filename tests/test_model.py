@@ -108,6 +108,7 @@ def test_start_is_near_identity(mixer):
     assert small < 0.05 * (em.step(z) - z).abs().mean()
 
 
+@pytest.mark.decomposition
 @pytest.mark.parametrize("mixer", MIXERS)
 @pytest.mark.parametrize("chunk_size", [7, 64])
 def test_chunked_stepping_is_bit_for_bit(mixer, chunk_size):
@@ -278,6 +279,7 @@ def test_rollout_rejects_bad_arguments():
         next(em.rollout(random_state(em), 7, output_every=0))
 
 
+@pytest.mark.decomposition
 def test_encode_and_decode_of_column_subsets_equal_whole_globe_bit_for_bit():
     from mlscam.model.chunks import map_columns
 

@@ -109,6 +109,7 @@ def test_a_blow_up_is_an_error_and_leaves_no_file(case, monkeypatch, capsys):
     assert "step 4" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.decomposition
 def test_restart_continues_bit_for_bit(case):
     d = case["dir"]
     assert main([case["nml"], "--output-nc-path", str(d / "full.nc"), "--restart-out", str(d / "full.rst")]) == 0
@@ -155,6 +156,7 @@ def test_quicklook_png_next_to_the_forecast(case):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.decomposition
 def test_run_forecast_on_fake_ranks_equals_the_serial_driver(case):
     """The same loop on 3 in-process ranks (host state via set_state + set_time) writes the serial file."""
     import cftime

@@ -188,6 +188,9 @@ def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int,
     """``mlscam_init``: see coupler/mlscam.h.  Writes the new handle id into ``id_out[0]``."""
     what = "mlscam_init"
     try:
+        from mlscam import blas
+
+        blas.pin()  # before the first matmul unless the host computed already (Component.init says so)
         from mlscam.parallel.hostcomm import HostCommError, comm_from_fortran, free_comm
 
         try:

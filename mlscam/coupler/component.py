@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mlscam import blas
 from mlscam.checkpoint import Checkpoint, file_hash, load_checkpoint
 from mlscam.config import Config
 from mlscam.grid import LatLonGrid
@@ -236,6 +237,7 @@ class Component:
 
         def build() -> None:
             configure_torch(self.device, self.threads)
+            self.blas_mode = blas.check(warn=self.rank == 0)
             self._was_deterministic = torch.are_deterministic_algorithms_enabled()
             if config.parallel.deterministic:
                 if self.device.type == "cuda":  # cuBLAS needs a fixed workspace to be deterministic

@@ -3,14 +3,48 @@
 Every mixer call sees exactly ``chunk_size`` tiles (the last chunk is padded),
 so every matmul has the same shape however the columns are split between calls
 (whole globe, uneven subsets, MPI ranks). A column's increment is then
-bit-for-bit the same in all of them (same device, same thread count).
+bit-for-bit the same in all of them (same device, same thread count), provided
+the BLAS gives every row of a matmul the same arithmetic:
+
+* MKL does so only in its strict reproducibility mode (``mlscam.blas``; the
+  entry points pin it before the first matmul). Without it, its AVX2 kernels
+  (AMD CPUs, or any CPU with ``MKL_ENABLE_INSTRUCTIONS=AVX2``) round a row
+  differently by its slot in the chunk.
+* Even in that mode, MKL's SSE4.2 kernels do not for matmuls of fewer than 8
+  rows. Each call therefore gets a multiple of :data:`ROW_MULTIPLE` rows: a
+  ``chunk_size`` that is not one is topped up with zero rows whose results are
+  dropped. The default chunk sizes (multiples of 8) are unaffected.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["advance_columns"]
+__all__ = ["ROW_MULTIPLE", "advance_columns", "map_columns"]
+
+#: Every mixer/encoder/decoder call sees a multiple of this many rows (see the module docstring).
+ROW_MULTIPLE = 8
+
+
+def _chunked(rows: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, int]:
+    """``rows [n, ...]`` -> ``[nchunks, call_rows, ...]``: ``chunk_size`` rows per chunk, zero-padded at the end
+    of the last chunk and, in every chunk, up to ``call_rows`` (``chunk_size`` rounded up to ROW_MULTIPLE)."""
+    n = rows.shape[0]
+    call_rows = -(-chunk_size // ROW_MULTIPLE) * ROW_MULTIPLE
+    nchunks = -(-n // chunk_size)
+    if call_rows == chunk_size and n == nchunks * chunk_size:
+        return rows.reshape((nchunks, chunk_size) + tuple(rows.shape[1:])), call_rows
+    out = rows.new_zeros((nchunks, call_rows) + tuple(rows.shape[1:]))
+    full = n // chunk_size
+    out[:full, :chunk_size] = rows[:full * chunk_size].reshape((full, chunk_size) + tuple(rows.shape[1:]))
+    if n > full * chunk_size:
+        out[full, :n - full * chunk_size] = rows[full * chunk_size:]
+    return out, call_rows
+
+
+def _unchunked(parts: list[torch.Tensor], chunk_size: int, n: int) -> torch.Tensor:
+    """Inverse of :func:`_chunked` for the per-chunk results ``[call_rows, ...]``: the first ``n`` real rows."""
+    return torch.cat([p[:chunk_size] for p in parts])[:n]
 
 
 def advance_columns(
@@ -62,16 +96,13 @@ def advance_columns(
     flat = z_src.reshape(batch * nsrc, latent)
 
     nrows = rows_index.shape[0]
-    pad = -nrows % chunk_size
-    if pad:
-        rows_index = torch.cat([rows_index, rows_index.new_zeros(pad, 9)])
-        rows_crossed = torch.cat([rows_crossed, rows_crossed.new_zeros(pad, 9)])
+    chunks_index, call_rows = _chunked(rows_index, chunk_size)
+    chunks_crossed, _ = _chunked(rows_crossed, chunk_size)
     out = []
-    for start in range(0, nrows + pad, chunk_size):
-        idx = rows_index[start:start + chunk_size]
-        tiles = flat.index_select(0, idx.reshape(-1)).view(chunk_size, 9, latent)
-        out.append(mixer(tiles, rows_crossed[start:start + chunk_size]))
-    return torch.cat(out)[:nrows].view(batch, ncent, latent)
+    for idx, cr in zip(chunks_index, chunks_crossed):
+        tiles = flat.index_select(0, idx.reshape(-1)).view(call_rows, 9, latent)
+        out.append(mixer(tiles, cr))
+    return _unchunked(out, chunk_size, nrows).view(batch, ncent, latent)
 
 
 def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -79,7 +110,8 @@ def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:
 
     ``xs`` share their leading shape ``[..., ]`` and end in a feature axis; the
     result is ``[..., G]``. As in ``advance_columns``, every call of ``fn`` sees
-    exactly ``chunk_size`` rows (the last chunk is zero-padded), so a column's
+    exactly ``chunk_size`` rows (the last chunk is zero-padded; calls are topped up
+    to a multiple of ROW_MULTIPLE rows), so a column's
     result does not depend on how many columns are encoded or decoded together.
     """
     lead = xs[0].shape[:-1]
@@ -87,8 +119,6 @@ def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:
     n = rows[0].shape[0]
     if n == 0:
         return fn(*[r[:0] for r in rows]).reshape(*lead, -1)
-    pad = -n % chunk_size
-    if pad:
-        rows = [torch.cat([r, r.new_zeros(pad, r.shape[-1])]) for r in rows]
-    out = [fn(*[r[s:s + chunk_size] for r in rows]) for s in range(0, n + pad, chunk_size)]
-    return torch.cat(out)[:n].reshape(*lead, -1)
+    chunks = [_chunked(r, chunk_size)[0] for r in rows]
+    out = [fn(*parts) for parts in zip(*chunks)]
+    return _unchunked(out, chunk_size, n).reshape(*lead, -1)

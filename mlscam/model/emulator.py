@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mlscam import blas
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
@@ -41,6 +42,7 @@ class Emulator:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.blas_mode = blas.check()  # warns once if decompositions may differ in the last bits
         self.model = model.eval()
         self.layout, self.grid, self.normalization = layout, grid, normalization
         self.dt_seconds, self.chunk_size = float(dt_seconds), int(chunk_size)

@@ -53,6 +53,9 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
     MPI a failure calls :func:`mlscam.parallel.abort` instead of returning.
     """
     args = build_parser(prog, description).parse_args(argv)
+    from mlscam import blas
+
+    blas.pin()  # before the first matmul: the same bits on any number of ranks (Component.init says if not)
     try:
         cfg = load(args)
     except ConfigError as exc:

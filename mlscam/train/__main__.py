@@ -11,6 +11,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlscam.train", description=__doc__)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
+    from .. import blas
+
+    blas.pin()  # before the first matmul: tile-parallel training equals serial bit for bit on any CPU
     try:
         cfg = config_from_args(args)
     except ConfigError as e:
