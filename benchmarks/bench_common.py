@@ -79,7 +79,7 @@ class ModelSpec:
     def emulator(self, grid=None):
         """An ``Emulator`` on ``grid`` (default the training grid). A checkpoint on another grid goes
         through ``Emulator.from_checkpoint(..., allow_other_grid=True)``."""
-        from mlscam.model import Emulator
+        from mlscam.emulator import Emulator
 
         grid = grid or self.train_grid
         if self.checkpoint_path is not None:

@@ -102,7 +102,7 @@ def fit_mlp(x, y, xv, yv, *, hidden: int, steps: int, batch: int, seed: int):
 
 
 def emulator_one_step(path, x0, x1, tstats):
-    from mlscam.model import Emulator
+    from mlscam.emulator import Emulator
 
     em = Emulator.from_checkpoint(path)
     tmean, tstd = tstats

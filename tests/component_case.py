@@ -15,7 +15,8 @@ from mlscam.checkpoint import Checkpoint, save_checkpoint
 from mlscam.config import Config, ModelConfig, ParallelConfig, RolloutConfig, OutputConfig
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
-from mlscam.model import Emulator, build_model
+from mlscam.emulator import Emulator
+from mlscam.model import build_model
 from mlscam.normalization import Normalization
 from synthetic import UNITS, canonical_state, make_fields, write_file
 

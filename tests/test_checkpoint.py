@@ -6,7 +6,8 @@ from mlscam.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save
 from mlscam.config import Config, ModelConfig
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
-from mlscam.model import Emulator, build_model
+from mlscam.emulator import Emulator
+from mlscam.model import build_model
 from mlscam.normalization import Normalization
 
 LAYOUT = ColumnLayout(("u", "temperature"), ("surface_pressure",), (0.3, 0.7),

@@ -15,7 +15,7 @@ from mlscam.assets import resolve_asset
 from mlscam.config import DataConfig
 from mlscam.data.source import open_source
 from mlscam.grid import LatLonGrid
-from mlscam.model import Emulator
+from mlscam.emulator import Emulator
 from mpirun import MPI_ENV, mpirun
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from mlscam.config import ModelConfig
+from mlscam.emulator import Emulator
 from mlscam.grid import TOKEN_OFFSETS, LatLonGrid, neighbour
 from mlscam.layout import ColumnLayout
-from mlscam.model import (ColumnDecoder, ColumnEncoder, ConvMixer, Emulator, MLPMixer, TendencyDecoder,
+from mlscam.model import (ColumnDecoder, ColumnEncoder, ConvMixer, MLPMixer, TendencyDecoder,
                           advance_columns, build_model)
 from mlscam.normalization import Normalization
 
@@ -263,7 +264,7 @@ def test_rollout_encodes_once_and_decodes_only_at_output_steps(n_steps, every, e
     n_chunks = -(-n_rows // em.chunk_size)
     rows = lambda calls: torch.cat(calls)[:n_rows]  # noqa: E731 - drop the padding rows
     assert len(enc.inputs) == n_chunks  # exactly one encode ...
-    normalised_x0 = ((x0 - em._state_mean) / em._state_std).reshape(n_rows, -1)
+    normalised_x0 = ((x0 - em.engine.norm.state_mean) / em.engine.norm.state_std).reshape(n_rows, -1)
     assert torch.equal(rows(enc.inputs), normalised_x0)  # ... of the initial state, not of a decoded one
     assert len(dec.inputs) == len(expected_steps) * n_chunks
     assert len(mixer_calls.inputs) == (expected_steps[-1] if expected_steps else 0) * n_chunks
@@ -285,8 +286,8 @@ def test_encode_and_decode_of_column_subsets_equal_whole_globe_bit_for_bit():
 
     em = make_emulator("conv", chunk_size=7)
     x = random_state(em, 2)
-    xn = ((x - em._state_mean) / em._state_std).reshape(2, -1, LAYOUT.n_state)
-    static = em._static.reshape(-1, em._static.shape[-1]).expand(2, -1, -1)
+    xn = ((x - em.engine.norm.state_mean) / em.engine.norm.state_std).reshape(2, -1, LAYOUT.n_state)
+    static = em.engine.static.expand(2, -1, -1)
     with torch.no_grad():
         whole = map_columns(em.model.encoder, xn, static, chunk_size=7)
         for cols in (torch.arange(5), torch.arange(13, 50), torch.tensor([71, 0, 33])):

@@ -14,7 +14,7 @@ from advection import write_advection
 from mlscam.config import load_config
 from mlscam.data.prepare_columns import prepare_columns
 from mlscam.data.source import open_source
-from mlscam.model import Emulator
+from mlscam.emulator import Emulator
 from mlscam.train import build_trainer
 
 NAMELIST = """

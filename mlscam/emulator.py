@@ -1,0 +1,136 @@
+"""The inference API: encode once, step in latent space, decode only when asked.
+
+``Emulator`` is the engine (:class:`mlscam.model.engine.Engine`) with
+physical-field verbs on ``[..., nlat, nlon, feature]`` arrays, without
+gradients. It works on any :class:`~mlscam.model.engine.Domain`: the whole grid
+(default) or one rank's tile with a halo exchange (what
+:class:`mlscam.runtime.Component` gives it).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from mlscam import blas
+from mlscam.config import ModelConfig
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+from mlscam.model.engine import Domain, Engine
+from mlscam.model.network import LatentModel
+from mlscam.normalization import Normalization
+
+__all__ = ["Emulator"]
+
+
+class Emulator:
+    """A trained ``LatentModel`` on a grid (or a tile of it), with physical <-> normalised conversion inside.
+
+    Built from ``(model, layout, grid, normalization, dt_seconds)``. The model is
+    put in eval mode; every method runs under ``torch.no_grad``. Tensors are
+    ``[..., nlat, nlon, feature]`` with ``(nlat, nlon)`` the domain's shape (the
+    grid's, latitude ascending, longitude from 0 east); leading dimensions are
+    batch dimensions. Work happens on the model's device and dtype.
+    """
+
+    def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
+                 normalization: Normalization, dt_seconds: float, *, chunk_size: int = ModelConfig.chunk_size,
+                 domain: Domain | None = None):
+        if not dt_seconds > 0:
+            raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
+        self.blas_mode = blas.check()  # warns once if decompositions may differ in the last bits
+        self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain)
+        self.model, self.layout, self.grid, self.normalization = model, layout, grid, normalization
+        self.dt_seconds = float(dt_seconds)
+
+    @classmethod
+    def from_checkpoint(cls, path, *, grid: LatLonGrid | None = None, allow_other_grid: bool = False,
+                        device: torch.device | str = "cpu", chunk_size: int | None = None) -> "Emulator":
+        """The emulator of a checkpoint file (see ``mlscam.checkpoint``).
+
+        ``grid`` defaults to the training grid; another grid needs ``allow_other_grid=True``.
+        """
+        from mlscam.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, grid=grid, allow_other_grid=allow_other_grid)
+        em = cls(ckpt.build_model().to(device), ckpt.layout, grid or ckpt.grid, ckpt.normalization,
+                 ckpt.dt_seconds, chunk_size=chunk_size or ckpt.config.model.chunk_size)
+        em.checkpoint = ckpt
+        return em
+
+    def to(self, device: torch.device | str) -> "Emulator":
+        """Move the model and the engine's buffers to ``device``; returns ``self``."""
+        self.model.to(device)
+        self.engine.to(device)
+        return self
+
+    @property
+    def chunk_size(self) -> int:
+        return self.engine.chunk_size
+
+    @chunk_size.setter
+    def chunk_size(self, value: int) -> None:
+        self.engine.chunk_size = int(value)
+
+    @property
+    def domain(self) -> Domain:
+        return self.engine.domain
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    def _flat(self, a: torch.Tensor, width: int, what: str) -> torch.Tensor:
+        """``[..., nlat, nlon, width]`` -> ``[B, ncol, width]`` after checking the shape."""
+        want = tuple(self.domain.shape) + (width,)
+        if a.ndim < 3 or tuple(a.shape[-3:]) != want:
+            raise ValueError(f"{what} must be [..., {want[0]}, {want[1]}, {want[2]}] (lat, lon, feature), "
+                             f"got shape {tuple(a.shape)}")
+        return a.reshape(-1, self.domain.ncol, width)
+
+    def _shaped(self, a: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        return a.reshape(*lead, *self.domain.shape, a.shape[-1])
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical state ``x [..., nlat, nlon, n_state]`` -> latent ``z [..., nlat, nlon, L]``."""
+        flat = self._flat(x, self.layout.n_state, "x")
+        return self._shaped(self.engine.encode(flat), x.shape[:-3])
+
+    @torch.no_grad()
+    def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
+        """``n`` latent steps ``z[t+1] = z[t] + mixer(tile(z[t]))``: ``[..., nlat, nlon, L]`` -> same shape."""
+        flat = self._flat(z, self.latent_dim, "z")
+        if n < 0:
+            raise ValueError(f"number of steps must be >= 0, got {n}")
+        return self.engine.step(flat, n).reshape(z.shape)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent ``z [..., nlat, nlon, L]`` -> physical state ``[..., nlat, nlon, n_state]``."""
+        self._flat(z, self.latent_dim, "z")
+        return self.engine.decode(z)
+
+    @torch.no_grad()
+    def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
+        """Latent increment ``dz [..., nlat, nlon, L]`` -> physical one-step change ``[..., nlat, nlon, n_state]``
+        (per ``dt_seconds``) from the tendency decoder. Only a model trained with ``&loss tendency_mse > 0``
+        has a trained tendency decoder (the shipped demo's is not: use ``decode(step(z)) - decode(z)``)."""
+        self._flat(dz, self.latent_dim, "dz")
+        return self.engine.decode_tendency(dz)
+
+    def rollout(self, x0: torch.Tensor, n_steps: int, *, output_every: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+        """Forecast from ``x0 [..., nlat, nlon, n_state]`` (physical).
+
+        Yields ``(step, x [..., nlat, nlon, n_state])`` for step = output_every,
+        2*output_every, ... <= n_steps. Encodes once, steps in latent space and
+        decodes only at output steps; a decoded state is never re-encoded.
+        """
+        if n_steps < 0 or output_every < 1:
+            raise ValueError(f"need n_steps >= 0 and output_every >= 1, got {n_steps} and {output_every}")
+        z = self.encode(x0)
+        done = 0
+        for target in range(output_every, n_steps + 1, output_every):
+            z = self.step(z, target - done)
+            done = target
+            yield target, self.decode(z)

@@ -1,0 +1,171 @@
+"""THE engine: normalize -> encode -> (halo exchange -> latent step)* -> decode, for any set of columns.
+
+Every latent step of the project runs through :meth:`Engine.advance`: the serial
+``Emulator``, the MPI ``Component`` (and through it the C API), the training
+objective's unrolls (with gradients) and the benchmarks. A :class:`Domain` says
+which columns an engine owns and how their 3x3 tiles are gathered:
+
+* the whole grid (serial): every column, the grid's stencil, no exchange;
+* one rank's tile (MPI, tile-parallel training): the tile's columns, the halo
+  plan's ``tile_index``/``crossed`` into ``[own | halo]``, and an exchange
+  ``z_own -> [z_own | z_halo]`` that the caller gives (a halo exchange over MPI,
+  or its differentiable version in training). This module knows no MPI.
+
+Tensors are column-flat: states ``[B, ncol, n_state]``, latents ``[B, ncol, L]``
+(``ncol`` = the domain's columns, row-major in its ``shape``). Nothing here
+switches gradients on or off: ``Emulator`` wraps the calls in ``torch.no_grad``,
+training calls them with gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+from mlscam.normalization import Normalization
+
+from .chunks import advance_columns, map_columns
+from .network import LatentModel
+
+__all__ = ["Domain", "Engine"]
+
+Exchange = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The columns an engine owns and the sources of their 3x3 tiles.
+
+    ``shape``: ``(nlat, nlon)`` of the owned block (row-major columns);
+    ``columns [ncol]``: their global indices ``j * grid.nlon + i``;
+    ``tile_index [ncol, 9]``: per owned column, the rows of ``exchange(z)``
+    holding its tile, in token order; ``crossed [ncol, 9]``: tokens that came
+    across a pole; ``exchange``: ``z [B, ncol, L] -> z_src [B, nsrc, L]``
+    (``None``: the owned columns are the whole source, as for the whole grid).
+    """
+
+    shape: tuple[int, int]
+    columns: np.ndarray
+    tile_index: np.ndarray
+    crossed: np.ndarray
+    exchange: Exchange | None = None
+
+    def __post_init__(self):
+        ncol = int(np.prod(self.shape))
+        if np.shape(self.columns) != (ncol,):
+            raise ValueError(f"columns must be [{ncol}] for a {self.shape} domain, got {np.shape(self.columns)}")
+        if np.shape(self.tile_index) != (ncol, 9) or np.shape(self.crossed) != (ncol, 9):
+            raise ValueError(f"tile_index and crossed must be [{ncol}, 9], got {np.shape(self.tile_index)} "
+                             f"and {np.shape(self.crossed)}")
+
+    @property
+    def ncol(self) -> int:
+        return int(np.prod(self.shape))
+
+    @classmethod
+    def whole(cls, grid: LatLonGrid) -> "Domain":
+        """Every column of ``grid``, tiles from the grid's own stencil (one rank)."""
+        stencil = grid.stencil()
+        return cls(grid.shape, np.arange(grid.ncol), stencil.index, stencil.crossed_pole)
+
+
+class Engine:
+    """A ``LatentModel`` with its normalization and static features, on a :class:`Domain`.
+
+    Args:
+      model: the four networks.
+      layout: the column layout (state channels and static features).
+      grid: the global grid (static features are taken at ``domain.columns``).
+      normalization: state and tendency statistics.
+      chunk_size: columns per network call (``mlscam.model.chunks``: bit for bit on any decomposition).
+      domain: the owned columns; default the whole grid.
+      grad_checkpointing: recompute each step's activations in the backward pass (training memory).
+
+    Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
+    """
+
+    def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
+                 *, chunk_size: int, domain: Domain | None = None, grad_checkpointing: bool = False):
+        if model.n_state != layout.n_state or model.n_static != layout.n_static:
+            raise ValueError(
+                f"model expects {model.n_state} state channels and {model.n_static} static features, "
+                f"the column layout has {layout.n_state} and {layout.n_static}")
+        if normalization.n_state != layout.n_state:
+            raise ValueError(f"normalization has {normalization.n_state} channels, the column layout {layout.n_state}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.model, self.layout, self.grid = model, layout, grid
+        self.chunk_size, self.grad_checkpointing = int(chunk_size), bool(grad_checkpointing)
+        self.domain = domain or Domain.whole(grid)
+        param = next(model.parameters())
+        self.norm = normalization.tensors(dtype=param.dtype, device=param.device)
+        static = grid.static_stack(layout.static_features).reshape(grid.ncol, -1)[self.domain.columns]
+        self.static = torch.as_tensor(static, dtype=param.dtype, device=param.device)  # [ncol, F]
+        self.tile_index = torch.tensor(np.asarray(self.domain.tile_index, dtype=np.int64), device=param.device)
+        self.crossed = torch.tensor(np.asarray(self.domain.crossed, dtype=bool), device=param.device)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
+        """Move (and optionally cast) the buffers; the model is the caller's (it may be shared)."""
+        self.norm = self.norm.to(device=device, dtype=dtype)
+        self.static = self.static.to(device=device, dtype=dtype)
+        self.tile_index, self.crossed = self.tile_index.to(device), self.crossed.to(device)
+        return self
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    # -- encode / decode ------------------------------------------------------
+    def encode_normalized(self, x_n: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised states ``[..., ncol, S]`` -> latents ``[..., ncol, L]`` (``static`` default: the domain's)."""
+        static = self.static if static is None else static
+        return map_columns(self.model.encoder, x_n, static.expand(*x_n.shape[:-1], static.shape[-1]),
+                           chunk_size=self.chunk_size)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical states ``[..., ncol, S]`` -> latents ``[..., ncol, L]``."""
+        return self.encode_normalized(self.norm.apply(x))
+
+    def decode_normalized(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[..., L]`` -> normalised states ``[..., S]``."""
+        return map_columns(self.model.decoder, z, chunk_size=self.chunk_size)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[..., L]`` -> physical states ``[..., S]``."""
+        return self.norm.inverse(self.decode_normalized(z))
+
+    def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
+        """Latent increments ``[..., L]`` -> physical one-step changes ``[..., S]`` (the tendency decoder)."""
+        return self.norm.inverse_tendency(map_columns(self.model.tendency_decoder, dz, chunk_size=self.chunk_size))
+
+    # -- the latent step ------------------------------------------------------
+    def advance_tiles(self, z_src: torch.Tensor, tile_index: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
+        """The mixer's increment of the centres named by ``tile_index [n, 9]`` into ``z_src [B, nsrc, L]``."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(advance_columns, self.model.mixer, z_src, tile_index, crossed, self.chunk_size,
+                              use_reentrant=False)
+        return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size)
+
+    def advance(self, z: torch.Tensor) -> torch.Tensor:
+        """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first)."""
+        z_src = z if self.domain.exchange is None else self.domain.exchange(z)
+        return self.advance_tiles(z_src, self.tile_index, self.crossed)
+
+    def step_once(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z + dz, dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))``."""
+        dz = self.advance(z)
+        return z + dz, dz
+
+    def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
+        """``n`` latent steps of ``z [B, ncol, L]``."""
+        if n < 0:
+            raise ValueError(f"number of steps must be >= 0, got {n}")
+        for _ in range(n):
+            z, _ = self.step_once(z)
+        return z
