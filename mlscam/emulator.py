@@ -35,10 +35,10 @@ class Emulator:
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
                  normalization: Normalization, dt_seconds: float, *, chunk_size: int = ModelConfig.chunk_size,
-                 domain: Domain | None = None):
+                 domain: Domain | None = None, warn_blas: bool = True):
         if not dt_seconds > 0:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
-        self.blas_mode = blas.check()  # warns once if decompositions may differ in the last bits
+        self.blas_mode = blas.check(warn=warn_blas)  # one line if decompositions may differ in the last bits
         self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain)
         self.model, self.layout, self.grid, self.normalization = model, layout, grid, normalization
         self.dt_seconds = float(dt_seconds)

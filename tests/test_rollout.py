@@ -9,8 +9,8 @@ import xarray as xr
 
 from component_case import GRID, LAYOUT, initial_states, make_checkpoint, serial_emulator, write_initial, write_namelist
 from mlscam.checkpoint import file_hash
-from mlscam.coupler import component as component_mod
-from mlscam.coupler.component import Status
+from mlscam.runtime import component as component_mod
+from mlscam.status import Status
 from mlscam.rollout import output_steps
 from mlscam.rollout.__main__ import main
 

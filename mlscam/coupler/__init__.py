@@ -1,8 +1,9 @@
-"""The emulator as a component of a host model: :class:`Component` (Python) and the drivers.
+"""The drivers of the component: ``python -m mlscam.coupler.run`` (MPI) and the C entry points (``capi``).
 
-``python -m mlscam.coupler.run NAMELIST`` runs the component under MPI.  The
-component (and torch with it) is imported on first use, so light commands such
-as ``python -m mlscam.coupler.config --cflags`` start quickly.
+:class:`Component` lives in :mod:`mlscam.runtime`; it is re-exported here for
+hosts that import it from the coupler. It (and torch with it) is imported on
+first use, so light commands such as ``python -m mlscam.coupler.config --cflags``
+start quickly.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ __all__ = ["Component", "ComponentError", "Status"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import component
+        from mlscam import runtime
 
-        return getattr(component, name)
+        return getattr(runtime, name)
     raise AttributeError(f"module 'mlscam.coupler' has no attribute {name!r}")

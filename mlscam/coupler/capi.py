@@ -28,26 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from mlscam.status import Status
+
 __all__ = ["Status", "OP_NAMES", "init", "info", "variable", "tile", "array", "step", "finalize", "bind"]
-
-
-class Status:
-    """``enum mlscam_status`` of coupler/mlscam.h (tests check the two agree)."""
-
-    OK = 0
-    FAILED = 1
-    ARGUMENT = 2
-    VALUE = 3
-    NO_STATE = 4
-    FILE = 5
-    CHECKPOINT = 6
-    INTERVAL = 7
-    DECOMPOSITION = 8
-    HANDLE = 9
-    CONFIG = 10
-    MPI = 11
-    ENVIRONMENT = 12
-    PYTHON = 13
 
 
 _DTYPES = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}
@@ -116,7 +99,7 @@ def _component_failure(what: str, exc: Exception) -> int:
 # ------------------------------------------------------------------ instances
 @dataclass
 class _Instance:
-    comp: Any          # mlscam.coupler.component.Component
+    comp: Any          # mlscam.runtime.Component
     comm: Any          # our duplicate of the host communicator (validation agreement)
     nlev_of: dict      # variable name -> levels (1 for 2-D)
 
@@ -226,7 +209,7 @@ def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: i
                       f"{what}: ranks {default_ranks} passed tile bounds 0,0,0,0 (default decomposition) but "
                       "the others passed bounds; either every rank passes its tile or every rank passes zeros")
 
-    from mlscam.coupler.component import Component, ComponentError
+    from mlscam.runtime.component import Component, ComponentError
 
     try:
         comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None)
@@ -344,7 +327,7 @@ def array(hid: int, op: int, name: Any, data: Any, dtype: int, nlon: int, nlat: 
 
 def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int, extents: tuple[int, int, int]
            ) -> int:
-    from mlscam.coupler.component import ComponentError
+    from mlscam.runtime.component import ComponentError
 
     comp = inst.comp
     t = comp.tile
@@ -406,7 +389,7 @@ def _copy_out(values: Any, host: np.ndarray) -> None:
 # ------------------------------------------------------------------ step, end
 def step(hid: int, n: int) -> int:
     """``mlscam_step``."""
-    from mlscam.coupler.component import ComponentError
+    from mlscam.runtime.component import ComponentError
 
     what = "mlscam_step"
     try:

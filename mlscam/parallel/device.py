@@ -88,8 +88,14 @@ def choose_threads(comm: Any, requested: int = 0) -> int:
     return max(1, len(os.sched_getaffinity(0)) // local_size)
 
 
-def configure_torch(device: Any, threads: int) -> None:
-    """Set torch's CPU thread count and, for a CUDA device, the current device."""
+def configure_torch(device: Any, threads: int, *, deterministic: bool | None = None) -> bool:
+    """Set torch's process-wide settings for a run: CPU thread count, the current CUDA device and, when
+    ``deterministic`` is given, deterministic algorithms (with cuBLAS's fixed workspace on a GPU).
+
+    Returns whether deterministic algorithms were on before (to restore them).
+    """
+    import os
+
     import torch
 
     if threads < 1:
@@ -98,3 +104,9 @@ def configure_torch(device: Any, threads: int) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    was = torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        if device.type == "cuda":  # cuBLAS needs a fixed workspace to be deterministic
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    return was

@@ -62,7 +62,7 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    from mlscam.coupler.component import Component, ComponentError, describe
+    from mlscam.runtime import Component, ComponentError, describe
     from mlscam.parallel import abort, is_mpi
 
     from .loop import run_forecast

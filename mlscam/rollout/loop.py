@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlscam import __version__
-from mlscam.coupler.component import Component, ComponentError, Status
+from mlscam.runtime import Component, ComponentError, Status
 from mlscam.parallel import agree
 
 __all__ = ["run_forecast", "output_steps", "provenance"]

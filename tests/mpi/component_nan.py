@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mlscam.coupler import component  # noqa: E402
+from mlscam.runtime import component  # noqa: E402
 from mlscam.coupler.run import main  # noqa: E402
 
 

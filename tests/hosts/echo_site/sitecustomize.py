@@ -1,8 +1,8 @@
-"""A stand-in for mlscam.coupler.component inside the embedded interpreter (tests only).
+"""A stand-in for mlscam.runtime.component inside the embedded interpreter (tests only).
 
 Put this directory on PYTHONPATH of a host run: Python's ``site`` imports
 ``sitecustomize`` at start-up, which installs :class:`EchoComponent` as
-``mlscam.coupler.component.Component``.  The echo component keeps every array
+``mlscam.runtime.component.Component``.  The echo component keeps every array
 it is given and returns it unchanged, and it checks that each value arrived at
 the place the Fortran host put it: the host sets
 ``field(i, j, k) = 1e6 * v + 1e4 * k + 100 * jg + ig`` (variable v, level k,
@@ -98,7 +98,7 @@ class EchoComponent:
             f.write(f"checked={self.checked} misplaced={self.misplaced}\n")
 
 
-_fake = types.ModuleType("mlscam.coupler.component")
+_fake = types.ModuleType("mlscam.runtime.component")
 _fake.Component, _fake.ComponentError, _fake.Status = EchoComponent, ComponentError, None
 _fake.describe = repr
-sys.modules["mlscam.coupler.component"] = _fake
+sys.modules["mlscam.runtime.component"] = _fake

@@ -1,6 +1,6 @@
 """A stand-in component that uses netCDF4 inside the embedded interpreter (tests only).
 
-Installed as ``mlscam.coupler.component`` at start-up (PYTHONPATH=this dir).
+Installed as ``mlscam.runtime.component`` at start-up (PYTHONPATH=this dir).
 Its ``Component.init`` imports netCDF4 (after libmlscam's start-up code ran),
 writes and reads back a small file in NC_DIR, and then refuses with a
 ComponentError whose message carries what it read, so a C host linking the
@@ -32,6 +32,6 @@ class NetcdfComponent:
         raise ComponentError(f"netCDF4 probe read {values}")
 
 
-_fake = types.ModuleType("mlscam.coupler.component")
+_fake = types.ModuleType("mlscam.runtime.component")
 _fake.Component, _fake.ComponentError, _fake.Status, _fake.describe = NetcdfComponent, ComponentError, None, repr
-sys.modules["mlscam.coupler.component"] = _fake
+sys.modules["mlscam.runtime.component"] = _fake

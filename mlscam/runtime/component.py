@@ -1,0 +1,406 @@
+"""The emulator as a climate-model component: one rank owns one tile of the grid.
+
+Lifecycle (every call is collective over the component's communicator)::
+
+    c = Component.init(config, comm)             # checkpoint, device, threads, tiles, halo plan
+    c.set_state(x_tile)  or  c.set_state_from_file(path, t)  or  c.read_restart(path)
+    c.step(n)                                    # latent steps (Emulator.step: halo exchange + mixer)
+    x_tile = c.get_state()                       # decode this rank's tile (latents unchanged)
+    c.write_output(path)                         # the whole grid, one CF file (rank 0 writes)
+    c.write_restart(path)
+    c.finalize()
+
+Arrays are this rank's tile ``[tile.nlat, tile.nlon, feature]`` (latitude
+ascending south -> north, longitude from 0 east; C order), features in the
+checkpoint's :class:`ColumnLayout` order.  Latents live on the rank's device as
+``z [tile.nlat, tile.nlon, latent]``.
+
+A component is an :class:`~mlscam.emulator.Emulator` on this rank's tile
+(its :class:`~mlscam.model.engine.Domain` carries the halo plan and the MPI halo
+exchange), plus the collective status protocol (:mod:`mlscam.runtime.collective`:
+each rank validates locally, the ranks agree on one status before any halo
+exchange, and a failure on one rank raises the same :class:`ComponentError` on
+every rank, naming the failing rank) and file I/O (:mod:`mlscam.runtime.files`).
+Encode, decode and step run in fixed-size column chunks, so the result does not
+depend on the number of ranks (bit for bit).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mlscam.config import Config
+from mlscam.emulator import Emulator
+from mlscam.grid import LatLonGrid
+from mlscam.layout import ColumnLayout
+from mlscam.model.engine import Domain
+from mlscam.parallel import Decomposition, HaloExchange, HaloPlan, Tile, choose_device, choose_threads, configure_torch
+from mlscam.status import Status
+
+from . import files, setup
+from .collective import ComponentError, LocalError, check_array, collect
+
+__all__ = ["Component", "ComponentError", "Status", "describe"]
+
+
+def _dup(comm: Any) -> tuple[Any, bool]:
+    dup = getattr(comm, "Dup", None)
+    return (dup(), True) if dup is not None else (comm, False)
+
+
+class Component:
+    """One rank's part of the emulator component (see the module docstring).
+
+    Attributes: ``grid``, ``layout``, ``decomposition``, ``tile`` (this rank's
+    :class:`Tile`), ``plan`` (:class:`HaloPlan`), ``dt_seconds``, ``device``,
+    ``threads``, ``step_count``, ``rank``, ``size``, ``checkpoint_path``,
+    ``checkpoint_hash``, ``initial_time`` / ``time_units`` / ``calendar``
+    (set by :meth:`set_state_from_file`, :meth:`read_restart` or :meth:`set_time`),
+    ``timings`` (seconds this rank spent in halo exchanges and in latent compute during :meth:`step`).
+    """
+
+    def __init__(self):  # use Component.init
+        self._finalized = True
+        self.emulator: Emulator | None = None
+
+    # ------------------------------------------------------------------ init
+    @classmethod
+    def init(cls, config: Config, comm: Any, *, bounds=None, coupling_interval_seconds: float | None = None,
+             grid: LatLonGrid | None = None) -> "Component":
+        """Build the component on every rank of ``comm`` (collective).
+
+        Args:
+          config: the run configuration (``&rollout checkpoint_path``, ``&parallel``, ``&coupler``).
+          comm: mpi4py communicator, :class:`FakeComm` or :class:`SelfComm`; duplicated when it has ``Dup``.
+          bounds: this rank's ``(lat0, lat1, lon0, lon1)`` (0-based, half-open, global emulator
+            indices); ``None``: the Cartesian layout of ``config.parallel.layout``.
+          coupling_interval_seconds: the host's coupling interval; must equal the checkpoint's step.
+            ``None`` or 0 take ``config.coupler.coupling_interval_seconds`` (0 there = no check).
+          grid: run on this grid instead of the training grid (needs ``&rollout allow_other_grid``).
+        """
+        self = cls()
+        self.comm, self._owns_comm = _dup(comm)
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self._finalized = False
+        try:
+            self._init(config, bounds, coupling_interval_seconds, grid)
+        except BaseException:
+            self._free_comm()
+            self._finalized = True
+            raise
+        return self
+
+    def _init(self, config: Config, bounds, interval, grid) -> None:
+        self.config = config
+        comm = self.comm
+        ckpt, self.checkpoint_hash = setup.load(comm, config, grid)
+        self.checkpoint, self.checkpoint_path = ckpt, str(config.rollout.checkpoint_path)
+        self.layout: ColumnLayout = ckpt.layout
+        self.grid: LatLonGrid = grid or ckpt.grid
+        self.dt_seconds = float(ckpt.dt_seconds)
+        self.chunk_size = int(ckpt.config.model.chunk_size)
+        setup.check_interval(comm, config, interval, self.dt_seconds)
+        self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds)
+        self.tile: Tile = self.decomposition.tiles[self.rank]
+        self.plan = collect(comm, lambda: HaloPlan.build(self.decomposition, self.rank),
+                            "Component.init (halo plan)", Status.DECOMPOSITION)
+        self._exchange = HaloExchange(self.plan, comm)
+
+        def device_and_threads():
+            return choose_device(comm, config.parallel.device), choose_threads(comm, config.parallel.threads)
+
+        # choose_device / choose_threads are collective; a local failure (no CUDA) is agreed on below.
+        self.device, self.threads = collect(comm, device_and_threads, "Component.init (device)")
+
+        def build() -> Emulator:
+            # the process-wide torch settings of the component's lifetime (finalize restores determinism)
+            self._was_deterministic = configure_torch(self.device, self.threads,
+                                                      deterministic=config.parallel.deterministic)
+            t, plan = self.tile, self.plan
+            domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, self._timed_exchange)
+            return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
+                            self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0)
+
+        self.emulator = collect(comm, build, "Component.init (model)")
+        self.blas_mode = self.emulator.blas_mode
+        self.step_count = 0
+        self.timings = {"exchange": 0.0, "compute": 0.0}  # seconds spent in step(), this rank
+        self.initial_time = None
+        self.time_units = "hours since 2000-01-01 00:00:00"
+        self.calendar = "standard"
+        self._z: torch.Tensor | None = None          # [nlat_t, nlon_t, L]
+        self._z_prev: torch.Tensor | None = None     # latents one step earlier (tendencies)
+        self._pending: np.ndarray | None = None      # [nlat_t, nlon_t, n_state] float64 from set_variable
+        self._pending_set: set[str] = set()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def n_state(self) -> int:
+        return self.layout.n_state
+
+    @property
+    def latent_dim(self) -> int:
+        return self.emulator.latent_dim
+
+    @property
+    def model(self):
+        return self.emulator.model if self.emulator is not None else None
+
+    @property
+    def has_state(self) -> bool:
+        return self._z is not None
+
+    @property
+    def valid_time(self):
+        """The valid time of the current state (cftime) or None when no time is known."""
+        if self.initial_time is None:
+            return None
+        return self.initial_time + _dt.timedelta(seconds=self.step_count * self.dt_seconds)
+
+    def __repr__(self) -> str:
+        return (f"Component(rank {getattr(self, 'rank', '?')} of {getattr(self, 'size', '?')}, "
+                f"{getattr(self, 'tile', None)}, step {getattr(self, 'step_count', '?')})")
+
+    # --------------------------------------------------------------- helpers
+    def _collect(self, fn: Callable[[], Any], what: str, default_status: int = Status.FAILED) -> Any:
+        if self._finalized:
+            raise ComponentError(f"Component.{what}: the component was finalized; call Component.init again",
+                                 Status.FINALIZED)
+        return collect(self.comm, fn, f"Component.{what}", default_status)
+
+    def _require_state(self) -> None:
+        if self._pending_set:
+            missing = [v for v in self.layout.variables if v not in self._pending_set]
+            raise LocalError(f"set_variable was called for {sorted(self._pending_set)} but not yet for {missing} "
+                         "since the last encode; set every variable of the layout before stepping or reading",
+                         Status.NO_STATE)
+        if self._z is None:
+            raise LocalError("no state has been set; call set_state, set_variable for every variable, "
+                         "set_state_from_file or read_restart first", Status.NO_STATE)
+
+    def _tile_shape(self, width: int | None = None) -> tuple[int, ...]:
+        shape = (self.tile.nlat, self.tile.nlon)
+        return shape if width is None else shape + (width,)
+
+    def _timed_exchange(self, z: torch.Tensor) -> torch.Tensor:
+        """The halo exchange of the engine's step, timed into ``timings['exchange']``."""
+        t0 = time.perf_counter()
+        z_src = self._exchange.exchange(z)
+        self.timings["exchange"] += time.perf_counter() - t0
+        return z_src
+
+    def _encode(self, x: np.ndarray) -> torch.Tensor:
+        """``x [nlat_t, nlon_t, n_state]`` physical -> ``z [nlat_t, nlon_t, L]``."""
+        return self.emulator.encode(torch.from_numpy(np.ascontiguousarray(x)))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [nlat_t, nlon_t, L]`` -> physical ``[nlat_t, nlon_t, n_state]``."""
+        return self.emulator.decode(z)
+
+    @staticmethod
+    def _to_tile(x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def _decoded(self, what: str) -> np.ndarray:
+        """Decode this rank's tile, checking it is finite (collective)."""
+        def decode() -> np.ndarray:
+            self._require_state()
+            x = self._to_tile(self._decode(self._z))
+            bad = ~np.isfinite(x)
+            if bad.any():
+                j, i, k = (int(v) for v in np.argwhere(bad)[0])
+                raise LocalError(f"the decoded state at step {self.step_count} has {int(bad.sum())} non-finite "
+                             f"value(s), first at global cell (lat {self.tile.lat0 + j}, lon {self.tile.lon0 + i}) "
+                             f"feature {k}; the forecast blew up: use a shorter run or another checkpoint",
+                             Status.VALUE)
+            return x
+
+        return self._collect(decode, what, Status.VALUE)
+
+    # ----------------------------------------------------------------- state
+    def set_state(self, x_local: np.ndarray) -> None:
+        """Set and encode this rank's physical tile ``x_local [tile.nlat, tile.nlon, n_state]`` (float32/64)."""
+        x = self._collect(lambda: check_array(x_local, self._tile_shape(self.n_state), "set_state: x_local"),
+                          "set_state", Status.ARGUMENT)
+        self._set_encoded(x)
+
+    def _set_encoded(self, x: np.ndarray) -> None:
+        self._z = self._encode(x)
+        self._z_prev = None
+        self._pending, self._pending_set = None, set()
+
+    def set_variable(self, name: str, values: np.ndarray) -> None:
+        """Set one variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` (3-D) or ``[tile.nlat, tile.nlon]``.
+
+        The state is encoded once every variable of the layout has been set
+        since the last encode.
+        """
+        def check() -> tuple[slice, np.ndarray]:
+            if name not in self.layout.variables:
+                raise LocalError(f"set_variable: unknown variable {name!r}; the checkpoint's variables are "
+                             f"{list(self.layout.variables)}", Status.ARGUMENT)
+            is3d = name in self.layout.variables_3d
+            shape = self._tile_shape(self.layout.nlev) if is3d else self._tile_shape()
+            a = check_array(values, shape, f"set_variable({name!r})")
+            return self.layout.slice_of(name), (a if is3d else a[..., None])
+
+        where, a = self._collect(check, "set_variable", Status.ARGUMENT)
+        if self._pending is None:
+            self._pending = np.zeros(self._tile_shape(self.n_state), np.float64)
+        self._pending[..., where] = a
+        self._pending_set.add(name)
+        if self._pending_set == set(self.layout.variables):
+            x = self._pending
+            self._set_encoded(x)
+
+    def set_time(self, initial_time, time_units: str | None = None, calendar: str | None = None,
+                 step_count: int = 0) -> None:
+        """Set the valid time of the current state (cftime datetime) and its CF units/calendar (collective, no check)."""
+        self._collect(lambda: None, "set_time")
+        self.initial_time = initial_time
+        self.time_units = time_units or self.time_units
+        self.calendar = calendar or getattr(initial_time, "calendar", None) or self.calendar
+        self.step_count = int(step_count)
+
+    def _read_tile(self, path: str, time_index: int):
+        """This rank's tile of ``path`` at ``time_index``: ``(x [nlat_t, nlon_t, n_state], time, units, calendar)``."""
+        return files.read_tile(self, path, time_index)
+
+    def set_state_from_file(self, path, time_index: int = 0) -> None:
+        """Read ONLY this rank's tile at ``time_index`` of a NetCDF file, encode it, take its valid time."""
+        def read():
+            x, time, units, calendar = self._read_tile(str(path), int(time_index))
+            check_array(x, self._tile_shape(self.n_state), f"the initial state of {path} at time index {time_index}")
+            return x, time, units, calendar
+
+        x, time, units, calendar = self._collect(read, "set_state_from_file", Status.FILE)
+        self._set_encoded(x)
+        self.initial_time, self.time_units, self.calendar = time, units, calendar
+        self.step_count = 0
+
+    # ------------------------------------------------------------------ step
+    def step(self, n: int = 1) -> None:
+        """``n`` latent steps of this rank's tile (:meth:`Emulator.step`: per step a halo exchange and the mixer)."""
+        def check() -> None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise LocalError(f"step: n must be an integer >= 0, got {n!r}", Status.ARGUMENT)
+            self._require_state()
+
+        self._collect(check, "step", Status.NO_STATE)
+        if n == 0:
+            return
+        t0, exchanged = time.perf_counter(), self.timings["exchange"]
+        z_prev = self.emulator.step(self._z, int(n) - 1)
+        self._z, self._z_prev = self.emulator.step(z_prev, 1), z_prev
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings["compute"] += time.perf_counter() - t0 - (self.timings["exchange"] - exchanged)
+        self.step_count += int(n)
+
+    # ------------------------------------------------------------------- get
+    def get_state(self) -> np.ndarray:
+        """Decode this rank's tile: ``[tile.nlat, tile.nlon, n_state]`` float32 (the latents are unchanged)."""
+        return self._decoded("get_state")
+
+    def get_variable(self, name: str) -> np.ndarray:
+        """One decoded variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` or ``[tile.nlat, tile.nlon]``."""
+        def check() -> None:
+            if name not in self.layout.variables:
+                raise LocalError(f"get_variable: unknown variable {name!r}; the checkpoint's variables are "
+                             f"{list(self.layout.variables)}", Status.ARGUMENT)
+
+        self._collect(check, "get_variable", Status.ARGUMENT)
+        x = self._decoded("get_variable")[..., self.layout.slice_of(name)]
+        return x if name in self.layout.variables_3d else x[..., 0]
+
+    def get_tendencies(self) -> np.ndarray:
+        """``(decode(z[t]) - decode(z[t-1])) / dt_seconds``: ``[tile.nlat, tile.nlon, n_state]``, SI units per second."""
+        def check() -> None:
+            self._require_state()
+            if self._z_prev is None:
+                raise LocalError("get_tendencies needs at least one step since the state was set; call step first",
+                             Status.NO_STATE)
+
+        self._collect(check, "get_tendencies", Status.NO_STATE)
+        now = self._to_tile(self._decode(self._z)).astype(np.float64)
+        before = self._to_tile(self._decode(self._z_prev)).astype(np.float64)
+        return ((now - before) / self.dt_seconds).astype(np.float32)
+
+    def gather_state(self, root: int = 0) -> np.ndarray | None:
+        """The decoded global state ``[nlat, nlon, n_state]`` on ``root``, ``None`` elsewhere (collective)."""
+        x = self._decoded("gather_state")
+        parts = self.comm.gather((self.tile.bounds, x), root=root)
+        if self.rank != root:
+            return None
+        out = np.empty((self.grid.nlat, self.grid.nlon, self.n_state), x.dtype)
+        for (lat0, lat1, lon0, lon1), part in parts:
+            out[lat0:lat1, lon0:lon1] = part
+        return out
+
+    def gather_latent(self, root: int = 0) -> torch.Tensor | None:
+        """The latents of the whole grid in global column order ``[nlat * nlon, L]`` on ``root`` (collective)."""
+        self._collect(self._require_state, "gather_latent", Status.NO_STATE)
+        parts = self.comm.gather(self._z.reshape(self.tile.ncol, -1).detach().cpu().numpy(), root=root)
+        if self.rank != root:
+            return None
+        out = np.empty((self.grid.ncol, self.latent_dim), parts[0].dtype)
+        for r, part in enumerate(parts):
+            out[self.decomposition.local_columns(r)] = part
+        return torch.from_numpy(out)
+
+    def write_output(self, path, attrs: dict | None = None) -> Path:
+        """Write the current decoded state of the whole grid as a one-time CF NetCDF file (collective).
+
+        Gathered to rank 0, which writes it atomically (complete or absent);
+        the valid time is ``valid_time``, so a time must be known (set the state
+        from a file or a restart, or call :meth:`set_time`).
+        """
+        return files.write_output(self, Path(path), attrs)
+
+    # --------------------------------------------------------------- restart
+    def write_restart(self, path) -> Path:
+        """Write the latents of the whole grid (global column order) with step and time; rank 0 writes (collective)."""
+        return files.write_restart(self, Path(path))
+
+    def read_restart(self, path) -> None:
+        """Continue from a restart written on any number of ranks with the same checkpoint (collective)."""
+        z, r = files.read_restart(self, path)
+        self._z, self._z_prev = z.contiguous(), None
+        self._pending, self._pending_set = None, set()
+        self.step_count = int(r.step)
+        self.time_units, self.calendar = r.time_units, r.calendar
+        self.initial_time = files.parse_time(r.initial_time, r.time_units, r.calendar)
+
+    # -------------------------------------------------------------- finalize
+    def _free_comm(self) -> None:
+        if getattr(self, "_owns_comm", False):
+            self.comm.Free()
+            self._owns_comm = False
+
+    def finalize(self) -> None:
+        """Release the duplicated communicator and the model, restore torch's deterministic-algorithms setting.
+
+        Idempotent. Later calls raise ComponentError.
+        """
+        if self._finalized:
+            return
+        self.comm.Barrier()
+        self._finalized = True
+        self._z = self._z_prev = None
+        self.emulator = None
+        self._free_comm()
+        if not getattr(self, "_was_deterministic", True):
+            torch.use_deterministic_algorithms(False)  # deterministic algorithms for the component's lifetime
+
+
+def describe(c: Component) -> str:
+    """The one-line start-up summary of a rank: rank, tile bounds, device, threads."""
+    t = c.tile
+    return (f"rank {c.rank} of {c.size}: tile lat [{t.lat0}, {t.lat1}) lon [{t.lon0}, {t.lon1}) "
+            f"({t.nlat}x{t.nlon} columns, {c.plan.halo_size} halo), device {c.device}, threads {c.threads}")
+
