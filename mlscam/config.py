@@ -131,11 +131,18 @@ class ModelConfig(Group):
     norm: str = _f("layer", "normalisation in the mixer: 'layer' or 'none'")
     activation: str = _f("gelu", "activation: 'gelu' or 'silu'")
     chunk_size: int = _f(1024, "columns per fixed-size chunk (results do not depend on how many columns are stepped together)")
+    latent_filter: float = _f(0.0, "grid-scale damping in every latent step: nu in [0, 1], the step adds -nu (z - S z) "
+                                   "with S the 1-2-1 x 1-2-1 filter of the column's 3x3 tile (the 2-dx wave loses "
+                                   "a fraction nu per step; 0 = off); see mlscam/model/filters.py")
+    latent_filter_polar_lat: float = _f(0.0, "poleward of this latitude (degrees) nu grows as cos(polar_lat) / cos(lat), "
+                                             "capped at 1 (0 = the same nu everywhere)")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
                        "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
-        self._at_least(0, "stencil_width")
+        self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat")
+        self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
+        self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
         self._choice("activation", ("gelu", "silu"))
@@ -236,9 +243,16 @@ class RolloutConfig(Group):
     restart_in: str = _f("", "restart file to continue from", path="input")
     restart_out: str = _f("", "restart file written at the end", path="output")
     allow_other_grid: bool = _f(False, "run a checkpoint on a grid other than its training grid")
+    latent_filter: float = _f(-1.0, "override the checkpoint's &model latent_filter at inference (-1 = keep the "
+                                    "checkpoint's; 0 = off)")
+    latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
 
     def _validate(self) -> None:
         self._at_least(0, "start_time", "num_steps")
+        self._require(self.latent_filter == -1.0 or 0.0 <= self.latent_filter <= 1.0, "latent_filter",
+                      "must be -1 (keep the checkpoint's) or in [0, 1]")
+        self._require(self.latent_filter_polar_lat == -1.0 or 0.0 <= self.latent_filter_polar_lat < 90.0,
+                      "latent_filter_polar_lat", "must be -1 (keep the checkpoint's) or in [0, 90) degrees")
         self._positive("output_every")
 
 

@@ -17,6 +17,7 @@ from mlscam.config import ModelConfig
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.model.engine import Domain, Engine
+from mlscam.model.filters import LatentFilter
 from mlscam.model.network import LatentModel
 from mlscam.normalization import Normalization
 
@@ -35,26 +36,30 @@ class Emulator:
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
                  normalization: Normalization, dt_seconds: float, *, chunk_size: int = ModelConfig.chunk_size,
-                 domain: Domain | None = None, warn_blas: bool = True):
+                 domain: Domain | None = None, latent_filter: LatentFilter | None = None, warn_blas: bool = True):
         if not dt_seconds > 0:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
         self.blas_mode = blas.check(warn=warn_blas)  # one line if decompositions may differ in the last bits
-        self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain)
+        self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain,
+                             latent_filter=latent_filter)
         self.model, self.layout, self.grid, self.normalization = model, layout, grid, normalization
         self.dt_seconds = float(dt_seconds)
 
     @classmethod
     def from_checkpoint(cls, path, *, grid: LatLonGrid | None = None, allow_other_grid: bool = False,
-                        device: torch.device | str = "cpu", chunk_size: int | None = None) -> "Emulator":
+                        device: torch.device | str = "cpu", chunk_size: int | None = None,
+                        latent_filter: LatentFilter | None = None) -> "Emulator":
         """The emulator of a checkpoint file (see ``mlscam.checkpoint``).
 
         ``grid`` defaults to the training grid; another grid needs ``allow_other_grid=True``.
+        ``latent_filter`` defaults to the checkpoint's ``&model latent_filter``.
         """
         from mlscam.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=allow_other_grid)
         em = cls(ckpt.build_model().to(device), ckpt.layout, grid or ckpt.grid, ckpt.normalization,
-                 ckpt.dt_seconds, chunk_size=chunk_size or ckpt.config.model.chunk_size)
+                 ckpt.dt_seconds, chunk_size=chunk_size or ckpt.config.model.chunk_size,
+                 latent_filter=latent_filter or LatentFilter.of(ckpt.config.model))
         em.checkpoint = ckpt
         return em
 

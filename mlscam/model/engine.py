@@ -29,6 +29,7 @@ from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
 from .chunks import advance_columns, map_columns
+from .filters import LatentFilter, smooth
 from .network import LatentModel
 
 __all__ = ["Domain", "Engine"]
@@ -84,12 +85,14 @@ class Engine:
       chunk_size: columns per network call (``mlscam.model.chunks``: bit for bit on any decomposition).
       domain: the owned columns; default the whole grid.
       grad_checkpointing: recompute each step's activations in the backward pass (training memory).
+      latent_filter: grid-scale damping added to every step (``mlscam.model.filters``); None or strength 0: off.
 
     Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
-                 *, chunk_size: int, domain: Domain | None = None, grad_checkpointing: bool = False):
+                 *, chunk_size: int, domain: Domain | None = None, grad_checkpointing: bool = False,
+                 latent_filter: LatentFilter | None = None):
         if model.n_state != layout.n_state or model.n_static != layout.n_static:
             raise ValueError(
                 f"model expects {model.n_state} state channels and {model.n_static} static features, "
@@ -107,12 +110,20 @@ class Engine:
         self.static = torch.as_tensor(static, dtype=param.dtype, device=param.device)  # [ncol, F]
         self.tile_index = torch.tensor(np.asarray(self.domain.tile_index, dtype=np.int64), device=param.device)
         self.crossed = torch.tensor(np.asarray(self.domain.crossed, dtype=bool), device=param.device)
+        self.latent_filter = latent_filter if latent_filter is not None and latent_filter.active else None
+        self.damping = None  # [ncol, 1]: nu per owned column
+        if self.latent_filter is not None:
+            lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
+            self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
+                                           device=param.device)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
         """Move (and optionally cast) the buffers; the model is the caller's (it may be shared)."""
         self.norm = self.norm.to(device=device, dtype=dtype)
         self.static = self.static.to(device=device, dtype=dtype)
         self.tile_index, self.crossed = self.tile_index.to(device), self.crossed.to(device)
+        if self.damping is not None:
+            self.damping = self.damping.to(device=device, dtype=dtype)
         return self
 
     @property
@@ -153,9 +164,13 @@ class Engine:
         return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size)
 
     def advance(self, z: torch.Tensor) -> torch.Tensor:
-        """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first)."""
+        """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first):
+        the mixer's, minus the latent filter's damping ``nu (z - S z)`` when one is set."""
         z_src = z if self.domain.exchange is None else self.domain.exchange(z)
-        return self.advance_tiles(z_src, self.tile_index, self.crossed)
+        dz = self.advance_tiles(z_src, self.tile_index, self.crossed)
+        if self.damping is not None:
+            dz = dz - self.damping * (z - smooth(z_src, self.tile_index))
+        return dz
 
     def step_once(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z + dz, dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))``."""

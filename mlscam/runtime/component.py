@@ -39,6 +39,7 @@ from mlscam.emulator import Emulator
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.model.engine import Domain
+from mlscam.model.filters import LatentFilter
 from mlscam.parallel import Decomposition, HaloExchange, HaloPlan, Tile, choose_device, choose_threads, configure_torch
 from mlscam.status import Status
 
@@ -124,7 +125,8 @@ class Component:
             t, plan = self.tile, self.plan
             domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, self._timed_exchange)
             return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
-                            self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0)
+                            self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0,
+                            latent_filter=LatentFilter.of(ckpt.config.model, config.rollout))
 
         self.emulator = collect(comm, build, "Component.init (model)")
         self.blas_mode = self.emulator.blas_mode

@@ -1,0 +1,81 @@
+"""Grid-scale damping of the latent step that fits the 3x3 stencil (no extra halo exchange).
+
+A learned local stepper lets the 2-grid-length "checkerboard" grow unless
+something damps the highest wavenumbers every step, as every dycore does
+(Dinosaur's Held-Suarez setup filters every step). The 1-2-1 (Shapiro) filter
+in longitude and latitude,
+
+    S z = (1/16) [1 2 1; 2 4 2; 1 2 1] (*) z        (the column's 3x3 tile, token order),
+
+has response cos^2(k dx / 2) cos^2(l dy / 2): zero at 2 dx, one at the mean.
+The step adds ``-nu (z - S z)`` to the mixer's increment, with the tile the
+mixer already gathered, so ``z[t+1] = z[t] + mixer(tile) - nu (z[t] - S z[t])``.
+The 2-dx wave in both directions is damped by ``(1 - nu)`` per step, the mean
+is untouched. Rows near the poles, where a one-cell stencil's Courant number
+is largest, can take a stronger ``nu`` (``cos(polar_lat) / cos(lat)`` poleward
+of ``polar_lat``, the ocean models' recipe), capped at 1.
+
+Every column's smoothing reads only its own tile in a fixed token order, so it
+is bit for bit the same on any decomposition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["LatentFilter", "SHAPIRO_WEIGHTS", "smooth"]
+
+#: 1-2-1 x 1-2-1 weights in token order (token = 3*(dlat+1) + (dlon+1)), summing to 1.
+SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 16, 1 / 16)
+
+
+@dataclass(frozen=True)
+class LatentFilter:
+    """``strength`` nu in [0, 1] (0: off); ``polar_lat`` in degrees (0: the same nu on every row)."""
+
+    strength: float = 0.0
+    polar_lat: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"latent filter strength must be in [0, 1] (the damping of the 2-dx wave per step), "
+                             f"got {self.strength}")
+        if not 0.0 <= self.polar_lat < 90.0:
+            raise ValueError(f"latent filter polar_lat must be in [0, 90) degrees (0 = uniform), got {self.polar_lat}")
+
+    @classmethod
+    def of(cls, model_cfg, override=None) -> "LatentFilter":
+        """The filter of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``); an ``&rollout``
+        group as ``override`` replaces each value it sets (>= 0)."""
+        nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
+        if override is not None:
+            nu = nu if override.latent_filter < 0 else float(override.latent_filter)
+            lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
+        return cls(nu, lat)
+
+    @property
+    def active(self) -> bool:
+        return self.strength > 0.0
+
+    def coefficients(self, lat_deg: np.ndarray) -> np.ndarray:
+        """``nu`` per column ``[ncol]`` from the columns' latitudes (degrees)."""
+        lat = np.abs(np.asarray(lat_deg, dtype=np.float64))
+        nu = np.full(lat.shape, self.strength)
+        if self.polar_lat > 0.0:
+            boost = np.cos(np.radians(self.polar_lat)) / np.maximum(np.cos(np.radians(lat)), 1e-6)
+            nu = np.where(lat > self.polar_lat, nu * boost, nu)
+        return np.minimum(nu, 1.0)
+
+
+def smooth(z_src: torch.Tensor, tile_index: torch.Tensor) -> torch.Tensor:
+    """``S z`` of the centres named by ``tile_index [ncol, 9]`` into ``z_src [B, nsrc, L]``: ``[B, ncol, L]``.
+
+    The nine tokens are summed in token order with :data:`SHAPIRO_WEIGHTS`.
+    """
+    w = SHAPIRO_WEIGHTS
+    out = z_src[:, tile_index[:, 0]] * w[0]
+    for k in range(1, 9):
+        out = out + z_src[:, tile_index[:, k]] * w[k]
+    return out

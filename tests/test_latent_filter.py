@@ -1,0 +1,94 @@
+"""The latent filter inside the step (mlscam/model/filters.py): closed forms, the engine, decomposition."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from component_case import GRID, LAYOUT, config, initial_states, make_checkpoint, write_initial
+from mlscam.emulator import Emulator
+from mlscam.grid import LatLonGrid
+from mlscam.model.filters import LatentFilter, smooth
+from mlscam.parallel import run_fake_world
+from mlscam.runtime import Component
+
+
+def _field(fn, grid: LatLonGrid, latent: int = 3) -> torch.Tensor:
+    j, i = np.meshgrid(np.arange(grid.nlat), np.arange(grid.nlon), indexing="ij")
+    return torch.tensor(np.repeat(fn(j, i)[..., None], latent, -1).reshape(1, grid.ncol, latent), dtype=torch.float64)
+
+
+def test_shapiro_filter_keeps_the_mean_and_removes_the_two_grid_wave():
+    grid = LatLonGrid.equiangular(8, 16)
+    index = torch.tensor(grid.stencil().index)
+    const = _field(lambda j, i: np.full(j.shape, 3.5), grid)
+    assert torch.allclose(smooth(const, index), const, rtol=0, atol=1e-14)
+    # the checkerboard away from the pole rows (whose fold partner is the same row) has S z = 0
+    board = _field(lambda j, i: (-1.0) ** (i + j), grid)
+    inner = slice(grid.nlon, (grid.nlat - 1) * grid.nlon)
+    assert torch.allclose(smooth(board, index)[:, inner], torch.zeros_like(board[:, inner]), atol=1e-14)
+    # a 2-dx wave in longitude only: response cos^2(pi/2) in lon, 1 in lat -> 0
+    lon_wave = _field(lambda j, i: (-1.0) ** i, grid)
+    assert torch.allclose(smooth(lon_wave, index)[:, inner], torch.zeros_like(lon_wave[:, inner]), atol=1e-14)
+
+
+def test_filter_coefficients_grow_poleward_of_polar_lat_and_are_capped():
+    f = LatentFilter(0.1, 60.0)
+    nu = f.coefficients(np.array([0.0, 45.0, 60.0, -75.0, 89.99]))
+    assert nu[0] == nu[1] == nu[2] == 0.1
+    assert nu[3] == pytest.approx(0.1 * np.cos(np.radians(60)) / np.cos(np.radians(75)))
+    assert nu[4] == 1.0
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+        LatentFilter(1.5)
+
+
+def test_the_filtered_step_is_the_mixer_step_minus_the_damping(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    plain = Emulator.from_checkpoint(ckpt)
+    nu = 0.3
+    filtered = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(nu))
+    z = plain.encode(torch.from_numpy(initial_states()[0]))
+    flat = z.reshape(1, GRID.ncol, -1)
+    nu_col = filtered.engine.damping  # [ncol, 1], nu on every row (no polar boost)
+    assert torch.equal(nu_col, torch.full_like(nu_col, nu))
+    with torch.no_grad():
+        expected = flat + (plain.engine.advance(flat) - nu_col * (flat - smooth(flat, plain.engine.tile_index)))
+    assert torch.equal(filtered.step(z).reshape(1, GRID.ncol, -1), expected)
+
+
+def test_a_strong_filter_damps_the_grid_scale_of_a_rollout(tmp_path):
+    """nu = 1 on a checkerboard perturbation: the 2-dx part shrinks far more than without the filter."""
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    plain, filtered = Emulator.from_checkpoint(ckpt), Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(1.0))
+    z = plain.encode(torch.from_numpy(initial_states()[0]))
+    j, i = np.meshgrid(np.arange(GRID.nlat), np.arange(GRID.nlon), indexing="ij")
+    board = torch.tensor((-1.0) ** (i + j), dtype=z.dtype)[..., None]
+
+    def board_amplitude(em):
+        dz = em.step(z + board, 4) - em.step(z, 4)
+        return float((dz * board).mean())
+
+    assert abs(board_amplitude(filtered)) < 0.2 * abs(board_amplitude(plain))
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (4, (2, 2)), (3, (3, 1))])
+def test_filtered_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+    from dataclasses import replace
+
+    ckpt, init = make_checkpoint(tmp_path / "c.pt"), write_initial(tmp_path / "x.nc")
+    cfg = config(ckpt, init, latent_filter=0.2, latent_filter_polar_lat=50.0)
+    cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.2, 50.0))
+    ref = em.decode(em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)).numpy()
+
+    def rank_fn(comm):
+        c = Component.init(cfg, comm)
+        c.set_state_from_file(init, 1)
+        c.step(5)
+        x = c.gather_state(root=0)
+        c.finalize()
+        return x
+
+    got = run_fake_world(nranks, rank_fn)[0]
+    assert np.array_equal(got, ref)
