@@ -28,6 +28,7 @@ from typing import ClassVar, Iterable
 from mlscam._namelist import (REFERENCE_INTRO, ConfigError, Group, closest, fortran, kind_of,
                               parse_text, read_groups, render_reference, resolve_path)
 from mlscam.assets import is_asset
+from mlscam.losses.registry import TERM_NAMES as _LOSS_TERMS  # pure Python: no torch
 
 __all__ = [
     "ConfigError",
@@ -145,15 +146,14 @@ class ModelConfig(Group):
                       f"must divide latent_dim = {self.latent_dim}")
 
 
-_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "increment", "latent_mse",
-               "reconstruction")
-
-
 @dataclass(frozen=True)
 class LossConfig(Group):
     """``&loss``: weights of every loss term (0 switches a term off)."""
 
     GROUP: ClassVar[str] = "loss"
+    #: The fields that are not term weights.
+    OPTIONS: ClassVar[tuple[str, ...]] = ("barlow_lambda", "vicreg_sim", "vicreg_var", "vicreg_cov", "self_normalise",
+                                          "stop_gradient_target")
     mse: float = _f(1.0, "MSE of decoded normalised states")
     mae: float = _f(0.0, "MAE of decoded normalised states")
     ccc: float = _f(0.0, "1 - CCC of decoded states, per channel over space")
@@ -178,6 +178,17 @@ class LossConfig(Group):
         self._at_least(0.0, *_LOSS_TERMS, "barlow_lambda", "vicreg_sim", "vicreg_var", "vicreg_cov")
         self._require(any(getattr(self, t) > 0 for t in _LOSS_TERMS), "mse",
                       "every loss weight is 0; give at least one of " + ", ".join(_LOSS_TERMS) + " a weight > 0")
+
+
+def _check_loss_fields() -> None:
+    """``LossConfig`` has one weight field per term of the registry (``mlscam.losses.registry``), in its order."""
+    weights = [f.name for f in fields(LossConfig) if f.name not in LossConfig.OPTIONS]
+    if weights != list(_LOSS_TERMS):
+        raise ConfigError(f"LossConfig weight fields {weights} differ from the loss terms of mlscam.losses.registry "
+                          f"{list(_LOSS_TERMS)}: add or remove the weight field (or the registry entry) so they match")
+
+
+_check_loss_fields()
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,11 @@ def test_only_parallel_touches_mpi():
         if re.search(r"^\s*(from|import)\s+mpi4py", path.read_text(), re.M):
             offenders.append(rel)
     assert offenders == [], f"only mlscam/parallel may import mpi4py, found it in {offenders}"
+
+
+@pytest.mark.parametrize("module", ["mlscam.config", "mlscam.losses", "mlscam.losses.registry"])
+def test_config_and_loss_registry_import_without_torch(module):
+    """``python -m mlscam.config validate`` stays light: checking &loss against the registry needs no torch."""
+    code = f"import sys, {module}\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", f"{module} imports torch"

@@ -22,10 +22,10 @@ from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import Config
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
-from ..losses import LossComputer
+from ..losses import LossComputer, needs_latent_truth
 from ..model import build_model
 from ..normalization import Normalization
-from .objective import Objective, needs_latent_truth
+from .objective import Objective
 from .schedule import lr_factor
 
 __all__ = ["TrainResult", "Trainer"]
