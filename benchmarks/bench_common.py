@@ -28,7 +28,11 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/X.py`: use this tree'
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-DEFAULT_CHECKPOINT = "mlscam:demo/checkpoint.pt"
+from mlscam.config import RolloutConfig  # noqa: E402
+
+#: The shipped demo's checkpoint and initial state: the &rollout defaults.
+DEFAULT_CHECKPOINT = RolloutConfig().checkpoint_path
+DEFAULT_INITIAL_STATE = RolloutConfig().input_nc_path
 UNITS = {"u": "m s-1", "v": "m s-1", "temperature": "K", "surface_pressure": "Pa"}
 
 

@@ -28,10 +28,12 @@ from typing import ClassVar, Iterable
 from mlscam._namelist import (REFERENCE_INTRO, ConfigError, Group, closest, fortran, kind_of,
                               parse_text, read_groups, render_reference, resolve_path)
 from mlscam.assets import is_asset
+from mlscam.layout import DEFAULT_STATIC_FEATURES
 from mlscam.losses.registry import TERM_NAMES as _LOSS_TERMS  # pure Python: no torch
 
 __all__ = [
     "ConfigError",
+    "DEFAULT_CHUNK_SIZE",
     "MetaConfig",
     "DataConfig",
     "ModelConfig",
@@ -53,6 +55,11 @@ __all__ = [
     "reference_markdown",
     "main",
 ]
+
+
+#: Columns per fixed-size chunk of the chunk engine (``&model chunk_size``). Code that runs a model without a
+#: ``ModelConfig`` at hand takes its chunk size from the checkpoint's config or from here.
+DEFAULT_CHUNK_SIZE = 1024
 
 
 def _f(default, doc, **meta):
@@ -89,7 +96,7 @@ class DataConfig(Group):
     variables_2d: tuple[str, ...] = _f(("surface_pressure",), "model names of the 2-D variables")
     file_names_3d: tuple[str, ...] = _f((), "names in the files of variables_3d (default: the same)")
     file_names_2d: tuple[str, ...] = _f((), "names in the files of variables_2d (default: the same)")
-    static_features: tuple[str, ...] = _f(("sin_lat", "cos_lat"), "static per-column encoder inputs")
+    static_features: tuple[str, ...] = _f(DEFAULT_STATIC_FEATURES, "static per-column encoder inputs")
     time_step_hours: float = _f(6.0, "data interval = the model step, hours")
     stats_path: str = _f("", "normalization statistics NetCDF (python -m mlscam.data.stats)", path="output")
     columns_dir: str = _f("", "single-column tile shards (python -m mlscam.data.prepare_columns)", path="output")
@@ -131,7 +138,7 @@ class ModelConfig(Group):
     heads: int = _f(4, "heads of the token mixing ('mlp' mixer); must divide latent_dim")
     norm: str = _f("layer", "normalisation in the mixer: 'layer' or 'none'")
     activation: str = _f("gelu", "activation: 'gelu' or 'silu'")
-    chunk_size: int = _f(1024, "columns per fixed-size chunk (results do not depend on how many columns are stepped together)")
+    chunk_size: int = _f(DEFAULT_CHUNK_SIZE, "columns per fixed-size chunk (results do not depend on how many columns are stepped together)")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
