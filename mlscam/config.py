@@ -14,6 +14,10 @@ from it) and, for paths, ``metadata={"path": "input" | "output"}``.
 * ``add_config_arguments`` / ``config_from_args`` give every driver
   ``NAMELIST [--set group.key=value ...]``.
 * ``config_to_dict`` / ``config_from_dict`` (checkpoints), ``config_to_namelist``.
+* Groups build what they describe: ``ModelConfig.build(layout)`` -> the ``LatentModel``,
+  ``LossConfig.build()`` -> the ``LossComputer``.  They import ``mlscam.model`` /
+  ``mlscam.losses`` inside the method: config is the layer above them (they never
+  import it) and this module stays torch-free.
 * ``python -m mlscam.config validate FILE.nml [--set ...]`` and
   ``python -m mlscam.config reference`` (writes the text of docs/namelist.md).
 """
@@ -152,6 +156,13 @@ class ModelConfig(Group):
         self._require(self.latent_dim % self.heads == 0, "heads",
                       f"must divide latent_dim = {self.latent_dim}")
 
+    def build(self, layout):
+        """A freshly initialised ``mlscam.model.LatentModel`` of these sizes for the columns of ``layout``
+        (a ``ColumnLayout``).  Imports torch (this module does not)."""
+        from mlscam.model.network import build_model
+
+        return build_model(self, layout)
+
 
 @dataclass(frozen=True)
 class LossConfig(Group):
@@ -185,6 +196,12 @@ class LossConfig(Group):
         self._at_least(0.0, *_LOSS_TERMS, "barlow_lambda", "vicreg_sim", "vicreg_var", "vicreg_cov")
         self._require(any(getattr(self, t) > 0 for t in _LOSS_TERMS), "mse",
                       "every loss weight is 0; give at least one of " + ", ".join(_LOSS_TERMS) + " a weight > 0")
+
+    def build(self):
+        """The ``mlscam.losses.LossComputer`` of these weights.  Imports torch (this module does not)."""
+        from mlscam.losses.combined import LossComputer
+
+        return LossComputer(self)
 
 
 def _check_loss_fields() -> None:

@@ -417,3 +417,9 @@ def test_needs_latent_truth_refuses_unknown_terms():
         needs_latent_truth({"bralow": 1.0})
     with pytest.raises(TypeError, match=r"has no weight for the loss terms \['mse', 'mae'"):
         needs_latent_truth(object())
+
+
+def test_loss_config_builds_its_loss_computer():
+    comp = LossConfig(mse=0.0, ccc=2.0, latent_mse=0.5).build()
+    assert isinstance(comp, LossComputer) and comp.weights == {"ccc": 2.0, "latent_mse": 0.5}
+    assert comp.required_inputs == ("pred_state", "true_state", "pred_z", "true_z")
