@@ -109,8 +109,9 @@ def load_spec(args: argparse.Namespace, *, grid=None) -> ModelSpec:
 
         cfg = load_config(args.random_weights)
         layout = random_layout(cfg, args.levels)
-        torch.manual_seed(0)
-        model = build_model(cfg.model, layout).eval()
+        with torch.random.fork_rng():  # seeded weights; the process's RNG is left as it was
+            torch.manual_seed(0)
+            model = build_model(cfg.model, layout).eval()
         return ModelSpec(f"random weights, &model of {args.random_weights}", model, layout,
                          Normalization.identity(layout.n_state), cfg.data.time_step_hours * 3600.0,
                          grid or LatLonGrid.equiangular(32, 64), cfg.model.chunk_size, cfg.model)
