@@ -144,17 +144,14 @@ def run(data_cfg, *, progress: bool = True) -> Normalization:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlscam.data.cli import load_data_config, parse_args
+    from mlscam.data.cli import run_data_command
 
-    args = parse_args("python -m mlscam.data.stats", "normalization statistics of data.files -> data.stats_path", argv)
-    cfg, data_cfg = load_data_config(args)
-    try:
+    def work(cfg, data_cfg) -> str:
         run(data_cfg, progress=cfg.output.progress)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {data_cfg.stats_path}")
-    return 0
+        return f"wrote {data_cfg.stats_path}"
+
+    return run_data_command("python -m mlscam.data.stats", "normalization statistics of data.files -> data.stats_path",
+                            argv, work)
 
 
 if __name__ == "__main__":
