@@ -29,11 +29,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mlscam import blas  # noqa: E402
+from mlscam.config import RolloutConfig  # noqa: E402
 
 # As the entry points do: the measured step is the one users run (blas_mode.py's children set their own mode).
 BLAS_MODE = blas.mode() if os.environ.get("MLSCAM_BENCH_NO_PIN") else blas.pin()
 
-DEFAULT_CHECKPOINT = "mlscam:demo/checkpoint.pt"
+#: The shipped demo's checkpoint and initial state: the &rollout defaults.
+DEFAULT_CHECKPOINT = RolloutConfig().checkpoint_path
+DEFAULT_INITIAL_STATE = RolloutConfig().input_nc_path
 UNITS = {"u": "m s-1", "v": "m s-1", "temperature": "K", "surface_pressure": "Pa"}
 
 
@@ -110,8 +113,9 @@ def load_spec(args: argparse.Namespace, *, grid=None) -> ModelSpec:
 
         cfg = load_config(args.random_weights)
         layout = random_layout(cfg, args.levels)
-        torch.manual_seed(0)
-        model = build_model(cfg.model, layout).eval()
+        with torch.random.fork_rng():  # seeded weights; the process's RNG is left as it was
+            torch.manual_seed(0)
+            model = build_model(cfg.model, layout).eval()
         return ModelSpec(f"random weights, &model of {args.random_weights}", model, layout,
                          Normalization.identity(layout.n_state), cfg.data.time_step_hours * 3600.0,
                          grid or LatLonGrid.equiangular(32, 64), cfg.model.chunk_size, cfg.model)

@@ -103,7 +103,7 @@ def make_inputs(args, work: Path, env: dict[str, str]) -> tuple[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bc.add_model_arguments(p)
-    p.add_argument("--input-nc", default="mlscam:demo/initial_state.nc", help="file whose time 0 is the initial state (mlscam:REL = shipped asset)")
+    p.add_argument("--input-nc", default=bc.DEFAULT_INITIAL_STATE, help="file whose time 0 is the initial state (mlscam:REL = shipped asset)")
     p.add_argument("--steps", nargs="+", type=int, default=[100, 2000])
     p.add_argument("--output-every", type=int, default=6)
     p.add_argument("--threads", type=int, default=1)

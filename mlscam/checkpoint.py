@@ -54,9 +54,7 @@ class Checkpoint:
 
     def build_model(self):
         """The network with the checkpoint's weights loaded (eval mode)."""
-        from .model import build_model
-
-        model = build_model(self.config.model, self.layout)
+        model = self.config.model.build(self.layout)
         model.load_state_dict(self.state_dict)
         return model.eval()
 

@@ -14,6 +14,11 @@ from it) and, for paths, ``metadata={"path": "input" | "output"}``.
 * ``add_config_arguments`` / ``config_from_args`` give every driver
   ``NAMELIST [--set group.key=value ...]``.
 * ``config_to_dict`` / ``config_from_dict`` (checkpoints), ``config_to_namelist``.
+* The group classes are declared in ``mlscam._groups`` and re-exported here (this
+  is their public home). Groups build what they describe: ``ModelConfig.build(layout)``
+  -> the ``LatentModel``, ``LossConfig.build()`` -> the ``LossComputer``; config is
+  the layer above model and losses and imports them only inside those methods, so
+  this module stays torch-free.
 * ``python -m mlscam.config validate FILE.nml [--set ...]`` and
   ``python -m mlscam.config reference`` (writes the text of docs/namelist.md).
 """
@@ -22,15 +27,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
-from typing import ClassVar, Iterable
+from dataclasses import fields, replace
+from typing import Iterable
 
-from mlscam._namelist import (REFERENCE_INTRO, ConfigError, Group, closest, fortran, kind_of,
-                              parse_text, read_groups, render_reference, resolve_path)
-from mlscam.assets import is_asset
+from mlscam._groups import (DEFAULT_CHUNK_SIZE, GROUPS, Config, CouplerConfig, DataConfig, LossConfig, MetaConfig,
+                            ModelConfig, OutputConfig, ParallelConfig, RolloutConfig, TrainConfig)
+from mlscam._namelist import (REFERENCE_INTRO, ConfigError, closest, fortran, kind_of, parse_text, read_groups,
+                              render_reference, resolve_path)
 
 __all__ = [
     "ConfigError",
+    "DEFAULT_CHUNK_SIZE",
     "MetaConfig",
     "DataConfig",
     "ModelConfig",
@@ -52,283 +59,6 @@ __all__ = [
     "reference_markdown",
     "main",
 ]
-
-
-def _f(default, doc, **meta):
-    """A dataclass field with documentation metadata."""
-    meta["doc"] = doc
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class MetaConfig(Group):
-    """``&mlscam``: about the namelist file itself."""
-
-    GROUP: ClassVar[str] = "mlscam"
-    host_groups: tuple[str, ...] = _f((), "names of groups that belong to a host model; mlscam ignores them")
-
-    def _validate(self) -> None:
-        object.__setattr__(self, "host_groups", tuple(g.lower() for g in self.host_groups))
-        self._names("host_groups")
-        clash = [g for g in self.host_groups if g in _GROUP_NAMES]
-        self._require(not clash, "host_groups",
-                      f"{', '.join(clash)} is an mlscam group and cannot be a host group")
-
-
-@dataclass(frozen=True)
-class DataConfig(Group):
-    """``&data``: training/evaluation files and the column layout."""
-
-    GROUP: ClassVar[str] = "data"
-    files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time)", path="input")
-    val_files: tuple[str, ...] = _f((), "validation NetCDF files or globs", path="input")
-    variables_3d: tuple[str, ...] = _f(("u", "v", "temperature"), "model names of the 3-D variables")
-    variables_2d: tuple[str, ...] = _f(("surface_pressure",), "model names of the 2-D variables")
-    file_names_3d: tuple[str, ...] = _f((), "names in the files of variables_3d (default: the same)")
-    file_names_2d: tuple[str, ...] = _f((), "names in the files of variables_2d (default: the same)")
-    static_features: tuple[str, ...] = _f(("sin_lat", "cos_lat"), "static per-column encoder inputs")
-    time_step_hours: float = _f(6.0, "data interval = the model step, hours")
-    stats_path: str = _f("", "normalization statistics NetCDF (python -m mlscam.data.stats)", path="output")
-    columns_dir: str = _f("", "single-column tile shards (python -m mlscam.data.prepare_columns)", path="output")
-    columns_per_time: int = _f(0, "tiles cut per time when preparing columns (0 = every column)")
-    seed: int = _f(0, "seed of the column sampler")
-
-    def _validate(self) -> None:
-        for key in ("variables_3d", "variables_2d", "file_names_3d", "file_names_2d", "static_features"):
-            self._names(key)
-        both = sorted(set(self.variables_3d) & set(self.variables_2d))
-        self._require(not both, "variables_2d", f"{', '.join(both)} is also in variables_3d")
-        self._require(bool(self.variables_3d or self.variables_2d), "variables_3d",
-                      "give at least one variable in variables_3d or variables_2d")
-        for dim in ("3d", "2d"):
-            names, variables = f"file_names_{dim}", getattr(self, f"variables_{dim}")
-            self._require(len(getattr(self, names)) in (0, len(variables)), names,
-                          f"must be empty or give one name per entry of variables_{dim} ({len(variables)})")
-        self._positive("time_step_hours")
-        self._at_least(0, "columns_per_time", "seed")
-
-
-@dataclass(frozen=True)
-class ModelConfig(Group):
-    """``&model``: encoder, latent mixer and decoder sizes."""
-
-    GROUP: ClassVar[str] = "model"
-    latent_dim: int = _f(128, "width of the latent vector of one column")
-    encoder_hidden: int = _f(256, "hidden width of the column encoder MLP")
-    encoder_layers: int = _f(2, "hidden layers of the column encoder MLP")
-    decoder_hidden: int = _f(256, "hidden width of the decoders")
-    decoder_layers: int = _f(2, "hidden layers of the decoders")
-    mixer: str = _f("conv", "latent mixer: 'mlp' (MLP-mixer over the 9 tokens) or 'conv' (stencil mixing, then channel MLP once per column)")
-    mixer_blocks: int = _f(4, "mixer blocks")
-    token_hidden: int = _f(32, "hidden width of the token-mixing MLP ('mlp' mixer)")
-    channel_hidden: int = _f(512, "hidden width of the channel-mixing MLP")
-    stencil_width: int = _f(0, "'conv' mixer: width of the stencil projection 9*latent -> stencil_width and of the "
-                               "channel blocks after it (0 = latent_dim). The stencil is linear, so a width below the "
-                               "number of stencil features the dynamics needs (gradients of every channel) is a bottleneck")
-    heads: int = _f(4, "heads of the token mixing ('mlp' mixer); must divide latent_dim")
-    norm: str = _f("layer", "normalisation in the mixer: 'layer' or 'none'")
-    activation: str = _f("gelu", "activation: 'gelu' or 'silu'")
-    chunk_size: int = _f(1024, "columns per fixed-size chunk (results do not depend on how many columns are stepped together)")
-    latent_filter: float = _f(0.0, "grid-scale damping in every latent step: nu in [0, 1], the step adds -nu (z - S z) "
-                                   "with S the 1-2-1 x 1-2-1 filter of the column's 3x3 tile (the 2-dx wave loses "
-                                   "a fraction nu per step; 0 = off); see mlscam/model/filters.py")
-    latent_filter_polar_lat: float = _f(0.0, "poleward of this latitude (degrees) nu grows as cos(polar_lat) / cos(lat), "
-                                             "capped at 1 (0 = the same nu everywhere)")
-
-    def _validate(self) -> None:
-        self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
-                       "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
-        self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat")
-        self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
-        self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
-        self._choice("mixer", ("mlp", "conv"))
-        self._choice("norm", ("layer", "none"))
-        self._choice("activation", ("gelu", "silu"))
-        self._require(self.stencil_width == 0 or self.mixer == "conv", "stencil_width",
-                      "applies to the 'conv' mixer only; set &model stencil_width = 0 with mixer = 'mlp'")
-        self._require(self.latent_dim % self.heads == 0, "heads",
-                      f"must divide latent_dim = {self.latent_dim}")
-
-
-_LOSS_TERMS = ("mse", "mae", "ccc", "ccc_latent", "barlow", "vicreg", "tendency_mse", "increment", "latent_mse",
-               "reconstruction")
-
-
-@dataclass(frozen=True)
-class LossConfig(Group):
-    """``&loss``: weights of every loss term (0 switches a term off)."""
-
-    GROUP: ClassVar[str] = "loss"
-    mse: float = _f(1.0, "MSE of decoded normalised states")
-    mae: float = _f(0.0, "MAE of decoded normalised states")
-    ccc: float = _f(0.0, "1 - CCC of decoded states, per channel over space")
-    ccc_latent: float = _f(0.0, "1 - CCC of latent increments against encoded-truth increments")
-    barlow: float = _f(0.0, "Barlow Twins between predicted and encoded-truth latent increments")
-    vicreg: float = _f(0.0, "VICReg between predicted and encoded-truth latent increments")
-    tendency_mse: float = _f(0.0, "MSE of the tendency decoder's output against true normalised tendencies")
-    increment: float = _f(0.0, "MSE of decoded one-step changes decode(z[k]) - decode(z[k-1]) against the true "
-                               "x[k] - x[k-1], in units of the tendency std: the dynamics' error, free of the "
-                               "autoencoder's (which is larger than a one-hour change)")
-    latent_mse: float = _f(0.0, "MSE between predicted latent and encoded truth")
-    reconstruction: float = _f(0.0, "MSE of decode(encode(x)) against x: keeps the latent space an autoencoder's, "
-                                    "so stepped latents stay decodable")
-    barlow_lambda: float = _f(5e-3, "Barlow Twins off-diagonal weight")
-    vicreg_sim: float = _f(25.0, "VICReg invariance weight")
-    vicreg_var: float = _f(25.0, "VICReg variance weight")
-    vicreg_cov: float = _f(1.0, "VICReg covariance weight")
-    self_normalise: bool = _f(False, "weight each term as w*L/|L| (|L| detached), as the seed did")
-    stop_gradient_target: bool = _f(True, "stop the gradient through the encoded-truth branch")
-
-    def _validate(self) -> None:
-        self._at_least(0.0, *_LOSS_TERMS, "barlow_lambda", "vicreg_sim", "vicreg_var", "vicreg_cov")
-        self._require(any(getattr(self, t) > 0 for t in _LOSS_TERMS), "mse",
-                      "every loss weight is 0; give at least one of " + ", ".join(_LOSS_TERMS) + " a weight > 0")
-
-
-@dataclass(frozen=True)
-class TrainConfig(Group):
-    """``&train``: the training loop."""
-
-    GROUP: ClassVar[str] = "train"
-    mode: str = _f("global", "'single_column', 'global' or 'global_rollout'")
-    rollout_steps: int = _f(4, "latent steps unrolled in 'global_rollout'")
-    batch_size: int = _f(4, "samples per optimizer step (times, or tiles in 'single_column')")
-    max_steps: int = _f(1000, "optimizer steps")
-    lr: float = _f(1e-3, "peak learning rate (AdamW)")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    warmup_steps: int = _f(50, "linear warm-up steps")
-    schedule: str = _f("cosine", "decay after warm-up: 'cosine', 'linear' or 'constant'")
-    min_lr_ratio: float = _f(0.0, "final learning rate / peak")
-    clip_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)")
-    grad_checkpointing: bool = _f(False, "recompute mixer activations in backward")
-    bf16: bool = _f(False, "bf16 autocast (GPU only)")
-    val_every: int = _f(100, "validate every this many steps (0 = never)")
-    val_batches: int = _f(4, "validation batches")
-    early_stopping_patience: int = _f(0, "validations without improvement before stopping (0 = off)")
-    checkpoint_dir: str = _f("checkpoints", "where best.pt and last.pt go", path="output")
-    checkpoint_every: int = _f(100, "write last.pt every this many steps")
-    resume: str = _f("", "checkpoint to resume from exactly", path="input")
-    init_from: str = _f("", "checkpoint whose weights start this run (fresh optimizer and schedule: fine-tuning, "
-                            "e.g. global_rollout after global)", path="input")
-    init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
-                                   "parameters whose names and shapes match (e.g. a wider mixer on trained "
-                                   "encoder/decoder); the others start fresh and are listed")
-    on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
-    seed: int = _f(0, "seed of initialisation, sampling and noise")
-
-    def _validate(self) -> None:
-        self._choice("mode", ("single_column", "global", "global_rollout"))
-        self._choice("schedule", ("cosine", "linear", "constant"))
-        self._positive("rollout_steps", "batch_size", "lr", "val_batches", "checkpoint_every")
-        self._at_least(0, "max_steps", "warmup_steps", "val_every", "early_stopping_patience", "seed")
-        self._at_least(0.0, "weight_decay", "clip_grad_norm")
-        self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
-        self._require(self.checkpoint_dir != "", "checkpoint_dir",
-                      "must name a directory ('.' = output.directory itself)")
-
-
-@dataclass(frozen=True)
-class RolloutConfig(Group):
-    """``&rollout``: a forecast from a checkpoint and an initial state."""
-
-    GROUP: ClassVar[str] = "rollout"
-    checkpoint_path: str = _f("mlscam:demo/checkpoint.pt", "trained checkpoint", path="input")
-    input_nc_path: str = _f("mlscam:demo/initial_state.nc", "NetCDF with the initial state", path="input")
-    output_nc_path: str = _f("forecast.nc", "forecast NetCDF", path="output")
-    start_time: int = _f(0, "time index of the initial state in input_nc_path")
-    num_steps: int = _f(40, "model steps to run")
-    output_every: int = _f(4, "decode and write every this many steps")
-    restart_in: str = _f("", "restart file to continue from", path="input")
-    restart_out: str = _f("", "restart file written at the end", path="output")
-    allow_other_grid: bool = _f(False, "run a checkpoint on a grid other than its training grid")
-    latent_filter: float = _f(-1.0, "override the checkpoint's &model latent_filter at inference (-1 = keep the "
-                                    "checkpoint's; 0 = off)")
-    latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
-
-    def _validate(self) -> None:
-        self._at_least(0, "start_time", "num_steps")
-        self._require(self.latent_filter == -1.0 or 0.0 <= self.latent_filter <= 1.0, "latent_filter",
-                      "must be -1 (keep the checkpoint's) or in [0, 1]")
-        self._require(self.latent_filter_polar_lat == -1.0 or 0.0 <= self.latent_filter_polar_lat < 90.0,
-                      "latent_filter_polar_lat", "must be -1 (keep the checkpoint's) or in [0, 90) degrees")
-        self._positive("output_every")
-
-
-@dataclass(frozen=True)
-class ParallelConfig(Group):
-    """``&parallel``: decomposition, devices and threads."""
-
-    GROUP: ClassVar[str] = "parallel"
-    layout: tuple[int, ...] = _f((0, 0), "ranks along (lat, lon); 0,0 = chosen from the rank count")
-    device: str = _f("auto", "'auto' (cuda:<node-local rank> if GPUs, else cpu), 'cpu' or 'cuda'")
-    threads: int = _f(0, "torch threads per rank (0 = the cores the rank owns, at least 1)")
-    deterministic: bool = _f(True, "deterministic algorithms (bit-for-bit across rank counts)")
-    time_groups: int = _f(1, "tile-parallel training: groups of ranks working on different times of each batch "
-                             "(must divide the number of ranks)")
-
-    def _validate(self) -> None:
-        self._require(len(self.layout) == 2 and min(self.layout) >= 0, "layout",
-                      "must be two non-negative integers (ranks along lat, lon), e.g. 2, 4; 0, 0 = automatic")
-        self._choice("device", ("auto", "cpu", "cuda"))
-        self._at_least(0, "threads")
-        self._positive("time_groups")
-
-
-@dataclass(frozen=True)
-class CouplerConfig(Group):
-    """``&coupler``: the component called by a host model."""
-
-    GROUP: ClassVar[str] = "coupler"
-    coupling_interval_seconds: float = _f(0.0, "host coupling interval; must equal the checkpoint's step (0 = take the checkpoint's)")
-
-    def _validate(self) -> None:
-        self._at_least(0.0, "coupling_interval_seconds")
-
-
-@dataclass(frozen=True)
-class OutputConfig(Group):
-    """``&output``: where outputs go."""
-
-    GROUP: ClassVar[str] = "output"
-    directory: str = _f(".", "output directory; relative to the working directory; every output path resolves against it")
-    quicklook: bool = _f(True, "write a PNG quick-look next to forecast files")
-    progress: bool = _f(True, "show progress bars")
-
-    def _validate(self) -> None:
-        self._require(self.directory != "", "directory", "must name a directory ('.' = the working directory)")
-        self._require(not is_asset(self.directory), "directory",
-                      "package assets are read-only; give a directory to write to")
-
-
-@dataclass(frozen=True)
-class Config:
-    """All groups of one namelist file."""
-
-    mlscam: MetaConfig = field(default_factory=MetaConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    parallel: ParallelConfig = field(default_factory=ParallelConfig)
-    coupler: CouplerConfig = field(default_factory=CouplerConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-    def __post_init__(self) -> None:
-        for name, cls in GROUPS.items():
-            if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"Config.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-
-
-#: group name -> dataclass, in namelist order.
-GROUPS: dict[str, type] = {
-    "mlscam": MetaConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig,
-    "train": TrainConfig, "rollout": RolloutConfig, "parallel": ParallelConfig,
-    "coupler": CouplerConfig, "output": OutputConfig,
-}
-_GROUP_NAMES = frozenset(GROUPS)
 
 
 # --------------------------------------------------------------------------- building

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from mlscam import blas
-from mlscam.config import ModelConfig
+from mlscam.config import DEFAULT_CHUNK_SIZE
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.model.engine import Domain, Engine
@@ -35,7 +35,7 @@ class Emulator:
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
-                 normalization: Normalization, dt_seconds: float, *, chunk_size: int = ModelConfig.chunk_size,
+                 normalization: Normalization, dt_seconds: float, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  domain: Domain | None = None, latent_filter: LatentFilter | None = None, warn_blas: bool = True):
         if not dt_seconds > 0:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")

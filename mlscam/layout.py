@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES"]
+__all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES", "DEFAULT_STATIC_FEATURES"]
 
 KNOWN_STATIC_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
+#: The static features of a layout that names none (``&data static_features`` default; old checkpoints).
+DEFAULT_STATIC_FEATURES = ("sin_lat", "cos_lat")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class ColumnLayout:
     variables_2d: tuple[str, ...]
     levels: tuple[float, ...]
     units: tuple[tuple[str, str], ...] = ()
-    static_features: tuple[str, ...] = ("sin_lat", "cos_lat")
+    static_features: tuple[str, ...] = DEFAULT_STATIC_FEATURES
 
     def __post_init__(self):
         for name in ("variables_3d", "variables_2d", "levels", "static_features"):

@@ -11,13 +11,16 @@ document and the check cannot drift apart:
 4. only ``mlscam.parallel`` imports mpi4py or torch.distributed.
 
 Every ``import`` statement counts, wherever it is (module level or inside a
-function), so a lazy import cannot hide a violation.
+function), so a lazy import cannot hide a violation; only imports under
+``if TYPE_CHECKING:`` (never executed) are left out.
 """
 from __future__ import annotations
 
 import ast
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,19 @@ def _unit(module: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
 
 
+def _executed_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (type hints only, never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def import_graph(package: Path) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """``(edges, external)``: unit -> mlscam units it imports; unit -> third-party modules it imports."""
     edges: dict[str, set[str]] = {}
@@ -56,7 +72,7 @@ def import_graph(package: Path) -> tuple[dict[str, set[str]], dict[str, set[str]
         module = ".".join(parts[:-1] if is_init else parts)
         pkg = module if is_init else module.rpartition(".")[0]
         unit = _unit(module)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _executed_nodes(ast.parse(path.read_text(), str(path))):
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -159,3 +175,11 @@ def test_a_deliberate_violation_fails_the_check(tmp_path, module, line, expected
     edges, external = import_graph(pkg)
     found = violations(edges, external, layers())
     assert any(expected in v for v in found), found
+
+
+@pytest.mark.parametrize("module", ["mlscam.config", "mlscam._groups", "mlscam.losses", "mlscam.losses.registry"])
+def test_config_and_loss_registry_import_without_torch(module):
+    """``python -m mlscam.config validate`` stays light: checking &loss against the registry needs no torch."""
+    code = f"import sys, {module}\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", f"{module} imports torch"

@@ -377,3 +377,49 @@ def test_half_precision_inputs_are_computed_in_float32():
     assert total.dtype == torch.float32 and terms["barlow"].dtype == torch.float32
     ref = barlow_twins_loss(pdz.bfloat16().double(), tdz.bfloat16().double())
     assert float(terms["barlow"]) == pytest.approx(float(ref), rel=1e-5)
+
+
+# ---------------------------------------------------------------- the registry of terms
+def test_loss_config_has_one_weight_per_registered_term():
+    from dataclasses import fields
+
+    from mlscam.losses import TERM_NAMES
+
+    weights = [f.name for f in fields(LossConfig) if f.name not in LossConfig.OPTIONS]
+    assert weights == list(TERM_NAMES)
+    assert set(LossConfig.OPTIONS) <= {f.name for f in fields(LossConfig)}
+
+
+def test_encoded_truth_terms_are_those_fed_by_the_encoder_on_the_truth():
+    from mlscam.losses import TERMS
+
+    fed_by_encoded_truth = {"true_dz", "true_z", "pred_recon"}  # true_z = encoder(x), pred_recon = decoder(true_z)
+    for t in TERMS:
+        assert t.encoded_truth == bool(fed_by_encoded_truth & set(t.inputs)), t.name
+
+
+@pytest.mark.parametrize("name", ["mse", "ccc", "increment", "tendency_mse", "ccc_latent", "barlow", "latent_mse",
+                                  "reconstruction"])
+def test_needs_latent_truth_from_config_weights_or_loss_computer(name):
+    from mlscam.losses import LATENT_TERMS, needs_latent_truth
+
+    cfg = LossConfig(**{"mse": 0.0, name: 0.5})
+    expected = name in LATENT_TERMS
+    assert needs_latent_truth(cfg) is expected
+    assert needs_latent_truth({name: 0.5}) is expected
+    assert needs_latent_truth(LossComputer(cfg)) is expected
+
+
+def test_needs_latent_truth_refuses_unknown_terms():
+    from mlscam.losses import needs_latent_truth
+
+    with pytest.raises(KeyError, match=r"unknown loss terms \['bralow'\]; the terms are mse, mae"):
+        needs_latent_truth({"bralow": 1.0})
+    with pytest.raises(TypeError, match=r"has no weight for the loss terms \['mse', 'mae'"):
+        needs_latent_truth(object())
+
+
+def test_loss_config_builds_its_loss_computer():
+    comp = LossConfig(mse=0.0, ccc=2.0, latent_mse=0.5).build()
+    assert isinstance(comp, LossComputer) and comp.weights == {"ccc": 2.0, "latent_mse": 0.5}
+    assert comp.required_inputs == ("pred_state", "true_state", "pred_z", "true_z")

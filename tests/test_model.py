@@ -314,3 +314,16 @@ def test_conv_mixer_folds_the_pole_embedding_into_the_stencil():
         explicit = block(explicit)
     explicit = mix.out(mix.out_norm(explicit))
     assert torch.allclose(mix(tiles, crossed), explicit, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_model_config_builds_the_same_model_as_build_model(mixer):
+    cfg = ModelConfig(mixer=mixer, **TINY)
+    torch.manual_seed(3)
+    built = cfg.build(LAYOUT)
+    torch.manual_seed(3)
+    reference = build_model(cfg, LAYOUT)
+    assert type(built.mixer) is type(reference.mixer) and built.latent_dim == 8 and built.n_state == LAYOUT.n_state
+    ref = reference.state_dict()
+    assert built.state_dict().keys() == ref.keys()
+    assert all(torch.equal(v, ref[k]) for k, v in built.state_dict().items())

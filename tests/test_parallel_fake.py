@@ -96,3 +96,22 @@ def test_mismatched_collectives_and_truncation_are_errors():
 
     with pytest.raises(FakeWorldError, match=r"rank 1 of 2 raised FakeWorldError: .*message truncated: rank 0 sent 4 items"):
         run_fake_world(2, truncated, timeout=5)
+
+
+def test_is_mpi_is_the_one_communicator_type_check():
+    """Fake and one-rank communicators are not MPI; every module of mlscam.parallel asks world.is_mpi."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlscam.parallel import SelfComm, is_mpi
+
+    assert run_fake_world(2, lambda comm: is_mpi(comm)) == [False, False]
+    assert not is_mpi(SelfComm())
+    root = Path(__file__).resolve().parents[1]
+    code = "from mpi4py import MPI\nfrom mlscam.parallel import is_mpi\nprint(is_mpi(MPI.COMM_SELF))\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
+    copies = [p.name for p in (root / "mlscam" / "parallel").glob("*.py")
+              if p.name != "world.py" and '__module__.startswith("mpi4py")' in p.read_text()]
+    assert copies == [], f"{copies} test for mpi4py communicators themselves; use mlscam.parallel.world.is_mpi"

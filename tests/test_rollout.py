@@ -156,6 +156,28 @@ def test_quicklook_png_next_to_the_forecast(case):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_quicklook_leaves_matplotlib_and_pyplot_alone(case):
+    """A library call must not switch the process's matplotlib backend or create pyplot figures."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = case["dir"] / "ql2.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--num-steps", "2"]) == 0
+    code = ("import sys, matplotlib\n"
+            "matplotlib.rcParams['backend'] = 'svg'\n"
+            "from mlscam.rollout.quicklook import write_quicklook\n"
+            f"write_quicklook({str(out)!r})\n"
+            "print(matplotlib.rcParams['backend'], 'matplotlib.pyplot' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["svg", "False"]
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
+
 @pytest.mark.decomposition
 def test_run_forecast_on_fake_ranks_equals_the_serial_driver(case):
     """The same loop on 3 in-process ranks (host state via set_state + set_time) writes the serial file."""

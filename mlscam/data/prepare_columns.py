@@ -59,17 +59,14 @@ def prepare_columns(data_cfg: DataConfig, *, shard_size: int = DEFAULT_SHARD_SIZ
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlscam.data.cli import load_data_config, parse_args
+    from mlscam.data.cli import run_data_command
 
-    args = parse_args("python -m mlscam.data.prepare_columns", "cut 3x3 training tiles into data.columns_dir", argv)
-    cfg, data_cfg = load_data_config(args)
-    try:
+    def work(cfg, data_cfg) -> str:
         manifest = prepare_columns(data_cfg, progress=cfg.output.progress)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {manifest['count']} tiles in {len(manifest['shards'])} shards to {data_cfg.columns_dir}")
-    return 0
+        return f"wrote {manifest['count']} tiles in {len(manifest['shards'])} shards to {data_cfg.columns_dir}"
+
+    return run_data_command("python -m mlscam.data.prepare_columns", "cut 3x3 training tiles into data.columns_dir",
+                            argv, work)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import netCDF4
 import numpy as np
 from tqdm import tqdm
 
-from mlscam.atomic import atomic_path
 from mlscam.data.errors import DataError
 from mlscam.data.source import DataSource
+from mlscam.io.cf import add_dimensions, add_variable, atomic_dataset, set_global_attributes
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
@@ -89,21 +89,21 @@ def write_stats(path: str, normalization: Normalization, layout: ColumnLayout, *
     """Write NetCDF: per variable ``{name}_{state_mean,...}`` on dim ``level`` (3-D) or scalar (2-D); atomic."""
     if normalization.n_state != layout.n_state:
         raise DataError(f"normalization has {normalization.n_state} channels, layout {layout.n_state}")
-    with atomic_path(path, ".nc") as tmp:
-        with netCDF4.Dataset(tmp, "w") as ds:
-            ds.createDimension("level", layout.nlev)
-            ds.createVariable("level", "f8", ("level",))[:] = np.asarray(layout.levels)
-            ds.layout = json.dumps(layout.to_dict())
-            ds.description = "mlscam normalization statistics (mean/std of states and one-step tendencies)"
-            for key, value in (attrs or {}).items():
-                setattr(ds, key, value)
-            for name in layout.variables:
-                sl = layout.slice_of(name)
-                dims = ("level",) if name in layout.variables_3d else ()
-                for field in _FIELDS:
-                    v = ds.createVariable(f"{name}_{field}", "f8", dims)
-                    v.units = layout.units_of(name)
-                    v[...] = getattr(normalization, field)[sl] if dims else getattr(normalization, field)[sl][0]
+    with atomic_dataset(path) as ds:
+        add_dimensions(ds, {"level": layout.nlev})
+        add_variable(ds, "level", ("level",), np.asarray(layout.levels))
+        set_global_attributes(ds, {
+            "layout": json.dumps(layout.to_dict()),
+            "description": "mlscam normalization statistics (mean/std of states and one-step tendencies)",
+            **(attrs or {}),
+        })
+        for name in layout.variables:
+            sl = layout.slice_of(name)
+            dims = ("level",) if name in layout.variables_3d else ()
+            for field in _FIELDS:
+                values = getattr(normalization, field)[sl]
+                add_variable(ds, f"{name}_{field}", dims, values if dims else values[0],
+                             attrs={"units": layout.units_of(name)})
 
 
 def load_stats(path: str, layout: ColumnLayout) -> Normalization:
@@ -144,17 +144,14 @@ def run(data_cfg, *, progress: bool = True) -> Normalization:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mlscam.data.cli import load_data_config, parse_args
+    from mlscam.data.cli import run_data_command
 
-    args = parse_args("python -m mlscam.data.stats", "normalization statistics of data.files -> data.stats_path", argv)
-    cfg, data_cfg = load_data_config(args)
-    try:
+    def work(cfg, data_cfg) -> str:
         run(data_cfg, progress=cfg.output.progress)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {data_cfg.stats_path}")
-    return 0
+        return f"wrote {data_cfg.stats_path}"
+
+    return run_data_command("python -m mlscam.data.stats", "normalization statistics of data.files -> data.stats_path",
+                            argv, work)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 
 import xarray as xr
 
-from ..atomic import atomic_path
+from ..io.cf import to_netcdf_atomic
 
 __all__ = ["subset"]
 
@@ -31,9 +31,7 @@ def subset(src: str, dst: str, times: list[int], *, variables: list[str] | None 
             ds = ds[variables]
         out = ds.isel(time=times).load()
         out.attrs["history"] = (out.attrs.get("history", "") + f"\nmlscam.data.subset: times {times} of {src}").strip()
-        encoding = {v: {"zlib": True, "complevel": 4} for v in out.data_vars}
-        with atomic_path(dst, ".nc") as tmp:
-            out.to_netcdf(tmp, encoding=encoding)
+        to_netcdf_atomic(out, dst, complevel=4)
 
 
 def main(argv=None) -> int:

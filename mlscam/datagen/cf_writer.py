@@ -11,6 +11,7 @@ Layout written (float32 data)::
     surface_pressure(time, lat, lon)
     courant_u(lat), courant_v(lat)  optional, see mlscam.datagen.courant
 
+Built on the writer core ``mlscam.io.cf`` (its attribute table and atomic file).
 The file is written to a temporary file in the destination directory and moved
 into place with ``os.replace`` only by :meth:`CFStateWriter.commit`; on an
 error (or a missing commit) the temporary file is removed and an existing file
@@ -22,27 +23,18 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-import netCDF4
 import numpy as np
 
-from mlscam.atomic import temp_path_beside
 from mlscam.grid import LatLonGrid
+from mlscam.io.cf import (CONVENTIONS, AtomicDataset, add_bounds, add_coordinate, add_dimensions, add_field,
+                          add_lat_lon, add_variable, cf_attributes, set_global_attributes)
 
 __all__ = ["CFStateWriter", "VARIABLE_ATTRS"]
 
-#: CF attributes of the data variables.
-VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    "u": {"standard_name": "eastward_wind", "long_name": "eastward wind", "units": "m s-1"},
-    "v": {"standard_name": "northward_wind", "long_name": "northward wind", "units": "m s-1"},
-    "temperature": {"standard_name": "air_temperature", "long_name": "air temperature", "units": "K"},
-    "surface_pressure": {
-        "standard_name": "surface_air_pressure",
-        "long_name": "surface air pressure",
-        "units": "Pa",
-    },
-}
 _LEVEL_VARS = ("u", "v", "temperature")
 _SURFACE_VARS = ("surface_pressure",)
+#: CF attributes of the data variables (from the table of ``mlscam.io.cf``).
+VARIABLE_ATTRS: dict[str, dict[str, str]] = {name: cf_attributes(name) for name in (*_LEVEL_VARS, *_SURFACE_VARS)}
 
 
 class CFStateWriter:
@@ -81,66 +73,33 @@ class CFStateWriter:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"output directory {directory!r} does not exist; create it first")
-        self._tmp = str(temp_path_beside(self.path, ".tmp"))
         self.grid = grid
         self.nlevel = sigma.size
         self.ntime = 0
         self._committed = False
+        self._file = AtomicDataset(self.path)
+        self._ds = self._file.ds
         try:
-            self._ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
             self._define(sigma, sigma_bounds, time_units, calendar, global_attrs)
         except BaseException:
-            self._discard()
+            self._file.discard()
             raise
 
     # -- definition ---------------------------------------------------------
     def _define(self, sigma, sigma_bounds, time_units, calendar, global_attrs) -> None:
         ds, grid = self._ds, self.grid
-        ds.createDimension("time", None)
-        ds.createDimension("level", self.nlevel)
-        ds.createDimension("lat", grid.nlat)
-        ds.createDimension("lon", grid.nlon)
-        ds.createDimension("nv", 2)
-
-        t = ds.createVariable("time", "f8", ("time",))
-        t.setncatts({"standard_name": "time", "long_name": "time", "units": time_units, "calendar": calendar, "axis": "T"})
-
-        lev = ds.createVariable("level", "f8", ("level",))
-        lev.setncatts(
-            {
-                "standard_name": "atmosphere_sigma_coordinate",
-                "long_name": "sigma at layer midpoints",
-                "units": "1",
-                "positive": "down",
-                "axis": "Z",
-                "bounds": "level_bnds",
-                "formula_terms": "sigma: level ps: surface_pressure ptop: ptop",
-            }
-        )
-        lev[:] = sigma
-        bnds = ds.createVariable("level_bnds", "f8", ("level", "nv"))
-        bnds[:] = np.stack([sigma_bounds[:-1], sigma_bounds[1:]], axis=1)
-        ptop = ds.createVariable("ptop", "f8", ())
-        ptop.setncatts({"long_name": "pressure at the model top", "units": "Pa"})
-        ptop.assignValue(0.0)
-
-        lat = ds.createVariable("lat", "f8", ("lat",))
-        lat.setncatts({"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y"})
-        lat[:] = grid.lat_array()
-        lon = ds.createVariable("lon", "f8", ("lon",))
-        lon.setncatts({"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"})
-        lon[:] = grid.lon_array()
-
+        add_dimensions(ds, {"time": None, "level": self.nlevel, "lat": grid.nlat, "lon": grid.nlon, "nv": 2})
+        add_coordinate(ds, "time", units=time_units, calendar=calendar)
+        add_coordinate(ds, "level", sigma, long_name="sigma at layer midpoints", bounds="level_bnds",
+                       formula_terms="sigma: level ps: surface_pressure ptop: ptop")
+        add_bounds(ds, "level_bnds", sigma_bounds, "level", "nv")
+        add_coordinate(ds, "ptop", 0.0, dims=())
+        add_lat_lon(ds, grid)
         for name in _LEVEL_VARS:
-            var = ds.createVariable(name, "f4", ("time", "level", "lat", "lon"), chunksizes=(1, self.nlevel, grid.nlat, grid.nlon))
-            var.setncatts(VARIABLE_ATTRS[name])
+            add_field(ds, name, ("time", "level", "lat", "lon"), chunksizes=(1, self.nlevel, grid.nlat, grid.nlon))
         for name in _SURFACE_VARS:
-            var = ds.createVariable(name, "f4", ("time", "lat", "lon"), chunksizes=(1, grid.nlat, grid.nlon))
-            var.setncatts(VARIABLE_ATTRS[name])
-
-        attrs = dict(global_attrs)
-        attrs["Conventions"] = "CF-1.8"
-        ds.setncatts({k: (v if isinstance(v, (int, float, np.integer, np.floating)) else str(v)) for k, v in attrs.items()})
+            add_field(ds, name, ("time", "lat", "lon"), chunksizes=(1, grid.nlat, grid.nlon))
+        set_global_attributes(ds, {**global_attrs, "Conventions": CONVENTIONS})
 
     # -- writing ------------------------------------------------------------
     def append(self, hours: float, fields: Mapping[str, np.ndarray]) -> None:
@@ -175,35 +134,22 @@ class CFStateWriter:
             values = np.asarray(values, dtype=np.float32)
             if values.shape != (self.grid.nlat,):
                 raise ValueError(f"{name} must be [lat]=({self.grid.nlat},), got {values.shape}")
-            var = self._ds.createVariable(name, "f4", ("lat",))
-            var.setncatts(
-                {
-                    "long_name": f"maximum {direction} over time, level and longitude",
-                    "units": "1",
-                    "interval_seconds": float(dt_seconds),
-                    "cell_size": size,
-                    "comment": "one-cell-per-step domain of dependence of the 3x3 stencil; > 1 violates it",
-                }
-            )
-            var[:] = values
+            add_variable(self._ds, name, ("lat",), values, dtype="f4", attrs={
+                "long_name": f"maximum {direction} over time, level and longitude",
+                "units": "1",
+                "interval_seconds": float(dt_seconds),
+                "cell_size": size,
+                "comment": "one-cell-per-step domain of dependence of the 3x3 stencil; > 1 violates it",
+            })
 
     def commit(self) -> None:
         """Close the file and move it into place atomically."""
-        self._ds.close()
-        os.replace(self._tmp, self.path)
+        self._file.commit()
         self._committed = True
-
-    # -- cleanup ------------------------------------------------------------
-    def _discard(self) -> None:
-        ds = getattr(self, "_ds", None)
-        if ds is not None and ds.isopen():
-            ds.close()
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
 
     def __enter__(self) -> "CFStateWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._committed:
-            self._discard()
+            self._file.discard()

@@ -172,13 +172,14 @@ def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progres
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mlscam.datagen.held_suarez", description=__doc__.split("\n\n")[0])
-    p.add_argument("--resolution", default="T21", help="spectral truncation: T21 (64x32 output) or T42 (128x64)")
-    p.add_argument("--levels", type=int, default=10, help="number of equidistant sigma levels")
-    p.add_argument("--spinup-days", type=float, default=200.0, help="days simulated before the first sample")
-    p.add_argument("--days", type=float, default=200.0, help="days sampled after the spin-up")
-    p.add_argument("--interval-hours", type=float, default=6.0, help="data interval (hours)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial surface-pressure perturbation")
-    p.add_argument("--dt-minutes", type=float, default=None, help="model time step (default: 20 at T21, 10 at T42)")
+    d = HeldSuarezRun()  # the defaults live in the dataclass
+    p.add_argument("--resolution", default=d.resolution, help="spectral truncation: T21 (64x32 output) or T42 (128x64)")
+    p.add_argument("--levels", type=int, default=d.levels, help="number of equidistant sigma levels")
+    p.add_argument("--spinup-days", type=float, default=d.spinup_days, help="days simulated before the first sample")
+    p.add_argument("--days", type=float, default=d.days, help="days sampled after the spin-up")
+    p.add_argument("--interval-hours", type=float, default=d.interval_hours, help="data interval (hours)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the initial surface-pressure perturbation")
+    p.add_argument("--dt-minutes", type=float, default=d.dt_minutes, help="model time step (default: 20 at T21, 10 at T42)")
     p.add_argument("--output", required=True, help="output NetCDF file (written atomically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

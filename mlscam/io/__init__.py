@@ -1,4 +1,11 @@
-"""Writing mlscam's own NetCDF outputs (forecasts); reading input data lives in mlscam.data."""
-from .forecast import ForecastWriter, cf_attributes
+"""Writing mlscam's own NetCDF outputs; reading input data lives in mlscam.data.
 
-__all__ = ["ForecastWriter", "cf_attributes"]
+``mlscam.io.cf`` is the one CF writer core (attribute table, atomic files,
+dimensions/coordinates/variables); the forecast writer, the training-data
+writer (``mlscam.datagen``), the statistics file and ``mlscam.data.subset`` use it.
+"""
+from .cf import CF_ATTRIBUTES, CONVENTIONS, AtomicDataset, atomic_dataset, cf_attributes, to_netcdf_atomic
+from .forecast import ForecastWriter
+
+__all__ = ["ForecastWriter", "cf_attributes", "CF_ATTRIBUTES", "CONVENTIONS", "AtomicDataset", "atomic_dataset",
+           "to_netcdf_atomic"]

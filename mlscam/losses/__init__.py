@@ -38,27 +38,39 @@ Shapes
 * Embedding losses (``barlow_twins_loss``, ``vicreg_loss``): ``a, b`` ``[..., D]``;
   all leading dimensions are flattened into ``N`` samples (columns).
 
-This package is torch-only: no files, no MPI (``mlscam.parallel`` supplies the
-all-reduce).
+The registry of terms (``mlscam.losses.registry``: names, inputs, which need
+the encoded truth) is pure Python, and this package imports torch only when a
+loss function is first used, so ``mlscam.config`` can check ``&loss`` against the
+registry without torch.  This package is torch-only: no files, no MPI
+(``mlscam.parallel`` supplies the all-reduce).
 """
 from __future__ import annotations
 
-from mlscam.losses.ccc import ccc_loss, ccc_per_channel
-from mlscam.losses.combined import TERM_INPUTS, LossComputer
-from mlscam.losses.embedding import barlow_twins_loss, vicreg_loss
-from mlscam.losses.pointwise import mae_loss, mse_loss
-from mlscam.losses.statistics import Reduce, identity_reduce, reduce_many
+import importlib
 
-__all__ = [
-    "Reduce",
-    "identity_reduce",
-    "reduce_many",
-    "ccc_loss",
-    "ccc_per_channel",
-    "mse_loss",
-    "mae_loss",
-    "barlow_twins_loss",
-    "vicreg_loss",
-    "LossComputer",
-    "TERM_INPUTS",
-]
+from mlscam.losses.registry import (LATENT_TERMS, TERM_INPUTS, TERM_NAMES, TERMS, LossTerm, needs_latent_truth,
+                                    term_weights)
+
+#: Public names of the torch modules, imported on first use.
+_LAZY = {
+    "Reduce": "statistics", "identity_reduce": "statistics", "reduce_many": "statistics",
+    "ccc_loss": "ccc", "ccc_per_channel": "ccc",
+    "mse_loss": "pointwise", "mae_loss": "pointwise",
+    "barlow_twins_loss": "embedding", "vicreg_loss": "embedding",
+    "LossComputer": "combined",
+}
+
+__all__ = [*_LAZY, "TERMS", "TERM_NAMES", "TERM_INPUTS", "LATENT_TERMS", "LossTerm", "needs_latent_truth",
+           "term_weights"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"mlscam.losses.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlscam.losses' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,21 +1,7 @@
 """The weighted combination of loss terms configured by ``&loss`` (``mlscam.config.LossConfig``).
 
-Terms and the inputs each needs (``[..., ncol, C]`` fields, leading dims samples):
-
-================  ==================================  =============================
-term              inputs                              loss
-================  ==================================  =============================
-``mse``           ``pred_state, true_state``          ``mse_loss`` (area weighted)
-``mae``           ``pred_state, true_state``          ``mae_loss`` (area weighted)
-``ccc``           ``pred_state, true_state``          ``ccc_loss`` (area weighted)
-``ccc_latent``    ``pred_dz, true_dz``                ``ccc_loss`` (area weighted)
-``barlow``        ``pred_dz, true_dz``                ``barlow_twins_loss``
-``vicreg``        ``pred_dz, true_dz``                ``vicreg_loss()["total"]``
-``tendency_mse``  ``pred_tendency, true_tendency``    ``mse_loss`` (area weighted)
-``increment``     ``pred_increment, true_increment``  ``mse_loss`` (area weighted)
-``latent_mse``    ``pred_z, true_z``                  ``mse_loss`` (area weighted)
-``reconstruction`` ``pred_recon, true_recon``         ``mse_loss`` of decode(encode(x)) vs x
-================  ==================================  =============================
+The terms, the inputs each needs and their order come from the registry
+``mlscam.losses.registry`` (``TERMS``).
 
 A term is computed only when its weight is non-zero.  The total is
 ``sum_k w_k L_k``; with ``self_normalise`` it is ``sum_k w_k L_k / |L_k|`` with
@@ -27,7 +13,7 @@ so an exactly-zero term contributes 0 instead of NaN.
 
 With ``stop_gradient_target`` the encoded-truth branch (``true_dz``,
 ``true_z``) is detached inside, so gradients reach the encoder only through
-the prediction.  Terms are evaluated in the fixed order of ``TERM_INPUTS``, so
+the prediction.  Terms are evaluated in the fixed order of the registry, so
 every rank calls ``reduce`` in the same order.
 
 Precision: the sums are accumulated in the inputs' dtype.  ``__call__`` turns
@@ -37,32 +23,18 @@ would lose all precision).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from mlscam.config import LossConfig
 from mlscam.losses.ccc import ccc_loss
 from mlscam.losses.embedding import barlow_twins_loss, vicreg_loss
 from mlscam.losses.pointwise import mae_loss, mse_loss
+from mlscam.losses.registry import TERM_INPUTS, TERM_NAMES, term, term_weights
 from mlscam.losses.statistics import Reduce
 
 __all__ = ["LossComputer", "TERM_INPUTS"]
-
-#: Every term (a weight field of ``LossConfig``), in evaluation order, with its (prediction, truth) inputs.
-TERM_INPUTS: dict[str, tuple[str, str]] = {
-    "mse": ("pred_state", "true_state"),
-    "mae": ("pred_state", "true_state"),
-    "ccc": ("pred_state", "true_state"),
-    "ccc_latent": ("pred_dz", "true_dz"),
-    "barlow": ("pred_dz", "true_dz"),
-    "vicreg": ("pred_dz", "true_dz"),
-    "tendency_mse": ("pred_tendency", "true_tendency"),
-    "increment": ("pred_increment", "true_increment"),
-    "latent_mse": ("pred_z", "true_z"),
-    "reconstruction": ("pred_recon", "true_recon"),
-}
 
 _TARGET_BRANCH = ("true_dz", "true_z")
 
@@ -70,17 +42,19 @@ _TARGET_BRANCH = ("true_dz", "true_z")
 class LossComputer:
     """Computes the configured loss terms and their weighted total.
 
-    Build it from the ``&loss`` group: ``LossComputer(config.loss)``.
+    Build it from the ``&loss`` group: ``config.loss.build()`` (or ``LossComputer(config.loss)``).
+    ``config`` is duck-typed: one weight attribute per registered term, ``barlow_lambda``,
+    ``vicreg_sim``, ``vicreg_var``, ``vicreg_cov``, ``self_normalise`` and ``stop_gradient_target``.
     """
 
-    def __init__(self, config: LossConfig):
-        weights = {name: float(getattr(config, name)) for name in TERM_INPUTS}
+    def __init__(self, config: Any):
+        weights = term_weights(config)
         bad = {k: v for k, v in weights.items() if not v >= 0.0 or v == float("inf")}
         if bad:
             raise ValueError(f"&loss weights must be finite and >= 0, got {bad}")
         if not any(weights.values()):
             raise ValueError(
-                f"every &loss weight is 0 ({', '.join(TERM_INPUTS)}); set at least one, e.g. &loss mse = 1.0"
+                f"every &loss weight is 0 ({', '.join(TERM_NAMES)}); set at least one, e.g. &loss mse = 1.0"
             )
         self.config = config
         #: The active terms (non-zero weight) and their weights, in evaluation order.
@@ -90,23 +64,23 @@ class LossComputer:
     def required_inputs(self) -> tuple[str, ...]:
         """Keyword arguments that ``__call__`` needs for the active terms."""
         names: list[str] = []
-        for term in self.weights:
-            names += [n for n in TERM_INPUTS[term] if n not in names]
+        for name in self.weights:
+            names += [n for n in TERM_INPUTS[name] if n not in names]
         return tuple(names)
 
     def _term(self, name: str, pred: Tensor, true: Tensor, weights: Optional[Tensor], reduce: Optional[Reduce]):
-        c = self.config
-        if name in ("mse", "tendency_mse", "increment", "latent_mse", "reconstruction"):
+        c, kind = self.config, term(name).kind
+        if kind == "mse":
             return mse_loss(pred, true, weights=weights, reduce=reduce)
-        if name == "mae":
+        if kind == "mae":
             return mae_loss(pred, true, weights=weights, reduce=reduce)
-        if name == "ccc" or name == "ccc_latent":
+        if kind == "ccc":
             return ccc_loss(pred, true, weights=weights, reduce=reduce)
-        if name == "barlow":
+        if kind == "barlow":
             return barlow_twins_loss(pred, true, lambda_offdiag=c.barlow_lambda, reduce=reduce)
-        if name == "vicreg":
+        if kind == "vicreg":
             return vicreg_loss(pred, true, sim=c.vicreg_sim, var=c.vicreg_var, cov=c.vicreg_cov, reduce=reduce)
-        raise AssertionError(f"unknown loss term {name!r}")  # TERM_INPUTS and this dispatch disagree
+        raise AssertionError(f"loss term {name!r} has kind {kind!r}, which LossComputer does not know")
 
     def __call__(
         self,

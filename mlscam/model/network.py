@@ -1,9 +1,15 @@
-"""The latent model: encoder, mixer, decoder and tendency decoder, built from ``ModelConfig``."""
+"""The latent model: encoder, mixer, decoder and tendency decoder, built from the ``&model`` sizes.
+
+The model layer does not import ``mlscam.config`` (config is the layer above):
+:func:`build_model` takes any object with the fields of ``mlscam.config.ModelConfig``,
+whose ``build(layout)`` calls it.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from torch import nn
 
-from mlscam.config import ModelConfig
 from mlscam.layout import ColumnLayout
 
 from .chunks import advance_columns
@@ -56,8 +62,14 @@ class LatentModel(nn.Module):
         return self.encoder.n_static
 
 
-def build_model(cfg: ModelConfig, layout: ColumnLayout) -> LatentModel:
-    """A freshly initialised ``LatentModel`` sized by ``cfg`` for the columns of ``layout``."""
+def build_model(cfg: Any, layout: ColumnLayout) -> LatentModel:
+    """A freshly initialised ``LatentModel`` sized by ``cfg`` for the columns of ``layout``.
+
+    ``cfg``: the ``&model`` group (``mlscam.config.ModelConfig``; ``cfg.build(layout)`` is the
+    same call) or any object with its fields ``latent_dim``, ``encoder_hidden``, ``encoder_layers``,
+    ``decoder_hidden``, ``decoder_layers``, ``mixer``, ``mixer_blocks``, ``heads``, ``token_hidden``,
+    ``channel_hidden``, ``stencil_width``, ``norm`` and ``activation``.
+    """
     latent, act = cfg.latent_dim, cfg.activation
     if cfg.mixer == "mlp":
         mixer: nn.Module = MLPMixer(

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .halo import HALO_TAG, HaloExchange
+from .world import is_mpi
 
 __all__ = ["halo_exchange", "halo_exchange_backward", "allreduce_sum", "make_reduce", "rank_ordered_sum"]
 
@@ -100,10 +101,6 @@ def halo_exchange(z_local: torch.Tensor, exchange: HaloExchange) -> torch.Tensor
     return _HaloFunction.apply(z_local, exchange)
 
 
-def _is_mpi4py(comm: Any) -> bool:
-    return type(comm).__module__.startswith("mpi4py")
-
-
 def rank_ordered_sum(comm: Any, x: np.ndarray) -> np.ndarray:
     """``sum over ranks of x`` in rank order (bit-identical on every rank).  Collective over ``comm``.
 
@@ -113,7 +110,7 @@ def rank_ordered_sum(comm: Any, x: np.ndarray) -> np.ndarray:
     size = comm.Get_size()
     if size == 1:
         return x.copy()
-    if _is_mpi4py(comm):
+    if is_mpi(comm):
         gathered = np.empty((size, *x.shape), dtype=x.dtype)
         comm.Allgather(x, gathered)
         parts = list(gathered)

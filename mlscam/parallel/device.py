@@ -16,16 +16,14 @@ import os
 import socket
 from typing import Any
 
+from .world import is_mpi
+
 __all__ = ["node_local", "node_local_rank", "choose_device", "choose_threads", "configure_torch"]
-
-
-def _is_mpi4py(comm: Any) -> bool:
-    return type(comm).__module__.startswith("mpi4py")
 
 
 def node_local(comm: Any) -> tuple[int, int]:
     """``(node-local rank, ranks on this node)`` of the calling rank.  Collective over ``comm``."""
-    if _is_mpi4py(comm):
+    if is_mpi(comm):
         from mpi4py import MPI
 
         local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())

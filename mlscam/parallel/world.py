@@ -23,7 +23,10 @@ def world() -> Any:
 
 
 def is_mpi(comm: Any) -> bool:
-    """Whether ``comm`` is an mpi4py communicator."""
+    """Whether ``comm`` is an mpi4py communicator (else a :class:`SelfComm` or ``FakeComm``).
+
+    The one such check of mlscam: it looks at the type's module, so it never imports mpi4py.
+    """
     return type(comm).__module__.startswith("mpi4py")
 
 

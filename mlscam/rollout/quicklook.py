@@ -16,12 +16,13 @@ def _lowest_level(ds) -> int:
 
 
 def write_quicklook(forecast_path, png_path=None) -> Path:
-    """Write ``png_path`` (default: the forecast's name with ``.png``): maps of the last output step."""
-    import matplotlib
+    """Write ``png_path`` (default: the forecast's name with ``.png``): maps of the last output step.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws on its own Agg canvas: neither pyplot's state nor the process's matplotlib backend changes.
+    """
     import netCDF4
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     forecast_path = Path(forecast_path)
     png_path = Path(png_path) if png_path else forecast_path.with_suffix(".png")
@@ -40,7 +41,9 @@ def write_quicklook(forecast_path, png_path=None) -> Path:
                 continue
             a = np.asarray(v[-1, k] if v.ndim == 4 else v[-1], dtype=np.float64)
             fields.append((n, getattr(v, "units", ""), a))
-    fig, axes = plt.subplots(1, max(1, len(fields)), figsize=(5.5 * max(1, len(fields)), 3.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * max(1, len(fields)), 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(1, len(fields)), squeeze=False)
     for ax, (name, units, a) in zip(axes[0], fields):
         mesh = ax.pcolormesh(lon, lat, a, shading="nearest", cmap="RdBu_r" if name == "u" else "viridis")
         fig.colorbar(mesh, ax=ax, label=units)
@@ -52,5 +55,4 @@ def write_quicklook(forecast_path, png_path=None) -> Path:
     fig.tight_layout()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=80)
-    plt.close(fig)
     return png_path

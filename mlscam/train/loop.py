@@ -22,10 +22,9 @@ from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import Config
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
-from ..losses import LossComputer
-from ..model import build_model
+from ..losses import needs_latent_truth
 from ..normalization import Normalization
-from .objective import Objective, needs_latent_truth
+from .objective import Objective
 from .schedule import lr_factor
 
 __all__ = ["TrainResult", "Trainer"]
@@ -61,10 +60,10 @@ class Trainer:
             raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
                              "set bf16 = .false.")
         torch.manual_seed(t.seed)
-        self.model = build_model(config.model, layout).to(self.device)
+        self.model = config.model.build(layout).to(self.device)
         self.objective = Objective(
             model=self.model, layout=layout, grid=grid, normalization=normalization,
-            loss=LossComputer(config.loss), mode=t.mode, chunk_size=config.model.chunk_size,
+            loss=config.loss.build(), mode=t.mode, chunk_size=config.model.chunk_size,
             latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, reduce=reduce,
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)

@@ -24,9 +24,7 @@ from ..normalization import Normalization
 __all__ = ["Objective", "needs_latent_truth"]
 
 
-def needs_latent_truth(loss_cfg) -> bool:
-    """Whether any latent-consistency term needs the encoded truth."""
-    return any(getattr(loss_cfg, k) != 0 for k in ("ccc_latent", "barlow", "vicreg", "latent_mse", "reconstruction"))
+from ..losses.registry import needs_latent_truth  # noqa: E402 - re-exported; the loss registry owns the latent terms
 
 
 @dataclass

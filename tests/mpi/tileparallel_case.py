@@ -74,8 +74,8 @@ def problem(data_path: str, mode: str):
 
 def objective(cfg, source, norm, model, *, tile=None):
     """The serial ``Objective`` (``tile=None``) or this rank's ``TiledObjective``."""
-    from mlscam.losses import LossComputer
-    from mlscam.train.objective import Objective, needs_latent_truth
+    from mlscam.losses import LossComputer, needs_latent_truth
+    from mlscam.train.objective import Objective
     from mlscam.train.tiled import TiledObjective
 
     kw = dict(model=model, layout=source.layout, grid=source.grid, normalization=norm,
