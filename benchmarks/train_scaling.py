@@ -6,7 +6,7 @@ Writes a T21-size synthetic file (32 x 64 grid, 10 levels, u/v/temperature/
 surface_pressure, 12 six-hourly times) once, then for every N runs
 ``mpirun -n N python benchmarks/train_scaling.py --worker ...``: each rank builds
 the tile-parallel trainer exactly as ``mpirun -n N python -m mlscam.train``
-does (``mlscam.train.tiled.build_tiled_trainer``, torch.distributed on gloo),
+does (``mlscam.train.build_trainer`` on a ``TileContext``, torch.distributed on gloo),
 takes 2 warm-up steps, then times ``--steps`` optimizer steps of
 ``global_rollout`` (2 latent steps, batch 2).  Reported: samples (global time
 windows) per second, and the peak resident memory of every rank
@@ -57,18 +57,24 @@ def worker(data: str, steps: int, out: str) -> None:
 
     import torch
 
-    from mlscam.config import config_from_dict
-    from mlscam.parallel.torchdist import destroy_torch_distributed, init_torch_distributed
-    from mlscam.train.tiled import build_tiled_trainer
+    from mlscam.parallel.context import TileContext
 
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
-    init_torch_distributed(comm, "cpu")
+    tile = TileContext.build(comm, NLAT, NLON)
+    with tile.distributed("cpu"):
+        _measure(comm, tile, data, steps, out)
+
+
+def _measure(comm, tile, data: str, steps: int, out: str) -> None:
+    from mlscam.config import config_from_dict
+    from mlscam.train import build_trainer
+
     cfg = config_from_dict({"data": {"files": [data], "stats_path": str(Path(data).with_suffix(".stats.nc"))},
                             "model": MODEL, "train": {**TRAIN, "max_steps": steps + 2,
                                                       "checkpoint_dir": str(Path(out).parent / "ck")},
                             "output": {"progress": False}})
-    trainer = build_tiled_trainer(cfg, comm, device="cpu", progress=False)
+    trainer = build_trainer(cfg, tile=tile, device="cpu", progress=False)
     built_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     for _ in range(2):
         trainer.train_step()
@@ -81,13 +87,12 @@ def worker(data: str, steps: int, out: str) -> None:
     rss = comm.gather(rss_mb, root=0)
     growth = comm.gather(rss_mb - built_mb, root=0)
     if comm.Get_rank() == 0:
-        p = trainer.objective.tile.plan
+        p = tile.plan
         Path(out).write_text(json.dumps({
             "ranks": comm.Get_size(), "seconds": seconds, "steps": steps,
             "samples_per_s": steps * cfg.train.batch_size / seconds, "peak_rss_mb": rss, "train_growth_mb": growth,
             "loss_last": losses[-1], "rank0_columns": p.n_local, "rank0_halo": p.halo_size,
         }))
-    destroy_torch_distributed()
 
 
 def main() -> None:

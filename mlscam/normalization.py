@@ -2,8 +2,8 @@
 
 ``Normalization`` holds the statistics (numpy, float64; stored in checkpoints).
 ``Normalizer`` (``Normalization.tensors(dtype=, device=)``) applies them to torch
-tensors: ``apply``/``inverse`` for states, ``apply_tendency``/``inverse_tendency``
-for one-step changes. Every normalization in the project goes through it.
+tensors: ``apply``/``inverse`` for states, ``inverse_difference`` for a difference
+of two normalised states, ``apply_tendency``/``inverse_tendency`` for one-step changes. Every normalization in the project goes through it.
 """
 from __future__ import annotations
 
@@ -93,6 +93,10 @@ class Normalizer:
     def inverse(self, x_n: torch.Tensor) -> torch.Tensor:
         """Normalised state -> physical state."""
         return x_n * self.state_std + self.state_mean
+
+    def inverse_difference(self, dx_n: torch.Tensor) -> torch.Tensor:
+        """Difference of two normalised states -> physical difference (the means cancel exactly)."""
+        return dx_n * self.state_std
 
     def apply_tendency(self, dx: torch.Tensor) -> torch.Tensor:
         """Physical one-step change -> normalised tendency."""

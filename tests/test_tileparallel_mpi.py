@@ -6,6 +6,9 @@
   the float32 differences are printed (run with ``-s``) and bounded.
 * ``mpirun -n 2 python -m mlscam.train`` for 2 steps, resumed by ``mpirun -n 4``
   for 2 more, logs the losses of an uninterrupted serial 4-step run.
+* ``mpirun -n 2 python -m mlscam.train`` with ``&train init_from`` starts from the
+  checkpoint's weights: its first loss is the serial first loss from the same
+  ``init_from``, not the loss of the seeded initialisation.
 """
 from __future__ import annotations
 
@@ -110,6 +113,41 @@ def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
         assert abs(val_parallel[s] - val_serial[s]) <= F32_LOSS_RTOL * abs(val_serial[s]), (val_parallel, val_serial)
     # checkpoints written by rank 0 only: no per-rank files
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["best.pt", "last.pt", "train_log.jsonl"]
+
+
+@pytest.mark.mpi
+def test_multi_rank_run_starts_from_init_from(data_path, tmp_path):
+    """&train init_from on 2 ranks: the loss of step 1 (the starting weights' loss) equals the serial run's
+    from the same checkpoint (float32), and differs from the loss of the seed's initial weights."""
+    import torch
+
+    from mlscam.config import config_from_dict, config_to_namelist
+    from mlscam.train import train
+
+    def cfg(name, **train_keys):
+        d = case.config_dict(data_path, "global_rollout", checkpoint_dir=str(tmp_path / name), val_every=0,
+                             **train_keys)
+        return config_from_dict(d)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg("first", max_steps=3))
+        ck = tmp_path / "first" / "last.pt"
+        train(cfg("serial", max_steps=1, init_from=str(ck)))
+        train(cfg("fresh", max_steps=1))
+    finally:
+        torch.set_num_threads(threads)
+    serial = _losses(tmp_path / "serial" / "train_log.jsonl")[1]
+    fresh = _losses(tmp_path / "fresh" / "train_log.jsonl")[1]
+    nml = tmp_path / "run.nml"
+    nml.write_text(config_to_namelist(cfg("parallel", max_steps=1, init_from=str(ck))))
+    proc = _mpirun(2, ["-m", "mlscam.train", str(nml), "--set", "parallel.threads=1"])
+    assert "trained 1 steps on 2 ranks" in proc.stdout, proc.stdout[-2000:]
+    parallel = _losses(tmp_path / "parallel" / "train_log.jsonl")[1]
+    print(f"first loss: serial from init_from {serial}, 2 ranks from init_from {parallel}, seeded start {fresh}")
+    assert abs(parallel - serial) <= F32_LOSS_RTOL * abs(serial), (parallel, serial)
+    assert abs(fresh - serial) > 1e-3 * abs(serial), (fresh, serial)  # the checkpoint's weights are another start
 
 
 @pytest.mark.mpi

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi"))
 import tileparallel_case as case  # noqa: E402
 
 from mlscam.parallel import run_fake_world  # noqa: E402
-from mlscam.train.tiled import OwnedTileBatches, TileContext, TiledGlobalBatches  # noqa: E402
+from mlscam.parallel.context import TileContext  # noqa: E402
+from mlscam.train.batches import OwnedTileBatches, TiledGlobalBatches  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -25,7 +26,7 @@ def data_path(tmp_path_factory):
 
 
 def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH):
-    """Every rank's loss and the rank-averaged gradients (what GradientAverager computes)."""
+    """Every rank's loss and the rank-averaged gradients (what TileContext.average_gradients computes)."""
     from mlscam.parallel import Decomposition, HaloPlan
 
     cfg, source, norm, model = case.problem(data_path, mode)
@@ -86,7 +87,7 @@ def test_tiled_loss_and_gradients_equal_serial_float64(data_path, mode, nranks, 
 def test_time_groups_equal_serial_float64(data_path, mode, nranks, groups, layout, batch):
     """`groups` spatial groups, each on its share of the batch's times; statistics summed over all ranks."""
     from mlscam.train.batches import GlobalBatches
-    from mlscam.train.tiled import objective_to_dtype
+    from mlscam.train.objective import objective_to_dtype
 
     cfg, source, norm, model = case.problem(data_path, mode)
     m = copy.deepcopy(model).double()
@@ -159,7 +160,7 @@ def test_single_column_tiled_equals_serial_float64(data_path, batch_size, nranks
     from mlscam.data.datasets import OnTheFlyTiles
     from mlscam.parallel import Decomposition, HaloPlan
     from mlscam.train.batches import TileBatches
-    from mlscam.train.tiled import objective_to_dtype
+    from mlscam.train.objective import objective_to_dtype
 
     cfg, source, norm, model = case.problem(data_path, "single_column")
     store = OnTheFlyTiles(source, seed=5)

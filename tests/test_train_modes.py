@@ -92,11 +92,12 @@ def test_global_rollout_never_encodes_a_decoded_state(problem):
     trainer.model.encoder.forward, trainer.model.decoder.forward = enc, dec
     batch = trainer.train_batches(0)
     trainer.objective(batch)
-    truth = trainer.objective.normalize(batch["x"]).reshape(4, 4, trainer.grid.ncol, -1)  # [B, K+1, ncol, S]
-    # every encoder input is a true state (t, or a target at t+k for the latent terms) ...
-    assert len(encoded) == 1 + 3
-    for k, x in enumerate(encoded):
-        assert torch.equal(x, truth[:, k])
+    n_state = trainer.layout.n_state
+    truth = trainer.objective.engine.norm.apply(batch["x"]).reshape(4, 4, -1, n_state)  # [B, K+1, ncol, S]
+    # the engine encodes in chunks of chunk_size columns (batch-major); together, the encoder's inputs are
+    # exactly the true states at t (the one encode that is stepped) and at t+1..t+K (for the latent terms) ...
+    assert all(x.shape == (trainer.config.model.chunk_size, n_state) for x in encoded)
+    assert torch.equal(torch.cat(encoded), torch.cat([truth[:, k].reshape(-1, n_state) for k in range(1 + 3)]))
     # ... and never one of the decoded predictions
     for x in encoded:
         assert not any(x.shape == y.shape and torch.allclose(x, y) for y in decoded)
@@ -150,15 +151,16 @@ def test_increment_term_is_the_decoded_change_in_tendency_units(problem, tmp_pat
     batch = trainer.train_batches(0)
     _, terms = obj(batch)
     x = batch["x"].flatten(2, 3)  # [B, 2, ncol, S]
+    engine = obj.engine
     with torch.no_grad():
-        static = obj._static.expand(x.shape[0], -1, -1)
-        z0 = model.encoder(obj.normalize(x[:, 0]), static)
-        z1 = z0 + obj._advance(z0)
+        static = engine.static.expand(x.shape[0], -1, -1)
+        z0 = model.encoder(engine.norm.apply(x[:, 0]), static)
+        z1 = z0 + engine.advance(z0)
         std = torch.as_tensor(trainer.normalization.state_std, dtype=torch.float32)
         tstd = torch.as_tensor(trainer.normalization.tendency_std, dtype=torch.float32)
         pred = (model.decoder(z1) - model.decoder(z0)) * std / tstd
         true = (x[:, 1] - x[:, 0]) / tstd
-        w = obj._area / obj._area.sum()
+        w = obj.area / obj.area.sum()
         by_hand = float((((pred - true) ** 2).mean(-1) * w).sum(-1).mean())
     assert terms["increment"] == pytest.approx(by_hand, rel=1e-5)
     assert terms["increment_weighted"] == pytest.approx(2.0 * by_hand, rel=1e-5)

@@ -83,7 +83,10 @@ def advance_columns(
     batch, nsrc, latent = z_src.shape
     ncent = tile_index.shape[0]
     if ncent == 0:
-        return z_src.new_zeros(batch, 0, latent)
+        # through the mixer all the same: the empty result stays in the autograd graph of z_src and the mixer,
+        # so a training rank without centres runs the same loss collectives in the backward as the others
+        tiles = z_src.reshape(batch * nsrc, latent)[:0].view(0, 9, latent)
+        return mixer(tiles, crossed[:0].to(z_src.device)).view(batch, 0, latent)
     lo, hi = int(tile_index.min()), int(tile_index.max())
     if lo < 0 or hi >= nsrc:
         raise IndexError(f"tile_index must lie in [0, {nsrc}) (the columns of z_src), got values in [{lo}, {hi}]")
@@ -118,7 +121,8 @@ def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:
     rows = [x.reshape(-1, x.shape[-1]) for x in xs]
     n = rows[0].shape[0]
     if n == 0:
-        return fn(*[r[:0] for r in rows]).reshape(*lead, -1)
+        empty = fn(*[r[:0] for r in rows])  # [0, G]
+        return empty.reshape(*lead, empty.shape[-1])
     chunks = [_chunked(r, chunk_size)[0] for r in rows]
     out = [fn(*parts) for parts in zip(*chunks)]
     return _unchunked(out, chunk_size, n).reshape(*lead, -1)

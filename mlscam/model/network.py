@@ -23,7 +23,7 @@ MIXERS = ("mlp", "conv")
 
 
 class LatentModel(nn.Module):
-    """The four trainable parts. Training code calls them directly; ``Emulator`` wraps them for inference.
+    """The four trainable parts; training and inference both call them through ``mlscam.model.engine.Engine``.
 
     Attributes:
       encoder: ``x_n [..., n_state], static [..., n_static] -> z [..., L]``.

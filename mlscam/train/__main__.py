@@ -20,41 +20,35 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     from ..model.summary import summarize  # after the namelist is known to be good
+    from ..parallel import SelfComm, choose_device, choose_threads, configure_torch
     from ..parallel.torchdist import LaunchError, launch_world
-    from .build import build_trainer
+    from .build import run_training
 
     try:
         comm = launch_world()  # MPI.COMM_WORLD under mpirun/srun with N > 1, else None
     except LaunchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if comm is not None:
-        from .tiled import run_parallel
-
-        try:
-            trainer, result = run_parallel(cfg, comm)
-        except ValueError as e:
-            print(f"error (rank {comm.Get_rank()} of {comm.Get_size()}): {e}", file=sys.stderr)
-            return 1
-        if comm.Get_rank() == 0:
-            print(summarize(trainer.model, trainer.layout))
-            print(f"trained {result.steps} steps on {comm.Get_size()} ranks in {result.wall_seconds:.1f} s; "
-                  f"best validation loss {result.best_val_loss:.4g}; checkpoints: {result.last_checkpoint}")
-        return 0
-    if cfg.parallel.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.parallel.threads)
-    try:
-        trainer = build_trainer(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    comm = comm if comm is not None else SelfComm()  # one rank: serial, without MPI
+    size = comm.Get_size()
+    where = f" (rank {comm.Get_rank()} of {size})" if size > 1 else ""
+    try:  # process-wide settings, once, here: this rank's device and torch threads from &parallel
+        device = choose_device(comm, cfg.parallel.device)
+        configure_torch(device, choose_threads(comm, cfg.parallel.threads))
+    except (ValueError, RuntimeError) as e:
+        print(f"error{where}: {e}", file=sys.stderr)
         return 1
-    print(summarize(trainer.model, trainer.layout))
-    result = trainer.run()
-    print(f"trained {result.steps} steps in {result.wall_seconds:.1f} s; best validation loss "
-          f"{result.best_val_loss:.4g}; checkpoints: {result.last_checkpoint}"
-          + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
+    try:
+        trainer, result = run_training(cfg, comm, device=device)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error{where}: {e}", file=sys.stderr)
+        return 1
+    if trainer.is_root:
+        print(summarize(trainer.model, trainer.layout))
+        print(f"trained {result.steps} steps" + (f" on {size} ranks" if size > 1 else "")
+              + f" in {result.wall_seconds:.1f} s; best validation loss {result.best_val_loss:.4g}; "
+              f"checkpoints: {result.last_checkpoint}"
+              + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
     return 0
 
 

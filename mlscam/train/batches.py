@@ -3,13 +3,19 @@
 A batch depends only on ``(seed, step)``, never on what was drawn before, so
 an exact resume needs no sampler state, and every rank of a tile-parallel run
 draws the same time indices.
+
+``GlobalBatches`` and ``TileBatches`` draw the serial batches; the trainer reads
+them through a tile context (``mlscam.parallel.context.TileContext``; one rank
+= serial): :class:`TiledGlobalBatches` reads only the rank's own tile at the
+serial times, :class:`OwnedTileBatches` keeps the drawn single-column tiles
+whose centre the rank owns. On one rank both are the serial batches.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["GlobalBatches", "TileBatches", "batch_rng"]
+__all__ = ["GlobalBatches", "TileBatches", "TiledGlobalBatches", "OwnedTileBatches", "batch_rng"]
 
 
 def batch_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -49,3 +55,55 @@ class TileBatches:
     def __call__(self, step: int) -> dict:
         idx = batch_rng(self.seed, step, self.stream).integers(0, len(self.store), size=self.batch_size)
         return self.store.gather(np.sort(idx))
+
+
+class TiledGlobalBatches:
+    """The serial ``GlobalBatches`` times, own tile only: ``x [B, K+1, nlat_tile, nlon_tile, S]`` float32.
+
+    With time groups, group ``g`` of ``G`` takes the times ``[g::G]`` of every batch.
+    """
+
+    def __init__(self, source, tile, *, steps: int, batch_size: int, seed: int, stream: int = 0):
+        if batch_size < tile.groups:
+            raise ValueError(f"batch_size={batch_size} is smaller than the {tile.groups} time groups: some group "
+                             f"would get no time; use &train batch_size >= {tile.groups}")
+        self.serial = GlobalBatches(source, steps=steps, batch_size=batch_size, seed=seed, stream=stream)
+        self.source, self.steps, self.tile = source, steps, tile
+
+    def times(self, step: int) -> np.ndarray:
+        """This rank's times of batch ``step``: the serial ones, ``[group::groups]``."""
+        return self.serial.times(step)[self.tile.group::self.tile.groups]
+
+    def __call__(self, step: int) -> dict:
+        t = self.tile.tile
+        xs = [self.source.read_tile_window(int(s), self.steps + 1, (t.lat0, t.lat1), (t.lon0, t.lon1), halo=0)
+              for s in self.times(step)]
+        return {"x": torch.from_numpy(np.stack(xs).astype(np.float32, copy=False))}
+
+
+class OwnedTileBatches:
+    """``single_column`` on a rank: the serial batch of tile indices (``TileBatches``' rule), then only
+    the tiles whose centre column this rank owns.  Local batches differ in size (about ``B x`` the
+    rank's share of the columns, possibly 0); their union over ranks is the serial batch."""
+
+    def __init__(self, store, tile, *, batch_size: int, seed: int, stream: int = 0, n_state: int, n_static: int):
+        if len(store) < 1:
+            raise ValueError("the single-column tile store is empty; run python -m mlscam.data.prepare_columns first")
+        self.store, self.tile = store, tile
+        self.batch_size, self.seed, self.stream = batch_size, seed, stream
+        self.n_state, self.n_static = n_state, n_static
+        self._owner = tile.decomposition.owner_map().reshape(-1)
+
+    def indices(self, step: int) -> np.ndarray:
+        """The tile indices of this rank in batch ``step`` (sorted)."""
+        idx = np.sort(batch_rng(self.seed, step, self.stream).integers(0, len(self.store), size=self.batch_size))
+        idx = idx[self.tile.group::self.tile.groups]
+        return idx[self._owner[self.store.centres(idx)] == self.tile.rank]
+
+    def __call__(self, step: int) -> dict:
+        idx = self.indices(step)
+        if idx.size:
+            batch = self.store.gather(idx)
+            return {k: batch[k] for k in ("x_tile", "static_tile", "crossed", "x_next")}
+        return {"x_tile": torch.zeros(0, 9, self.n_state), "static_tile": torch.zeros(0, 9, self.n_static),
+                "crossed": torch.zeros(0, 9, dtype=torch.bool), "x_next": torch.zeros(0, self.n_state)}

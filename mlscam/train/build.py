@@ -1,8 +1,17 @@
-"""Build a training run from a namelist: data sources, statistics, batches, the Trainer."""
+"""Build a training run from a namelist, serial or tile-parallel: data, statistics, batches, the Trainer.
+
+ONE builder, :func:`build_trainer`, for every run: it is given the rank's tile
+context (``mlscam.parallel.context.TileContext``; default: one rank owning the
+whole grid) and builds the tile's batches, the trainer on that context, and
+starts from ``&train resume`` or ``init_from`` on every rank alike.
+:func:`run_training` is what ``python -m mlscam.train`` runs on the ranks of a
+communicator (one rank = serial).
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -10,12 +19,15 @@ from ..config import Config
 from ..data.datasets import ColumnTiles, OnTheFlyTiles
 from ..data.source import open_source
 from ..data.stats import compute_stats, load_stats, write_stats
-from .batches import GlobalBatches, TileBatches
+from ..parallel import agree, choose_device
+from ..parallel.context import TileContext
+from .batches import OwnedTileBatches, TiledGlobalBatches
 from .loop import Trainer, TrainResult
 
-__all__ = ["build_trainer", "train"]
+__all__ = ["build_trainer", "run_training", "train"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _normalization(cfg: Config, source, progress: bool):
@@ -29,10 +41,9 @@ def _normalization(cfg: Config, source, progress: bool):
     return norm
 
 
-def _tile_store(cfg: Config, source, *, files=None, seed: int):
+def _tile_store(cfg: Config, source, *, seed: int):
     if cfg.train.on_the_fly or not cfg.data.columns_dir:
-        src = source if files is None else open_source(cfg.data, files=files)
-        return OnTheFlyTiles(src, seed=seed)
+        return OnTheFlyTiles(source, seed=seed)
     directory = Path(cfg.data.columns_dir)
     if not (directory / "manifest.json").is_file():
         raise FileNotFoundError(
@@ -42,10 +53,35 @@ def _tile_store(cfg: Config, source, *, files=None, seed: int):
     return ColumnTiles(directory)
 
 
-def build_trainer(cfg: Config, *, device: str | torch.device | None = None, progress: bool | None = None,
-                  reduce=None) -> Trainer:
-    """Everything one run needs, from the namelist alone."""
+def _batches(cfg: Config, source, val_source, tile: TileContext, layout) -> tuple[Any, Any]:
+    """``(train, validation or None)`` batches of the tile: the serial draws, the tile's share of them."""
     t = cfg.train
+    if t.mode == "single_column":
+        def owned(store, stream):
+            return OwnedTileBatches(store, tile, batch_size=t.batch_size, seed=t.seed, stream=stream,
+                                    n_state=layout.n_state, n_static=layout.n_static)
+        val = owned(OnTheFlyTiles(val_source, seed=t.seed + 1), 1) if val_source is not None else None
+        return owned(_tile_store(cfg, source, seed=t.seed), 0), val
+    steps = t.rollout_steps if t.mode == "global_rollout" else 1
+    val = (TiledGlobalBatches(val_source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed, stream=1)
+           if val_source is not None else None)
+    return TiledGlobalBatches(source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed), val
+
+
+def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str | torch.device | None = None,
+                  progress: bool | None = None) -> Trainer:
+    """The ``Trainer`` of this rank, from the namelist alone.
+
+    ``tile``: this rank's :class:`TileContext` (tile-parallel training; collective over its world, every
+    rank must call); default one rank owning the whole grid (serial). ``device`` default: ``&parallel
+    device`` (``mlscam.parallel.choose_device``). Normalisation statistics are loaded (or computed and
+    written) by world rank 0 and broadcast; ``&train resume`` or ``init_from`` is read by every rank, then
+    every rank takes rank 0's parameters.
+    """
+    t = cfg.train
+    if t.resume and t.init_from:
+        raise ValueError("&train resume and init_from are both set; resume continues a run exactly, init_from "
+                         "starts a new run from its weights: set only one")
     progress = cfg.output.progress if progress is None else progress
     if not cfg.data.files:
         raise ValueError("&data files is empty: name the training NetCDF files (globs allowed)")
@@ -53,33 +89,71 @@ def build_trainer(cfg: Config, *, device: str | torch.device | None = None, prog
     val_source = open_source(cfg.data, files=cfg.data.val_files) if cfg.data.val_files else None
     if val_source is not None:
         val_source.check_compatible(source.layout, source.grid, source.dt_seconds)
-    norm = _normalization(cfg, source, progress)
-    if t.mode == "single_column":
-        train_batches = TileBatches(_tile_store(cfg, source, seed=t.seed), batch_size=t.batch_size, seed=t.seed)
-        val_batches = None
-        if val_source is not None:
-            store = OnTheFlyTiles(val_source, seed=t.seed + 1)
-            val_batches = TileBatches(store, batch_size=t.batch_size, seed=t.seed, stream=1)
-    else:
-        steps = t.rollout_steps if t.mode == "global_rollout" else 1
-        train_batches = GlobalBatches(source, steps=steps, batch_size=t.batch_size, seed=t.seed)
-        val_batches = (GlobalBatches(val_source, steps=steps, batch_size=t.batch_size, seed=t.seed, stream=1)
-                       if val_source is not None else None)
+    grid = source.grid
+    if tile is None:
+        tile = TileContext.serial(grid.nlat, grid.nlon)
+    elif (tile.decomposition.nlat, tile.decomposition.nlon) != grid.shape:
+        decomposed = (tile.decomposition.nlat, tile.decomposition.nlon)
+        raise ValueError(f"the tile context decomposes a {decomposed} grid but the data's grid is "
+                         f"{grid.shape}; build it with TileContext.build(comm, {grid.nlat}, {grid.nlon}, ...)")
+    norm = tile.from_root(lambda: _normalization(cfg, source, progress), "statistics")
+    train_batches, val_batches = _batches(cfg, source, val_source, tile, source.layout)
     if device is None:
-        device = "cuda" if (cfg.parallel.device != "cpu" and torch.cuda.is_available()) else "cpu"
-    trainer = Trainer(cfg, layout=source.layout, grid=source.grid, normalization=norm,
-                      dt_seconds=source.dt_seconds, train_batches=train_batches, val_batches=val_batches,
-                      device=device, reduce=reduce, progress=progress)
-    if t.resume and t.init_from:
-        raise ValueError("&train resume and init_from are both set; resume continues a run exactly, init_from "
-                         "starts a new run from its weights: set only one")
+        device = choose_device(tile.world, cfg.parallel.device)
+    trainer = Trainer(cfg, layout=source.layout, grid=grid, normalization=norm, dt_seconds=source.dt_seconds,
+                      train_batches=train_batches, val_batches=val_batches, device=device, tile=tile,
+                      progress=progress)
     if t.resume:
-        trainer.resume_from(t.resume)
+        trainer.resume_from(t.resume)  # the same file on every rank: a checkpoint holds no per-rank state
     elif t.init_from:
         trainer.init_weights_from(t.init_from)
+    tile.broadcast_parameters(trainer.model)  # every rank starts from rank 0's weights
     return trainer
+
+
+def _agreed(comm: Any, build: Callable[[], T]) -> T:
+    """``build()`` on every rank of ``comm``; a failure on any rank is raised on every rank (a ``ValueError``
+    naming the ranks that failed), so no rank goes on into a collective alone. One rank: ``build()``."""
+    if comm.Get_size() == 1:
+        return build()
+    value, message = None, ""
+    try:
+        value = build()
+    except (ValueError, FileNotFoundError, OSError) as e:
+        message = f"{type(e).__name__}: {e}"
+    code, text = agree(comm, value is not None, message)
+    if code:
+        raise ValueError(text)
+    return value
+
+
+def run_training(cfg: Config, comm: Any = None, *, device: str | torch.device | None = None,
+                 progress: bool | None = None) -> tuple[Trainer, TrainResult]:
+    """Train on the ranks of ``comm`` (default, or a one-rank communicator: this process alone, serial);
+    returns ``(trainer, result)``.
+
+    On N ranks every rank owns one tile of the grid (``&parallel layout``, ``time_groups``) and
+    ``torch.distributed`` runs for the duration; a failure to build on any rank is raised on every rank.
+    The device and threads are the caller's (``python -m mlscam.train`` sets them once from ``&parallel``).
+    Collective over ``comm``.
+    """
+    if comm is None or comm.Get_size() == 1:
+        trainer = build_trainer(cfg, device=device, progress=progress)
+        return trainer, trainer.run()
+    if device is None:
+        device = choose_device(comm, cfg.parallel.device)
+
+    def data_grid():
+        with open_source(cfg.data) as source:
+            return source.grid
+
+    grid = _agreed(comm, data_grid)  # every rank, or none, goes on into the collectives below
+    tile = TileContext.build(comm, grid.nlat, grid.nlon, cfg.parallel.layout, cfg.parallel.time_groups)
+    with tile.distributed(device):
+        trainer = _agreed(comm, lambda: build_trainer(cfg, tile=tile, device=device, progress=progress))
+        return trainer, trainer.run()
 
 
 def train(cfg: Config, **kwargs) -> TrainResult:
     """Train as the namelist says; returns what happened (checkpoints are in train.checkpoint_dir)."""
-    return build_trainer(cfg, **kwargs).run()
+    return run_training(cfg, **kwargs)[1]

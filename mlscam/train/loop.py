@@ -1,10 +1,14 @@
-"""The ONE training loop, for every mode.
+"""The ONE training loop, for every mode, serial or tile-parallel.
 
-``train(config)`` builds data, model, optimizer and schedule from the namelist,
-then repeats: draw the batch of this step (seeded by step), compute the
-objective, backpropagate, clip, step; validate every ``val_every`` steps in
-eval mode without gradients; write ``last.pt`` (and ``best.pt`` on a new best
-validation loss); stop early when asked.  A resumed run continues bit for bit.
+``Trainer`` holds the model, objective, optimizer and schedule of a run and
+repeats: draw the batch of this step (seeded by step), compute the objective,
+backpropagate, average the gradients over the ranks of its tile context (none
+on one rank), clip, step; validate every ``val_every`` steps in eval mode
+without gradients; write ``last.pt`` (and ``best.pt`` on a new best validation
+loss; world rank 0 only); stop early when asked.  A resumed run continues bit
+for bit.  Nothing here changes process-wide state: the model is initialised
+from ``&train seed`` under a forked global generator, and the loop itself draws
+no random numbers (batches are keyed by ``(seed, step)``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from ..config import Config
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 from ..losses import needs_latent_truth
+from ..model.filters import LatentFilter
 from ..normalization import Normalization
+from ..parallel.context import TileContext
 from .objective import Objective
 from .schedule import lr_factor
 
@@ -46,12 +52,19 @@ class TrainResult:
 
 
 class Trainer:
-    """Holds the model, optimizer, schedule and batch sources of one run."""
+    """Holds the model, optimizer, schedule and batch sources of one run, on one rank.
+
+    ``tile``: this rank's :class:`~mlscam.parallel.context.TileContext` (default: one rank owning the
+    whole grid, a serial run). Batches must be the tile's (``mlscam.train.batches``); the objective
+    steps on the tile's domain, gradients are averaged over the ranks after every ``backward``, and
+    only world rank 0 prints and writes files.
+    """
 
     def __init__(self, config: Config, *, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
                  dt_seconds: float, train_batches, val_batches=None, device: str | torch.device = "cpu",
-                 reduce=None, progress: bool | None = None):
+                 tile: TileContext | None = None, progress: bool | None = None):
         self.config = config
+        self.tile = tile if tile is not None else TileContext.serial(grid.nlat, grid.nlon)
         self.layout, self.grid, self.normalization, self.dt_seconds = layout, grid, normalization, dt_seconds
         self.train_batches, self.val_batches = train_batches, val_batches
         self.device = torch.device(device)
@@ -59,13 +72,15 @@ class Trainer:
         if t.bf16 and self.device.type != "cuda":
             raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
                              "set bf16 = .false.")
-        torch.manual_seed(t.seed)
-        self.model = config.model.build(layout).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the seeded initialisation leaves the global generator alone
+            torch.manual_seed(t.seed)
+            self.model = config.model.build(layout).to(self.device)
         self.objective = Objective(
             model=self.model, layout=layout, grid=grid, normalization=normalization,
             loss=config.loss.build(), mode=t.mode, chunk_size=config.model.chunk_size,
-            latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, reduce=reduce,
-        ).to(self.device)
+            latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, tile=self.tile,
+            latent_filter=LatentFilter.of(config.model),
+        )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -78,9 +93,11 @@ class Trainer:
         self.history: list[dict] = []
         self.progress = config.output.progress if progress is None else progress
         self.out_dir = Path(t.checkpoint_dir)
-        # tile-parallel hooks (mlscam.train.tiled): gradient averaging after backward; only the root writes files
-        self.after_backward = None
-        self.is_root = True
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this rank prints and writes files (world rank 0 of the tile context)."""
+        return self.tile.is_root
 
     # -- state ----------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -88,8 +105,7 @@ class Trainer:
             config=self.config, layout=self.layout, normalization=self.normalization,
             dt_seconds=self.dt_seconds, grid=self.grid, state_dict=self.model.state_dict(),
             optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
-            train_state={"step": self.step, "best_val": self.best_val, "bad_validations": self.bad_validations,
-                         "torch_rng": torch.get_rng_state()},
+            train_state={"step": self.step, "best_val": self.best_val, "bad_validations": self.bad_validations},
             metadata={"history_tail": self.history[-5:]},
         )
 
@@ -103,7 +119,6 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt.scheduler_state)
         ts = ckpt.train_state
         self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
-        torch.set_rng_state(ts["torch_rng"])
 
     def init_weights_from(self, path) -> None:
         """Start from another run's weights (same layout and model shape); optimizer and schedule start fresh."""
@@ -118,8 +133,9 @@ class Trainer:
         match = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
         fresh = sorted(set(own) - set(match))
         self.model.load_state_dict(match, strict=False)
-        print(f"init_from {path}: loaded {len(match)} of {len(own)} tensors; started fresh: "
-              f"{', '.join(fresh) if fresh else 'none'}", flush=True)
+        if self.is_root:
+            print(f"init_from {path}: loaded {len(match)} of {len(own)} tensors; started fresh: "
+                  f"{', '.join(fresh) if fresh else 'none'}", flush=True)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
@@ -135,8 +151,7 @@ class Trainer:
                                      "lower &train lr or check the data and statistics for NaNs")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.after_backward is not None:
-            self.after_backward(self.model)
+        self.tile.average_gradients(self.model)  # the serial gradient on every rank (none to do on one rank)
         clip = self.config.train.clip_grad_norm
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
         self.optimizer.step()

@@ -1,30 +1,37 @@
-"""What one training sample costs: the forward pass and loss of every training mode.
+"""What one training sample costs: the forward pass and loss of every training mode, on THE engine.
 
 All modes share one shape of computation: encode columns, gather 3x3 tiles of
-latents, advance the centre columns with the mixer, decode, compare.
+latents, advance the centre columns with the mixer, decode, compare. Every one
+of these goes through :class:`mlscam.model.engine.Engine` (with gradients), the
+engine that inference, the MPI component and the C API step with.
 
 * ``single_column``: a batch of independent 3x3 tiles at t; predict the centre at t+1.
 * ``global``: whole globes at t; predict every column at t+1.
 * ``global_rollout``: whole globes at t; unroll K latent steps, a loss at every
   step, backpropagation through the unroll.  Decoded states are never re-encoded:
   the only encoder calls are on the initial state and (for latent losses) on the truth.
+
+On a tile context (tile-parallel training) the engine's domain is the rank's
+own tile with the differentiable halo exchange, the area weights are those of
+own columns, and loss statistics are summed over all ranks (``reduce``); the
+code of the step is the same.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 from ..losses import LossComputer
-from ..model.network import LatentModel, advance_columns
+from ..model.engine import Engine
+from ..model.filters import LatentFilter
+from ..model.network import LatentModel
 from ..normalization import Normalization
 
-__all__ = ["Objective", "needs_latent_truth"]
-
-
-from ..losses.registry import needs_latent_truth  # noqa: E402 - re-exported; the loss registry owns the latent terms
+__all__ = ["Objective", "objective_to_dtype"]
 
 
 @dataclass
@@ -33,7 +40,10 @@ class Objective:
 
     Batches (physical units, float32):
       single_column: ``x_tile [B, 9, S]``, ``static_tile [B, 9, F]``, ``crossed [B, 9]``, ``x_next [B, S]``
-      global / global_rollout: ``x [B, K+1, nlat, nlon, S]``
+      global / global_rollout: ``x [B, K+1, nlat, nlon, S]`` (``nlat, nlon``: the tile's on a tile context)
+
+    ``tile``: a :class:`mlscam.parallel.context.TileContext` (tile-parallel training; one rank = serial) or
+    ``None`` (the whole grid). ``reduce`` (default ``tile.reduce()``) sums loss statistics over ranks.
     """
 
     model: LatentModel
@@ -45,56 +55,41 @@ class Objective:
     chunk_size: int
     latent_truth: bool
     grad_checkpointing: bool = False
-    reduce: object = None  # differentiable all-reduce of loss statistics (tile-parallel training)
+    reduce: Any = None
+    tile: Any = None
+    latent_filter: LatentFilter | None = None  # the step's grid-scale damping (&model latent_filter)
 
     def __post_init__(self):
-        n = self.normalization
-        f32 = dict(dtype=torch.float32)
-        self._mean = torch.as_tensor(n.state_mean, **f32)
-        self._std = torch.as_tensor(n.state_std, **f32)
-        self._tmean = torch.as_tensor(n.tendency_mean, **f32)
-        self._tstd = torch.as_tensor(n.tendency_std, **f32)
-        static = self.grid.static_stack(self.layout.static_features)
-        self._static = torch.as_tensor(static.reshape(self.grid.ncol, -1), **f32)
-        stencil = self.grid.stencil()
-        self._tile_index = torch.tensor(stencil.index)
-        self._crossed = torch.tensor(stencil.crossed_pole)
-        self._area = torch.as_tensor(self.grid.area_weights().reshape(-1), **f32)
+        domain = None if self.tile is None else self.tile.domain()
+        self.engine = Engine(self.model, self.layout, self.grid, self.normalization, chunk_size=self.chunk_size,
+                             domain=domain, grad_checkpointing=self.grad_checkpointing,
+                             latent_filter=self.latent_filter)
+        if self.reduce is None and self.tile is not None:
+            self.reduce = self.tile.reduce()
+        area = torch.as_tensor(self.grid.area_weights().reshape(-1)[self.engine.domain.columns])
+        self.area = area.to(dtype=self.engine.static.dtype, device=self.engine.static.device)  # [ncol]
 
-    def to(self, device) -> "Objective":
-        for name in ("_mean", "_std", "_tmean", "_tstd", "_static", "_tile_index", "_crossed", "_area"):
-            setattr(self, name, getattr(self, name).to(device))
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Objective":
+        """Move (and optionally cast) the engine's buffers and the area weights; the model is the caller's."""
+        self.engine.to(device, dtype)
+        self.area = self.area.to(device=device, dtype=dtype)
         return self
 
     # -- pieces -------------------------------------------------------------
-    def normalize(self, x):
-        return (x - self._mean) / self._std
-
-    def normalize_tendency(self, dx):
-        """Physical one-step difference -> normalised tendency."""
-        return (dx - self._tmean) / self._tstd
-
     def increment(self, pred_new, pred_old):
         """Decoded normalised states at k and k-1 -> their difference in tendency units.
 
         The autoencoder's error is common to both decodes and cancels to first order, so
         this compares the dynamics alone with the true change.
         """
-        return self.normalize_tendency((pred_new - pred_old) * self._std)
+        norm = self.engine.norm
+        return norm.apply_tendency(norm.inverse_difference(pred_new - pred_old))
 
     def _tendency(self, dz):
-        """The tendency decoder's output, computed only when ``tendency_mse`` is on."""
-        return self.model.tendency_decoder(dz) if "tendency_mse" in self.loss.weights else None
-
-    def _advance(self, z):
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint
-
-            return checkpoint(
-                advance_columns, self.model.mixer, z, self._tile_index, self._crossed, self.chunk_size,
-                use_reentrant=False,
-            )
-        return advance_columns(self.model.mixer, z, self._tile_index, self._crossed, self.chunk_size)
+        """The tendency decoder's output ``[..., S]`` in tendency units, computed only when ``tendency_mse`` is on."""
+        if "tendency_mse" not in self.loss.weights:
+            return None
+        return self.engine.norm.apply_tendency(self.engine.decode_tendency(dz))
 
     # -- the loss -------------------------------------------------------------
     def __call__(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -104,13 +99,13 @@ class Objective:
             return loss, {name: float(v) for name, v in terms.items()}
         return self._global(batch)
 
-    def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency, weights,
-               pred_increment=None):
+    def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency,
+               weights, pred_increment=None):
         """Loss terms of one step; ``true_z`` is the encoded truth (None when no latent term is on)."""
         extra = {}
         if true_z is not None:
             extra = dict(true_dz=true_z - z_prev_true, pred_dz=pred_dz, true_z=true_z, pred_z=pred_z,
-                         pred_recon=self.model.decoder(true_z), true_recon=true_state)
+                         pred_recon=self.engine.decode_normalized(true_z), true_recon=true_state)
         return self.loss(
             pred_state=pred_state, true_state=true_state,
             pred_tendency=pred_tendency, true_tendency=true_tendency,
@@ -119,42 +114,45 @@ class Objective:
         )
 
     def _single_column(self, batch):
-        xt = self.normalize(batch["x_tile"])  # [B, 9, S]
+        """Independent 3x3 tiles: the 9 tokens of every tile are the engine's source buffer ``[1, 9B, L]``."""
+        e = self.engine
         static = batch["static_tile"]  # [B, 9, F]
-        z_tok = self.model.encoder(xt, static)  # [B, 9, L]
-        dz = self.model.mixer(z_tok, batch["crossed"])  # [B, L]
+        z_tok = e.encode_normalized(e.norm.apply(batch["x_tile"]), static)  # [B, 9, L]
+        b, _, latent = z_tok.shape
+        tiles = torch.arange(9 * b, device=z_tok.device).view(b, 9)  # tile i = rows 9i .. 9i+8 (token order)
+        dz = e.advance_tiles(z_tok.reshape(1, 9 * b, latent), tiles, batch["crossed"])[0]  # [B, L]
         z1 = z_tok[:, 4] + dz
-        truth = self.normalize(batch["x_next"])  # [B, S]
-        pred = self.model.decoder(z1)
-        tend_true = self.normalize_tendency(batch["x_next"] - batch["x_tile"][:, 4])
+        truth = e.norm.apply(batch["x_next"])  # [B, S]
+        pred = e.decode_normalized(z1)
+        tend_true = e.norm.apply_tendency(batch["x_next"] - batch["x_tile"][:, 4])
         return self._terms(
             pred_state=pred, true_state=truth, pred_z=z1, pred_dz=dz, z_prev_true=z_tok[:, 4],
-            true_z=self.model.encoder(truth, static[:, 4]) if self.latent_truth else None,
+            true_z=e.encode_normalized(truth, static[:, 4]) if self.latent_truth else None,
             pred_tendency=self._tendency(dz), true_tendency=tend_true, weights=None,
-            pred_increment=self.increment(pred, self.model.decoder(z_tok[:, 4])) if ("increment" in self.loss.weights) else None,
+            pred_increment=(self.increment(pred, e.decode_normalized(z_tok[:, 4]))
+                            if "increment" in self.loss.weights else None),
         )
 
     def _global(self, batch):
+        e = self.engine
         x = batch["x"]  # [B, K+1, nlat, nlon, S]
-        b, kp1 = x.shape[:2]
-        xn = self.normalize(x).flatten(2, 3)  # [B, K+1, ncol, S]; ncol = own columns when tiled
-        static = self._static.expand(b, -1, -1)
-        z = self.model.encoder(xn[:, 0], static)  # the only encode of a state that is stepped
+        kp1 = x.shape[1]
+        xn = e.norm.apply(x).flatten(2, 3)  # [B, K+1, ncol, S]; ncol = own columns on a tile
+        z = e.encode_normalized(xn[:, 0])  # the only encode of a state that is stepped
         z_true_prev = z
-        pred_prev = self.model.decoder(z) if ("increment" in self.loss.weights) else None
+        pred_prev = e.decode_normalized(z) if ("increment" in self.loss.weights) else None
         total = 0.0
         sums: dict[str, float] = {}
         for k in range(1, kp1):
-            dz = self._advance(z)
-            z = z + dz
-            pred = self.model.decoder(z)
+            z, dz = e.step_once(z)  # halo exchange (tile-parallel), then the mixer
+            pred = e.decode_normalized(z)
             dx = (x[:, k] - x[:, k - 1]).flatten(1, 2)
             # encoded truth for the latent terms (never a decoded state)
-            z_true = self.model.encoder(xn[:, k], static) if self.latent_truth else None
+            z_true = e.encode_normalized(xn[:, k]) if self.latent_truth else None
             loss_k, terms = self._terms(
                 pred_state=pred, true_state=xn[:, k], pred_z=z, pred_dz=dz, z_prev_true=z_true_prev, true_z=z_true,
-                pred_tendency=self._tendency(dz), true_tendency=self.normalize_tendency(dx),
-                weights=self._area, pred_increment=None if pred_prev is None else self.increment(pred, pred_prev),
+                pred_tendency=self._tendency(dz), true_tendency=e.norm.apply_tendency(dx),
+                weights=self.area, pred_increment=None if pred_prev is None else self.increment(pred, pred_prev),
             )
             pred_prev = pred
             z_true_prev = z_true
@@ -163,3 +161,8 @@ class Objective:
                 sums[name] = sums.get(name, 0.0) + float(v)
         steps = kp1 - 1
         return total / steps, {name: v / steps for name, v in sums.items()}
+
+
+def objective_to_dtype(objective: Objective, dtype: torch.dtype) -> Objective:
+    """Cast the floating-point buffers (statistics, static features, areas) of an objective, e.g. to float64."""
+    return objective.to(dtype=dtype)

@@ -73,15 +73,14 @@ def problem(data_path: str, mode: str):
 
 
 def objective(cfg, source, norm, model, *, tile=None):
-    """The serial ``Objective`` (``tile=None``) or this rank's ``TiledObjective``."""
+    """The serial ``Objective`` (``tile=None``) or this rank's (``tile``: its ``TileContext``)."""
     from mlscam.losses import LossComputer, needs_latent_truth
     from mlscam.train.objective import Objective
-    from mlscam.train.tiled import TiledObjective
 
     kw = dict(model=model, layout=source.layout, grid=source.grid, normalization=norm,
               loss=LossComputer(cfg.loss), mode=cfg.train.mode, chunk_size=cfg.model.chunk_size,
               latent_truth=needs_latent_truth(cfg.loss))
-    return Objective(**kw) if tile is None else TiledObjective(**kw, tile=tile)
+    return Objective(**kw, tile=tile)
 
 
 def steps_of(mode: str) -> int:
@@ -93,7 +92,7 @@ def serial_loss_and_grads(data_path: str, mode: str, dtype: str, step: int = 0):
     import torch
 
     from mlscam.train.batches import GlobalBatches
-    from mlscam.train.tiled import objective_to_dtype
+    from mlscam.train.objective import objective_to_dtype
 
     cfg, source, norm, model = problem(data_path, mode)
     tdtype = getattr(torch, dtype)
@@ -109,7 +108,8 @@ def tiled_local(cfg, source, norm, model, tile, dtype: str, step: int = 0, batch
     """One rank's forward and backward: ``(loss, {name: local grad})`` (not yet averaged)."""
     import torch
 
-    from mlscam.train.tiled import TiledGlobalBatches, objective_to_dtype
+    from mlscam.train.batches import TiledGlobalBatches
+    from mlscam.train.objective import objective_to_dtype
 
     tdtype = getattr(torch, dtype)
     model = copy.deepcopy(model).to(tdtype)

@@ -5,7 +5,7 @@
 On every rank: torch.distributed (gloo, loopback rendezvous) from MPI.COMM_WORLD;
 then, for `global` and `global_rollout` in float64 and float32, the tiled
 forward/backward of batch 0 on the rank's own tile, gradients averaged with
-``GradientAverager`` (torch.distributed all_reduce); rank 0 writes the loss and
+``TileContext.average_gradients`` (torch.distributed all_reduce); rank 0 writes the loss and
 gradients to ``OUT_DIR/<mode>_<dtype>.npz`` for the launcher to compare with
 the serial values.  Also checks, in float64, that halo gradients gathered from
 all ranks equal serial autograd, that every rank has the same loss and the same
@@ -65,7 +65,7 @@ def check_halo_gradients(comm) -> list[str]:
 def check_training(comm, data: str, out_dir: str) -> list[str]:
     import torch.distributed as dist
 
-    from mlscam.train.tiled import GradientAverager, TileContext
+    from mlscam.parallel.context import TileContext
 
     rank, size = comm.Get_rank(), comm.Get_size()
     problems = []
@@ -76,7 +76,7 @@ def check_training(comm, data: str, out_dir: str) -> list[str]:
         tile = TileContext.build(comm, case.NLAT, case.NLON)
         for dtype in ("float64", "float32"):
             loss, m = case.tiled_local(cfg, source, norm, model, tile, dtype)
-            GradientAverager(size)(m)
+            tile.average_gradients(m)
             grads = {n: p.grad.detach().numpy().copy() for n, p in m.named_parameters()}
             digest = hashlib.sha256(b"".join(g.tobytes() for g in grads.values())).hexdigest()
             losses, digests = comm.allgather(loss), comm.allgather(digest)
@@ -90,7 +90,7 @@ def check_training(comm, data: str, out_dir: str) -> list[str]:
         cfg, source, norm, model = case.problem(data, "global_rollout")
         tile = TileContext.build(comm, case.NLAT, case.NLON, (0, 0), time_groups=2)
         loss, m = case.tiled_local(cfg, source, norm, model, tile, "float64")
-        GradientAverager(size)(m)
+        tile.average_gradients(m)
         if rank == 0:
             np.savez(os.path.join(out_dir, "global_rollout_float64_groups2.npz"), loss=loss,
                      **{n: p.grad.detach().numpy() for n, p in m.named_parameters()})
