@@ -92,3 +92,28 @@ def test_filtered_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_
 
     got = run_fake_world(nranks, rank_fn)[0]
     assert np.array_equal(got, ref)
+
+
+def test_training_unrolls_step_through_the_same_filtered_engine(tmp_path):
+    """The objective's unroll uses the filter of &model latent_filter: its step equals the inference step."""
+    from mlscam.config import LossConfig
+    from mlscam.train.objective import Objective
+
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.4, 40.0))
+    x = torch.from_numpy(initial_states()).unsqueeze(0)  # [1, 3, nlat, nlon, S]: a 2-step unroll
+
+    def objective(filt):
+        return Objective(model=em.model, layout=LAYOUT, grid=GRID, normalization=em.normalization,
+                         loss=LossConfig(mse=1.0).build(), mode="global_rollout", chunk_size=16,
+                         latent_truth=False, latent_filter=filt)
+
+    with_filter, without = objective(LatentFilter(0.4, 40.0)), objective(None)
+    z = em.encode(x[0, 0]).reshape(1, GRID.ncol, -1)
+    with torch.no_grad():
+        assert torch.equal(with_filter.engine.step_once(z)[0], em.engine.step_once(z)[0])
+    loss_f, _ = with_filter({"x": x})
+    loss_0, _ = without({"x": x})
+    assert float(loss_f) != float(loss_0)
+    loss_f.backward()  # gradients flow through the damping term
+    assert all(p.grad is not None for p in em.model.mixer.parameters())
