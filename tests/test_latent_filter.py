@@ -114,6 +114,6 @@ def test_training_unrolls_step_through_the_same_filtered_engine(tmp_path):
         assert torch.equal(with_filter.engine.step_once(z)[0], em.engine.step_once(z)[0])
     loss_f, _ = with_filter({"x": x})
     loss_0, _ = without({"x": x})
-    assert float(loss_f) != float(loss_0)
+    assert loss_f.item() != loss_0.item()
     loss_f.backward()  # gradients flow through the damping term
     assert all(p.grad is not None for p in em.model.mixer.parameters())
