@@ -260,6 +260,13 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     assert sorted(p.name for p in again.iterdir()) == ["climate.json", "climate.md"]
 
 
+def test_files_are_named_by_their_own_path(tmp_path):
+    # a slice written from an opened file carries the parent's source_file attribute
+    parent = open_dataset(write(make_run(np.arange(30.0)), tmp_path / "parent.nc"))
+    child = open_dataset(write(parent.isel(time=slice(0, 10)), tmp_path / "child.nc"))
+    assert child.attrs["source_file"] == str(tmp_path / "child.nc")
+
+
 def test_cli_too_short_truth_or_forecast_exits_with_the_fix(tmp_path, capsys):
     short = write(make_run(np.arange(20.0)), tmp_path / "short.nc")
     fc = write(make_run(np.arange(1.0, 100.0), lead=True), tmp_path / "fc.nc")

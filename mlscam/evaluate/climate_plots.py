@@ -36,7 +36,8 @@ def _title_numbers(result, var) -> str:
 
 
 def plot_climate_bias(result: dict, var: str, path) -> None:
-    """Truth zonal-time mean and the forecasts' mean zonal-time-mean bias, latitude x sigma (curves for 2-D fields)."""
+    """The truth's zonal-time mean and each forecast's zonal-time-mean bias (and, for several, the bias of
+    their mean climate), latitude x sigma on one colour scale; curves for 2-D fields."""
     lat = _arr(result["meta"]["lat"])
     levels = result["meta"]["levels"][var]
     truth = _arr(result["truth"][var]["zonal_mean"])
@@ -59,20 +60,31 @@ def plot_climate_bias(result: dict, var: str, path) -> None:
             ax.set_xlabel("latitude [degrees north]")
             ax.grid(alpha=0.3)
     else:
+        # the truth, each forecast's bias and (several forecasts) the bias of their mean, one colour scale
         lev = np.array([float(x) for x in levels])
-        fig = Figure(figsize=(11, 4), layout="constrained")
-        ax1, ax2 = fig.subplots(1, 2, sharey=True)
-        m1 = ax1.pcolormesh(lat, lev, truth, shading="nearest", cmap="viridis")
-        ax1.set_title(f"truth: zonal-time mean {var}")
-        fig.colorbar(m1, ax=ax1, label=f"{var}{u}")
-        lim = np.nanmax(np.abs(bias)) if np.isfinite(bias).any() else 1.0
-        m2 = ax2.pcolormesh(lat, lev, bias, shading="nearest", vmin=-(lim or 1.0), vmax=lim or 1.0, cmap="RdBu_r")
-        ax2.set_title("forecast - truth" + (f" (mean of {len(result['forecasts'])})"
-                                             if len(result["forecasts"]) > 1 else ""))
-        fig.colorbar(m2, ax=ax2, label=f"bias{u}")
-        ax1.invert_yaxis()
-        ax1.set_ylabel("sigma")
-        for ax in (ax1, ax2):
+        panels = [(_label(e), _arr(e["variables"][var]["zonal_mean_bias"]),
+                   e["variables"][var]["zonal_mean_bias_rms"]["total"]) for e in result["forecasts"]]
+        if len(panels) > 1:
+            panels.append(("mean of the forecasts", bias, result["mean"][var]["bias_rms_of_mean_climate"]))
+        ncol = min(3, len(panels) + 1)
+        nrow = -(-(len(panels) + 1) // ncol)
+        fig = Figure(figsize=(4.6 * ncol + 1, 3.6 * nrow + 0.4), layout="constrained")
+        axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False).ravel()
+        m1 = axes[0].pcolormesh(lat, lev, truth, shading="nearest", cmap="viridis")
+        axes[0].set_title(f"truth: zonal-time mean {var}", fontsize=9)
+        fig.colorbar(m1, ax=axes[0], label=f"{var}{u}")
+        finite = [np.abs(d)[np.isfinite(d)] for _, d, _ in panels]
+        lim = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
+        for ax, (name, d, rms) in zip(axes[1:], panels):
+            m2 = ax.pcolormesh(lat, lev, d, shading="nearest", vmin=-lim, vmax=lim, cmap="RdBu_r")
+            ax.set_title(f"{name} - truth (RMS {'n/a' if rms is None else f'{rms:.3g}'})", fontsize=9)
+        fig.colorbar(m2, ax=list(axes[1:len(panels) + 1]), label=f"bias{u}")
+        for ax in axes[len(panels) + 1:]:
+            ax.set_visible(False)
+        axes[0].invert_yaxis()
+        for ax in axes[::ncol]:
+            ax.set_ylabel("sigma")
+        for ax in axes:
             ax.set_xlabel("latitude [degrees north]")
     fig.suptitle(f"Zonal-time-mean {var}: {_title_numbers(result, var)}", fontsize=10)
     save_figure(fig, path)
