@@ -140,6 +140,17 @@ def _fmt(x, spec=".4g") -> str:
     return format(x, spec)
 
 
+def _flat(m: dict) -> dict:
+    """One run's headline numbers under the keys of the ``mean`` block."""
+    return {"zonal_mean_bias_rms": m["zonal_mean_bias_rms"]["total"], "bias_over_noise": m["bias_over_noise"],
+            "eddy_variance_ratio": m["eddy_variance_ratio"]["total"],
+            "share_above_truncation": m["share_above_truncation"],
+            "trend_per_year": m["global_mean"]["trend_per_year"],
+            "end_minus_start": m["global_mean"]["end_minus_start"],
+            "max_abs": m["stability"]["max_abs"], "std_ratio_max": m["stability"]["std_ratio_max"],
+            "finite": m["stability"]["finite"]}
+
+
 def markdown_table(result: dict) -> str:
     """The headline numbers: one table per variable, a row per forecast, their mean and the truth."""
     meta = result["meta"]
@@ -160,24 +171,19 @@ def markdown_table(result: dict) -> str:
                  if nf["rms"] is not None else f"n/a ({nf['note']})")
         lines += [f"## {v}" + (f" [{u}]" if u else ""), "", f"Noise floor (truth year-to-year RMS): {floor}", "",
                   head, "|" + "---|" * 10]
-        rows = [(Path(e["file"]).name, e["variables"][v]) for e in result["forecasts"]]
-        for name, m in rows:
-            gm, st = m["global_mean"], m["stability"]
-            lines.append(f"| {name} | {_fmt(m['zonal_mean_bias_rms']['total'])} | {_fmt(m['bias_over_noise'], '.3g')} "
-                         f"| {_fmt(m['eddy_variance_ratio']['total'], '.3f')} | {_fmt(m['share_above_truncation'], '.3g')} "
-                         f"| {_fmt(gm['trend_per_year'])} | {_fmt(gm['end_minus_start'])} | {_fmt(st['max_abs'])} "
-                         f"| {_fmt(st['std_ratio_max'], '.3g')} | {_fmt(st['finite'])} |")
+        rows = [(Path(e["file"]).name, _flat(e["variables"][v])) for e in result["forecasts"]]
         if len(rows) > 1:
-            m = result["mean"][v]
-            lines.append(f"| **mean** | {_fmt(m['zonal_mean_bias_rms'])} | {_fmt(m['bias_over_noise'], '.3g')} "
-                         f"| {_fmt(m['eddy_variance_ratio'], '.3f')} | {_fmt(m['share_above_truncation'], '.3g')} "
-                         f"| {_fmt(m['trend_per_year'])} | {_fmt(m['end_minus_start'])} | {_fmt(m['max_abs'])} "
-                         f"| {_fmt(m['std_ratio_max'], '.3g')} | {_fmt(m['finite'])} |")
+            rows.append(("**mean**", result["mean"][v]))
         t = result["truth"][v]
-        gm, st = t["global_mean"], t["stability"]
-        lines += [f"| truth | {_fmt(nf['rms'])} (noise floor) | - | 1 | {_fmt(t['share_above_truncation'], '.3g')} "
-                  f"| {_fmt(gm['trend_per_year'])} | {_fmt(gm['end_minus_start'])} | {_fmt(st['max_abs'])} "
-                  f"| {_fmt(st['std_ratio_max'], '.3g')} | {_fmt(st['finite'])} |", ""]
+        rows.append(("truth", {**_flat({**t, "zonal_mean_bias_rms": {"total": nf["rms"]}, "bias_over_noise": None,
+                                        "eddy_variance_ratio": {"total": 1.0}}), "note": " (noise floor)"}))
+        for name, m in rows:
+            lines.append(f"| {name} | {_fmt(m['zonal_mean_bias_rms'])}{m.get('note', '')} "
+                         f"| {_fmt(m['bias_over_noise'], '.3g')} | {_fmt(m['eddy_variance_ratio'], '.3f')} "
+                         f"| {_fmt(m['share_above_truncation'], '.3g')} | {_fmt(m['trend_per_year'])} "
+                         f"| {_fmt(m['end_minus_start'])} | {_fmt(m['max_abs'])} | {_fmt(m['std_ratio_max'], '.3g')} "
+                         f"| {_fmt(m['finite'])} |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -216,7 +216,8 @@ def read_run_climate(ds: xr.Dataset, variables, *, spinup_days: float = 30.0, ch
     nvals = max(a.nlev for a in acc.values()) * lat.size * lon.size
     step = chunk_times or max(1, _CHUNK_VALUES // nvals)
     gm = {v: [] for v in variables}
-    with tqdm(total=days.size, desc=f"reading {Path(name).name}", unit="time", disable=None if progress else True) as bar:
+    bar = tqdm(total=days.size, desc=f"reading {Path(name).name}", unit="time", disable=None if progress else True)
+    with bar:
         for a in range(0, days.size, step):
             b = min(days.size, a + step)
             for v in variables:
