@@ -1,4 +1,4 @@
-"""``python -m mlscam.evaluate --forecast F.nc --truth T.nc --out DIR``."""
+"""``python -m mlscam.evaluate --forecast F.nc --truth T.nc --out DIR`` (skill) or ``... climate ...``."""
 import sys
 
 from .cli import main

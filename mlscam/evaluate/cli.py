@@ -1,4 +1,8 @@
-"""``python -m mlscam.evaluate``: skill of forecasts against a truth file, as JSON, CSV and PNGs."""
+"""``python -m mlscam.evaluate``: skill of forecasts against a truth file, as JSON, CSV and PNGs.
+
+``python -m mlscam.evaluate climate ...`` (first argument ``climate``) runs the climate mode instead
+(:mod:`mlscam.evaluate.climate_cli`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlscam.evaluate",
         description="Area-weighted skill (RMSE, bias, ACC, CCC, std ratio, zonal-mean bias, zonal spectra) "
                     "of forecasts against a truth file, with persistence and climatology baselines. "
-                    "Several --forecast files (one initial time each) are averaged by lead time.")
+                    "Several --forecast files (one initial time each) are averaged by lead time. "
+                    "For the climate of long rollouts see `python -m mlscam.evaluate climate --help`.")
     p.add_argument("--forecast", nargs="+", required=True, metavar="F.nc", help="forecast NetCDF file(s)")
     p.add_argument("--truth", required=True, metavar="T.nc", help="truth NetCDF file covering the valid times")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
@@ -102,6 +107,11 @@ def _summary(result, out: Path, written) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["climate"]:
+        from .climate_cli import main as climate_main
+
+        return climate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         run(args)

@@ -32,7 +32,8 @@ _UNIT_HOURS = {"hours": 1.0, "hour": 1.0, "h": 1.0, "hr": 1.0, "minutes": 1 / 60
 def open_dataset(path) -> xr.Dataset:
     """Open a CF NetCDF file with cftime times (any calendar) and undecoded lead times.
 
-    Latitude is sorted ascending if the file stores it north to south.
+    Latitude is sorted ascending if the file stores it north to south.  ``attrs["source_file"]``
+    is set to ``path`` (a file written from an opened dataset carries its parent's).
     """
     path = Path(path)
     if not path.exists():
@@ -40,7 +41,7 @@ def open_dataset(path) -> xr.Dataset:
     ds = xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True), decode_timedelta=False)
     if "lat" in ds.dims and ds.sizes["lat"] > 1 and float(ds["lat"][0]) > float(ds["lat"][-1]):
         ds = ds.sortby("lat")
-    ds.attrs.setdefault("source_file", str(path))
+    ds.attrs["source_file"] = str(path)  # the file read, even if it carries the attribute of another
     return ds
 
 

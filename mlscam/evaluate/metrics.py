@@ -25,6 +25,7 @@ __all__ = [
     "std_ratio",
     "zonal_mean",
     "zonal_spectrum",
+    "zonal_power",
 ]
 
 HORIZONTAL = ("lat", "lon")
@@ -138,10 +139,7 @@ def zonal_spectrum(x: xr.DataArray, weights: xr.DataArray | None = None) -> xr.D
     the area-weighted mean square of ``x``.  ``cos(k lon)`` puts all its power, 1/2,
     at wavenumber k.
     """
-    nlon = x.sizes["lon"]
-    spec = np.fft.rfft(x.transpose(..., "lon").values, axis=-1) / nlon
-    power = np.abs(spec) ** 2
-    power[..., 1 : (nlon + 1) // 2] *= 2.0  # both signs of k, but not k=0 nor the Nyquist (even nlon)
+    power = zonal_power(x.transpose(..., "lon").values)
     dims = [d for d in x.transpose(..., "lon").dims if d != "lon"] + ["wavenumber"]
     coords = {d: x[d] for d in dims[:-1] if d in x.coords}
     coords["wavenumber"] = np.arange(power.shape[-1])
@@ -151,3 +149,16 @@ def zonal_spectrum(x: xr.DataArray, weights: xr.DataArray | None = None) -> xr.D
     else:
         wlat = weights.mean("lon") if "lon" in weights.dims else weights
     return p.weighted(wlat).mean("lat")
+
+
+def zonal_power(values: np.ndarray) -> np.ndarray:
+    """One-sided zonal power of a numpy array ``[..., lon]`` -> ``[..., nlon // 2 + 1]`` (no averaging).
+
+    ``|X_0|^2``, ``2 |X_k|^2`` for ``0 < k < nlon/2`` and ``|X_{nlon/2}|^2`` (even nlon), with
+    ``X = fft(x) / nlon``: a row's powers sum to its mean square, and the powers at ``k >= 1``
+    sum to the variance along longitude (the eddy variance of that row).
+    """
+    nlon = values.shape[-1]
+    power = np.abs(np.fft.rfft(values, axis=-1) / nlon) ** 2
+    power[..., 1 : (nlon + 1) // 2] *= 2.0  # both signs of k, but not k=0 nor the Nyquist (even nlon)
+    return power
