@@ -31,7 +31,7 @@ blas.pin()
 try:
     from mlscam.emulator import Emulator
 except ImportError:  # trees from before the one-engine layout
-    from mlscam.model import Emulator
+    from mlscam.model import Emulator  # noqa: F401 - the layout before mlscam.emulator
 torch.set_num_threads(int(sys.argv[1]))
 em = Emulator.from_checkpoint("mlscam/assets/demo/checkpoint.pt")
 g = torch.Generator().manual_seed(0)

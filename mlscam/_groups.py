@@ -134,6 +134,14 @@ class ModelConfig(Group):
 
         return build_model(self, layout)
 
+    #: keys that do not change the parameters: how the step runs, not what it learned
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat")
+
+    def same_parameters(self, other: "ModelConfig") -> bool:
+        """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
+        keys = [f.name for f in fields(self) if f.name not in self.RUNTIME_KEYS]
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
 
 @dataclass(frozen=True)
 class LossConfig(Group):

@@ -123,12 +123,13 @@ class Trainer:
     def init_weights_from(self, path) -> None:
         """Start from another run's weights (same layout and model shape); optimizer and schedule start fresh."""
         ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
-        if ckpt.config.model == self.config.model:
+        if ckpt.config.model.same_parameters(self.config.model):  # chunk size and latent filter may differ
             self.model.load_state_dict(ckpt.state_dict)
             return
         if not self.config.train.init_partial:
-            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model, "
-                             "or set &train init_partial = .true. to load only the parameters that match")
+            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model "
+                             f"(except {', '.join(self.config.model.RUNTIME_KEYS)}), or set &train init_partial "
+                             "= .true. to load only the parameters that match")
         own = self.model.state_dict()
         match = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
         fresh = sorted(set(own) - set(match))
