@@ -1,10 +1,11 @@
 """Generate the Fortran module ``mlscam_mod.f90`` from ``mlscam_mod.f90.in`` and ``mlscam.h``.
 
 ``coupler/build_libmlscam.py`` runs it at build time (``python coupler/fortran_module.py OUT.f90``
-writes the module by hand).  Standard library only.  It fills the three markers of the template:
+writes the module by hand).  Standard library only.  It fills the four markers of the template:
 
 * ``@CONSTANTS@``: every enum of ``mlscam.h`` (status codes, element types) as
   ``integer(c_int)`` parameters, so the header stays the one source of the codes;
+* ``@INTERFACES@``: the ``bind(c)`` interface of each array entry point (:data:`INTERFACE`);
 * ``@GENERICS@``: one generic interface per array entry point (``mlscam_state_set`` ...);
 * ``@WRAPPERS@``: the specific procedures behind them, for ``real(c_float)`` and
   ``real(c_double)`` arrays and, for the entry points by name, 3-D ``(lon, lat, lev)``
@@ -30,6 +31,16 @@ ARRAY_CALLS = (
 )
 # suffix, Fortran kind, dtype constant of mlscam.h
 KINDS = (("r8", "c_double", "MLSCAM_FLOAT64"), ("r4", "c_float", "MLSCAM_FLOAT32"))
+
+INTERFACE = """\
+    function {call}_c(handle, {name_arg}data, dtype, nlon, nlat, {third}) &
+        bind(c, name="{call}") result(status)
+      import :: c_ptr, c_int{char}
+      type(c_ptr), value :: handle, data
+{name_decl}      integer(c_int), value :: dtype, nlon, nlat, {third}
+      integer(c_int) :: status
+    end function
+"""
 
 WRAPPER = """\
   function {proc}(em, {name_arg}{array}) result(status)
@@ -79,6 +90,14 @@ def _instances() -> list[tuple[str, str, dict[str, str]]]:
     return out
 
 
+def _interfaces() -> str:
+    return "".join(INTERFACE.format(
+        call=call, name_arg="name, " if by_name else "", third="nlev" if by_name else "n_state",
+        char=", c_char" if by_name else "",
+        name_decl="      character(kind=c_char), dimension(*), intent(in) :: name\n" if by_name else "")
+        for call, _, by_name, _ in ARRAY_CALLS).rstrip("\n")
+
+
 def _generics(instances) -> str:
     out = ["  ! Array arguments: real(c_float) or real(c_double), this rank's tile in Fortran order."]
     for call, _, by_name, what in ARRAY_CALLS:
@@ -91,9 +110,10 @@ def _generics(instances) -> str:
 
 
 def render(template: str, header: str) -> str:
-    """The module source: ``template`` with its three markers filled from ``header``."""
+    """The module source: ``template`` with its four markers filled from ``header``."""
     instances = _instances()
-    parts = {"@CONSTANTS@": _constants(header_enums(header)), "@GENERICS@": _generics(instances),
+    parts = {"@CONSTANTS@": _constants(header_enums(header)), "@INTERFACES@": _interfaces(),
+             "@GENERICS@": _generics(instances),
              "@WRAPPERS@": "\n".join(WRAPPER.format(**fields) for _, _, fields in instances).rstrip("\n")}
     for marker, text in parts.items():
         if template.count(marker) != 1:
