@@ -121,6 +121,13 @@ def test_fortran_generics_take_both_kinds_and_both_ranks_and_refuse_a_1d_array(i
     assert bad.returncode != 0 and "There is no specific function for the generic" in bad.stderr, bad.stderr
 
 
+def test_the_build_hashes_and_ships_every_source_of_coupler():
+    """build_libmlscam.SOURCES decides staleness and what a wheel ships (setup.py): no file may be missing."""
+    sources = runpy.run_path(str(ROOT / "coupler" / "build_libmlscam.py"))["SOURCES"]
+    present = {p.name for p in (ROOT / "coupler").iterdir() if p.is_file() and p.suffix != ".pyc"}
+    assert set(sources) == present
+
+
 def test_array_op_codes_match_the_c_side():
     c = (ROOT / "coupler" / "libmlscam.c").read_text()
     ops = {int(v): k for k, v in re.findall(r"#define MLSCAM_OP_(\w+) (\d+)", c)}
