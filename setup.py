@@ -24,8 +24,6 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-CAPI_SOURCES = ("mlscam.h", "libmlscam.c", "embedded_init.py", "mlscam_mod.f90", "mlscam.pc.in",
-                "build_libmlscam.py")
 
 
 class build_py_with_capi(build_py):
@@ -43,7 +41,7 @@ class build_py_with_capi(build_py):
             info = builder["build"](native, python=sys.executable)
             if not editable:
                 (native / "src").mkdir(parents=True, exist_ok=True)
-                for name in CAPI_SOURCES:
+                for name in builder["SOURCES"]:
                     shutil.copy2(HERE / "coupler" / name, native / "src" / name)
             print(f"mlscam: built libmlscam in {native} for {info['python']}")
         except Exception as exc:  # noqa: BLE001 - the Python package stays installable

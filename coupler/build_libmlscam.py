@@ -8,7 +8,8 @@ OUTDIR receives::
 
     lib/libmlscam.so            the C API (links libpython; rpath to it)
     include/mlscam.h            the header (copied from coupler/mlscam.h)
-    include/mlscam_mod.f90      the Fortran module source (for other Fortran compilers)
+    include/mlscam_mod.f90      the Fortran module source, generated from mlscam_mod.f90.in and the
+                                header by coupler/fortran_module.py (for other Fortran compilers)
     fortran/mlscam_mod.mod      the module compiled with $FC (default gfortran), if one is found
     fortran/libmlscam_fortran.a its object
     pkgconfig/mlscam.pc         pkg-config file (from coupler/mlscam.pc.in)
@@ -17,10 +18,13 @@ OUTDIR receives::
 The declarations of the public API are read from ``coupler/mlscam.h`` (between
 its ``BEGIN/END DECLARATIONS`` markers): they are the single source of truth,
 and compiling ``coupler/libmlscam.c`` against them checks the implementation.
+The status codes reach the embedded start-up code through cffi's parse of them
+(``lib.MLSCAM_*``) and the Fortran module through ``fortran_module.py``.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -32,7 +36,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("mlscam.h", "libmlscam.c", "embedded_init.py", "mlscam_mod.f90", "mlscam.pc.in", "build_libmlscam.py")
+# every source of the build (hashed to tell a stale build; setup.py ships them in a wheel's _native/src)
+SOURCES = ("mlscam.h", "libmlscam.c", "embedded_init.py", "mlscam_mod.f90.in", "fortran_module.py", "mlscam.pc.in",
+           "build_libmlscam.py")
 MODULE_NAME = "_mlscam_cffi"
 
 # The Python side of each entry point (defined in embedded_init.py), and two C helpers Python calls.
@@ -115,8 +121,16 @@ def build_library(outdir: Path, python: str, version: str, verbose: bool = False
     return target
 
 
+def fortran_module():
+    """``coupler/fortran_module.py`` (the generator of the Fortran module), loaded by path."""
+    spec = importlib.util.spec_from_file_location("mlscam_fortran_module", HERE / "fortran_module.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def build_fortran(outdir: Path, fc: str | None = None) -> Path | None:
-    """Compile mlscam_mod.f90 into fortran/ with $FC (default gfortran); None if no compiler is found."""
+    """Compile include/mlscam_mod.f90 into fortran/ with $FC (default gfortran); None if no compiler is found."""
     fc = fc or os.environ.get("FC") or "gfortran"
     if shutil.which(fc) is None:
         return None
@@ -124,8 +138,8 @@ def build_fortran(outdir: Path, fc: str | None = None) -> Path | None:
     fdir.mkdir(parents=True, exist_ok=True)
     obj = fdir / "mlscam_mod.o"
     flag = "-J" if "gfortran" in Path(fc).name else "-module"
-    subprocess.run([fc, "-fPIC", "-O2", "-std=f2008", "-c", str(HERE / "mlscam_mod.f90"), flag, str(fdir),
-                    "-o", str(obj)], check=True)
+    subprocess.run([fc, "-fPIC", "-O2", "-std=f2008", "-c", str(outdir / "include" / "mlscam_mod.f90"), flag,
+                    str(fdir), "-o", str(obj)], check=True)
     archive = fdir / "libmlscam_fortran.a"
     archive.unlink(missing_ok=True)
     subprocess.run(["ar", "rcs", str(archive), str(obj)], check=True)
@@ -154,8 +168,8 @@ def build(outdir: str | os.PathLike, python: str | None = None, verbose: bool = 
     python = python or sys.executable
     lib = build_library(outdir, python, version, verbose)
     (outdir / "include").mkdir(exist_ok=True)
-    for name in ("mlscam.h", "mlscam_mod.f90"):
-        shutil.copy2(HERE / name, outdir / "include" / name)
+    shutil.copy2(HERE / "mlscam.h", outdir / "include" / "mlscam.h")
+    fortran_module().generate(outdir / "include" / "mlscam_mod.f90", HERE)
     fortran = build_fortran(outdir)
     pc = write_pkgconfig(outdir, version)
     info = {  # paths relative to outdir: a wheel's build directory is not its install directory

@@ -13,6 +13,9 @@ then defines the ``extern "Python"`` side of every entry point of
 * forwards to ``mlscam.coupler.capi``, which never raises; anything that
   escapes anyway becomes a status and a message here, never an exception
   crossing into C.
+
+Its status codes are the header's: cffi parsed ``enum mlscam_status`` of
+``coupler/mlscam.h`` and serves its values as ``lib.MLSCAM_*``.
 """
 import importlib
 import os
@@ -21,9 +24,10 @@ import traceback
 
 from _mlscam_cffi import ffi, lib
 
-_STATUS_ENVIRONMENT = 12  # MLSCAM_ERR_ENVIRONMENT in coupler/mlscam.h
-_STATUS_PYTHON = 13       # MLSCAM_ERR_PYTHON (an exception escaping an entry point: cffi's default)
-_STATUS_FAILED = 1        # MLSCAM_ERR_FAILED
+# The status codes come from enum mlscam_status of coupler/mlscam.h, through cffi's parse of the header.
+_STATUS_ENVIRONMENT = lib.MLSCAM_ERR_ENVIRONMENT
+_STATUS_PYTHON = lib.MLSCAM_ERR_PYTHON  # an exception escaping an entry point (cffi's default)
+_STATUS_FAILED = lib.MLSCAM_ERR_FAILED
 _REQUIRED = ("numpy", "mpi4py", "torch", "mlscam")
 
 
@@ -125,55 +129,23 @@ def _mlscam_py_init(ran, path, fcomm, nlon, nlat, nlev, lon_start, lon_end, lat_
         return _unexpected("mlscam_init")
 
 
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_info(ran, hid, nlev, n_state, n_variables, dt):
-    ran[0] = 1
-    try:
-        return _capi().info(hid, nlev, n_state, n_variables, dt)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam_info_get")
+def _forward(extern: str, target: str, what: str) -> None:
+    """Define the ``extern "Python"`` function ``extern``: ``mlscam.coupler.capi.<target>(*args)``."""
+    def entry(ran, *args):
+        ran[0] = 1
+        try:
+            return getattr(_capi(), target)(*args)
+        except BaseException:  # noqa: BLE001 - nothing crosses the boundary
+            return _unexpected(what)
+
+    entry.__name__ = extern
+    ffi.def_extern(name=extern, error=_STATUS_PYTHON)(entry)
 
 
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_variable(ran, hid, index, name, namelen, nlev):
-    ran[0] = 1
-    try:
-        return _capi().variable(hid, index, name, namelen, nlev)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam_variable_get")
-
-
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_tile(ran, hid, lon_start, lon_end, lat_start, lat_end):
-    ran[0] = 1
-    try:
-        return _capi().tile(hid, lon_start, lon_end, lat_start, lat_end)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam_tile_get")
-
-
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_array(ran, hid, op, name, data, dtype, nlon, nlat, nlev):
-    ran[0] = 1
-    try:
-        return _capi().array(hid, op, name, data, dtype, nlon, nlat, nlev)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam array call")
-
-
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_step(ran, hid, n):
-    ran[0] = 1
-    try:
-        return _capi().step(hid, n)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam_step")
-
-
-@ffi.def_extern(error=_STATUS_PYTHON)
-def _mlscam_py_finalize(ran, hid):
-    ran[0] = 1
-    try:
-        return _capi().finalize(hid)
-    except BaseException:  # noqa: BLE001
-        return _unexpected("mlscam_finalize")
+for _extern, _target, _what in (("_mlscam_py_info", "info", "mlscam_info_get"),
+                                ("_mlscam_py_variable", "variable", "mlscam_variable_get"),
+                                ("_mlscam_py_tile", "tile", "mlscam_tile_get"),
+                                ("_mlscam_py_array", "array", "mlscam array call"),
+                                ("_mlscam_py_step", "step", "mlscam_step"),
+                                ("_mlscam_py_finalize", "finalize", "mlscam_finalize")):
+    _forward(_extern, _target, _what)

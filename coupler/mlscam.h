@@ -5,7 +5,8 @@
  * This header is the single source of truth of the C API: the cffi embedding
  * build (coupler/build_libmlscam.py) reads the declarations between the
  * "BEGIN/END DECLARATIONS" markers below, and libmlscam.so implements them.
- * The Fortran module coupler/mlscam_mod.f90 binds the same functions.
+ * The Fortran module (template coupler/mlscam_mod.f90.in) binds the same functions;
+ * its constants are generated from the enums below by coupler/fortran_module.py.
  *
  * @section lifecycle Lifecycle
  *   mlscam_init -> mlscam_state_set (every variable) or mlscam_state_set_all

@@ -1,8 +1,9 @@
 """The status codes of every component call and of the C API: ``enum mlscam_status`` of ``coupler/mlscam.h``.
 
-``coupler/mlscam.h`` is the single source of truth; ``tests/test_status.py``
-checks that this enum has exactly its names and values. Standard library only,
-so that the C library's start-up code can use it before torch loads.
+``coupler/mlscam.h`` is the single source of truth; ``tests/test_capi.py``
+checks that this enum has exactly its names and values (the Fortran module's
+constants are generated from the header and libmlscam's start-up code reads
+them through cffi). Standard library only.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def _header_functions() -> list[str]:
     return re.findall(r"^int (mlscam_\w+)\(", HEADER.read_text(), re.M)
 
 
+def _fortran_source() -> str:
+    """mlscam_mod.f90 as the build generates it from coupler/mlscam_mod.f90.in and the header."""
+    generator = runpy.run_path(str(ROOT / "coupler" / "fortran_module.py"))
+    return generator["render"]((ROOT / "coupler" / "mlscam_mod.f90.in").read_text(), HEADER.read_text())
+
+
 def test_status_codes_agree_between_header_python_side_and_component():
     codes = _header_enum("mlscam_status")
     assert codes["MLSCAM_OK"] == 0 and len(set(codes.values())) == len(codes)
@@ -51,14 +58,74 @@ def test_status_codes_agree_between_header_python_side_and_component():
             "DECOMPOSITION": "DECOMPOSITION", "FINALIZED": "HANDLE"}
     assert {k: int(getattr(ComponentStatus, k)) for k in same} == {k: codes[f"MLSCAM_ERR_{v}"] for k, v in same.items()}
     assert _header_enum("mlscam_dtype") == {"MLSCAM_FLOAT32": 4, "MLSCAM_FLOAT64": 8}
+    # the embedded start-up code takes its codes from the header through cffi (lib.MLSCAM_*), no copy
+    init = (ROOT / "coupler" / "embedded_init.py").read_text()
+    assigned = dict(re.findall(r"^(_STATUS_\w+) = (.+?)(?:  #.*)?$", init, re.M))
+    assert assigned == {"_STATUS_ENVIRONMENT": "lib.MLSCAM_ERR_ENVIRONMENT", "_STATUS_PYTHON": "lib.MLSCAM_ERR_PYTHON",
+                        "_STATUS_FAILED": "lib.MLSCAM_ERR_FAILED"}
 
 
 def test_fortran_module_binds_every_function_and_constant_of_the_header():
-    f90 = (ROOT / "coupler" / "mlscam_mod.f90").read_text()
+    f90 = _fortran_source()
     bound = set(re.findall(r'bind\(c, name="(mlscam_\w+)"\)', f90))
     assert bound == set(_header_functions())
     for name, value in {**_header_enum("mlscam_status"), **_header_enum("mlscam_dtype")}.items():
         assert re.search(rf"\b{name} = {value}\b", f90), f"{name} = {value} missing in mlscam_mod.f90"
+
+
+def test_fortran_constants_follow_the_header():
+    """The module's constants are generated from mlscam.h: a new code there appears in Fortran."""
+    generator = runpy.run_path(str(ROOT / "coupler" / "fortran_module.py"))
+    header = HEADER.read_text().replace("MLSCAM_ERR_PYTHON = 13", "MLSCAM_ERR_PYTHON = 13,\n    MLSCAM_ERR_NEW = 14")
+    f90 = generator["render"]((ROOT / "coupler" / "mlscam_mod.f90.in").read_text(), header)
+    assert re.search(r"\bMLSCAM_ERR_NEW = 14\b", f90)
+    with pytest.raises(ValueError, match="must declare enum mlscam_status"):
+        generator["render"]("@CONSTANTS@ @GENERICS@ @WRAPPERS@", "enum mlscam_dtype {\n    A = 1\n};\n")
+
+
+FORTRAN_CALLER = """\
+program generics
+  use, intrinsic :: iso_c_binding, only: c_float, c_double
+  use mlscam_mod
+  implicit none
+  type(mlscam_t) :: em
+  real(c_double) :: d3(4, 3, 2), d2(4, 3)
+  real(c_float) :: s3(4, 3, 2), s2(4, 3)
+  integer :: st
+  d3 = 0; d2 = 0; s3 = 0; s2 = 0
+  st = mlscam_state_set(em, 't', d3) + mlscam_state_set(em, 't', s3) + mlscam_state_set(em, 'ps', d2)
+  st = mlscam_state_set(em=em, name='ps', field=s2)
+  st = mlscam_state_get(em, 't', d3) + mlscam_state_get(em, 't', s3) + mlscam_state_get(em, 'ps', d2)
+  st = mlscam_state_get(em, 'ps', s2)
+  st = mlscam_tendency_get(em, 't', d3) + mlscam_tendency_get(em, 't', s3) + mlscam_tendency_get(em, 'ps', d2)
+  st = mlscam_tendency_get(em, 'ps', s2)
+  st = mlscam_state_set_all(em, d3) + mlscam_state_set_all(em=em, x=s3)
+  st = mlscam_state_get_all(em, d3) + mlscam_state_get_all(em, s3)
+  st = mlscam_tendency_get_all(em, d3) + mlscam_tendency_get_all(em, s3)
+  if (st /= MLSCAM_OK .and. st == MLSCAM_ERR_HANDLE .and. MLSCAM_FLOAT64 == 8) print *, st
+end program generics
+"""
+
+
+def test_fortran_generics_take_both_kinds_and_both_ranks_and_refuse_a_1d_array(info, tmp_path):
+    if not info.get("fortran_module"):
+        pytest.skip("no Fortran compiler was found when libmlscam was built")
+    fdir = NATIVE_DIR / info["fortran_module"]
+    (tmp_path / "generics.f90").write_text(FORTRAN_CALLER)
+    ok = subprocess.run(["gfortran", "-std=f2008", "-c", f"-I{fdir}", "generics.f90"], cwd=tmp_path,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "rank1.f90").write_text(FORTRAN_CALLER.replace("d2(4, 3)", "d2(12)"))
+    bad = subprocess.run(["gfortran", "-std=f2008", "-c", f"-I{fdir}", "rank1.f90"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "There is no specific function for the generic" in bad.stderr, bad.stderr
+
+
+def test_the_build_hashes_and_ships_every_source_of_coupler():
+    """build_libmlscam.SOURCES decides staleness and what a wheel ships (setup.py): no file may be missing."""
+    sources = runpy.run_path(str(ROOT / "coupler" / "build_libmlscam.py"))["SOURCES"]
+    present = {p.name for p in (ROOT / "coupler").iterdir() if p.is_file() and p.suffix != ".pyc"}
+    assert set(sources) == present
 
 
 def test_array_op_codes_match_the_c_side():
@@ -76,6 +143,7 @@ def test_build_exports_every_header_function_and_ships_header_module_and_pkgconf
     exported = set(re.findall(r" T (mlscam_\w+)$", out, re.M))
     assert exported == set(_header_functions())
     assert (native / "include" / "mlscam.h").read_text() == HEADER.read_text()
+    assert (native / "include" / "mlscam_mod.f90").read_text() == _fortran_source()
     if shutil.which("gfortran"):
         assert (native / "fortran" / "mlscam_mod.mod").is_file()
         assert (native / "fortran" / "libmlscam_fortran.a").is_file()

@@ -31,3 +31,20 @@ def test_several_failing_ranks_lowest_first():
 def test_failure_with_zero_code_is_rejected():
     with pytest.raises(FakeWorldError, match=r"a failure needs a non-zero status code, got code=0"):
         run_fake_world(1, lambda comm: agree(comm, False, "bad", code=0), timeout=5)
+
+
+def test_each_failing_rank_names_its_own_check_and_the_lowest_ones_leads():
+    """One agreement over two kinds of check (a caller's and the component's): the text names the check
+    of the lowest failing rank."""
+    def fn(comm):
+        r = comm.Get_rank()
+        where = {1: "", 2: "Component.step"}.get(r, "unused")
+        return agree(comm, r not in (1, 2), f"problem on rank {r}", code=r + 1, where=where)
+
+    assert run_fake_world(3, fn) == [(2, "rank 1 of 3 failed: problem on rank 1 (also failed: rank 2)")] * 3
+
+    def fn2(comm):
+        r = comm.Get_rank()
+        return agree(comm, r != 1, "n = -1", code=2, where="Component.step" if r == 1 else "")
+
+    assert run_fake_world(2, fn2) == [(2, "Component.step: rank 1 of 2 failed: n = -1")] * 2

@@ -6,11 +6,14 @@ status (0 = ok; the codes of ``enum mlscam_status``) and never raises: a
 failure sets this rank's last-error message (``lib._mlscam_error_set``) and
 returns its code.
 
-Collective rule: each call validates its arguments locally, the ranks agree on
-one status over the instance's communicator (:func:`mlscam.parallel.agree`),
-and only then call the component, whose calls are themselves collective and
-raise the same :class:`ComponentError` on every rank.  A NULL/unknown/finalized
-handle is detected locally, without communication.
+Collective rule, one agreement per call: each call validates its arguments
+locally (no communication) and hands a failure to the component call as its
+``caller_error``; the component agrees on it together with its own checks
+(:func:`mlscam.runtime.collective.collect`) and raises the same
+:class:`ComponentError` on every rank.  So every rank returns the same status
+and message.  A NULL/unknown/finalized handle is detected locally, without
+communication.  The component owns the one duplicate of the host communicator
+(``Component.init`` dups it, ``Component.finalize`` frees it).
 
 Array order: a host array of extents ``(nlon, nlat, nlev)`` in Fortran order is
 viewed without a copy as ``view = np.frombuffer(buffer).reshape(nlev, nlat, nlon)``
@@ -21,13 +24,15 @@ through the same view.  2-D variables have ``nlev = 1`` and go as ``view[0]``
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from mlscam.runtime import LocalError
 from mlscam.status import Status
 
 __all__ = ["Status", "OP_NAMES", "init", "info", "variable", "tile", "array", "step", "finalize", "bind"]
@@ -57,14 +62,6 @@ def _cffi() -> tuple[Any, Any]:
     return _ffi, _lib
 
 
-class _Fail(Exception):
-    """A local failure with its status code (before the ranks agree)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = int(status)
-
-
 def _error(status: int, message: str) -> int:
     """Record ``message`` as this rank's last error; return ``status``."""
     _, lib = _cffi()
@@ -72,26 +69,19 @@ def _error(status: int, message: str) -> int:
     return int(status)
 
 
-def _agree(comm: Any, what: str, fn) -> tuple[int, Any]:
-    """Run ``fn`` locally, agree on the outcome over ``comm``; ``(0, result)`` or ``(status, None)`` with the error set."""
-    from mlscam.parallel import agree
-
-    result, ok, status, message = None, True, 0, ""
+def _checked(fn: Callable[[], Any]) -> tuple[Any, LocalError | None]:
+    """Run the local checks ``fn``: ``(result, None)``, or ``(None, failure)`` to hand to the component call."""
     try:
-        result = fn()
-    except _Fail as exc:
-        ok, status, message = False, exc.status, str(exc)
+        return fn(), None
+    except LocalError as exc:
+        return None, exc
     except Exception as exc:  # noqa: BLE001 - any local failure becomes the agreed status
-        ok, status, message = False, Status.FAILED, f"{type(exc).__name__}: {exc}"
-    code, text = agree(comm, ok, message, status or Status.FAILED)
-    if code:
-        return _error(code, f"{what}: {text}"), None
-    return 0, result
+        return None, LocalError(f"{type(exc).__name__}: {exc}", Status.FAILED)
 
 
 def _component_failure(what: str, exc: Exception) -> int:
-    status = int(getattr(exc, "status", Status.FAILED)) or Status.FAILED
-    if not 1 <= status <= Status.HANDLE:
+    status = int(getattr(exc, "status", Status.FAILED))
+    if status not in set(Status) - {Status.OK}:
         status = Status.FAILED
     return _error(status, f"{what}: {exc}")
 
@@ -99,8 +89,7 @@ def _component_failure(what: str, exc: Exception) -> int:
 # ------------------------------------------------------------------ instances
 @dataclass
 class _Instance:
-    comp: Any          # mlscam.runtime.Component
-    comm: Any          # our duplicate of the host communicator (validation agreement)
+    comp: Any          # mlscam.runtime.Component (it owns the duplicate of the host communicator)
     nlev_of: dict      # variable name -> levels (1 for 2-D)
 
     @property
@@ -110,7 +99,7 @@ class _Instance:
 
 _INSTANCES: dict[int, _Instance] = {}
 _FINALIZED: set[int] = set()
-_NEXT_ID = [1]
+_NEXT_ID = itertools.count(1)
 
 
 def _instance(hid: int, what: str) -> _Instance:
@@ -118,15 +107,15 @@ def _instance(hid: int, what: str) -> _Instance:
     if hid in _INSTANCES:
         return _INSTANCES[hid]
     if hid in _FINALIZED:
-        raise _Fail(Status.HANDLE, f"{what}: the handle was finalized by mlscam_finalize; call mlscam_init "
-                                   "again for a new instance")
-    raise _Fail(Status.HANDLE, f"{what}: {hid:#x} is not a handle returned by mlscam_init")
+        raise LocalError(f"{what}: the handle was finalized by mlscam_finalize; call mlscam_init again for a new "
+                         "instance", Status.HANDLE)
+    raise LocalError(f"{what}: {hid:#x} is not a handle returned by mlscam_init", Status.HANDLE)
 
 
 def _string(ptr: Any, what: str) -> str:
     ffi, _ = _cffi()
     if ptr == ffi.NULL:
-        raise _Fail(Status.ARGUMENT, f"{what} is NULL; pass a NUL-terminated string")
+        raise LocalError(f"{what} is NULL; pass a NUL-terminated string", Status.ARGUMENT)
     return ffi.string(ptr).decode("utf-8", "replace")
 
 
@@ -135,34 +124,32 @@ def _load_config(path: str):
     from mlscam.config import ConfigError, load_config
 
     if path.strip() == "":
-        raise _Fail(Status.FILE, "namelist_path is empty; pass the path of the namelist file")
+        raise LocalError("namelist_path is empty; pass the path of the namelist file", Status.FILE)
     if not os.path.isfile(path):
-        raise _Fail(Status.FILE, f"namelist file not found: '{path}' (working directory {os.getcwd()}); "
-                                 "pass the path of the namelist file that holds the &rollout, &coupler and "
-                                 "host groups")
+        raise LocalError(f"namelist file not found: '{path}' (working directory {os.getcwd()}); pass the path of "
+                         "the namelist file that holds the &rollout, &coupler and host groups", Status.FILE)
     try:
         return load_config(path)
     except ConfigError as exc:
-        raise _Fail(Status.CONFIG, f"bad namelist: {exc}") from None
+        raise LocalError(f"bad namelist: {exc}", Status.CONFIG) from None
 
 
 def _host_bounds(nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int, lat_start: int,
                  lat_end: int, interval: float):
     """This rank's (lat0, lat1, lon0, lon1) or None for the default layout; local checks only."""
     if min(nlon, nlat, nlev) < 1:
-        raise _Fail(Status.ARGUMENT, f"global grid nlon={nlon}, nlat={nlat}, nlev={nlev}: all must be >= 1")
+        raise LocalError(f"global grid nlon={nlon}, nlat={nlat}, nlev={nlev}: all must be >= 1", Status.ARGUMENT)
     if not math.isfinite(interval) or interval < 0:
-        raise _Fail(Status.ARGUMENT, f"coupling_interval_seconds={interval}: must be finite and >= 0 "
-                                     "(0 = the checkpoint's step)")
+        raise LocalError(f"coupling_interval_seconds={interval}: must be finite and >= 0 (0 = the checkpoint's "
+                         "step)", Status.ARGUMENT)
     given = (lon_start, lon_end, lat_start, lat_end)
     if given == (0, 0, 0, 0):
         return None
     if not (1 <= lon_start <= lon_end <= nlon and 1 <= lat_start <= lat_end <= nlat):
-        raise _Fail(Status.DECOMPOSITION,
-                    f"tile bounds lon {lon_start}:{lon_end}, lat {lat_start}:{lat_end} are not inside the "
-                    f"{nlon} x {nlat} grid: need 1 <= lon_start <= lon_end <= {nlon} and "
-                    f"1 <= lat_start <= lat_end <= {nlat} (1-based, inclusive), or all four 0 for the "
-                    "emulator's default decomposition")
+        raise LocalError(f"tile bounds lon {lon_start}:{lon_end}, lat {lat_start}:{lat_end} are not inside the "
+                         f"{nlon} x {nlat} grid: need 1 <= lon_start <= lon_end <= {nlon} and "
+                         f"1 <= lat_start <= lat_end <= {nlat} (1-based, inclusive), or all four 0 for the "
+                         "emulator's default decomposition", Status.DECOMPOSITION)
     return (lat_start - 1, lat_end, lon_start - 1, lon_end)
 
 
@@ -174,45 +161,33 @@ def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int,
         from mlscam import blas
 
         blas.pin()  # before the first matmul unless the host computed already (Component.init says so)
-        from mlscam.parallel.hostcomm import HostCommError, comm_from_fortran, free_comm
+        from mlscam.parallel.hostcomm import HostCommError, host_comm
 
         try:
-            comm = comm_from_fortran(fcomm)
+            comm = host_comm(fcomm)
         except HostCommError as exc:
             return _error(Status.MPI, f"{what}: {exc}")
-        status = _init_on(comm, path, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out)
-        if status:
-            free_comm(comm)
-        return status
+        return _init_on(comm, path, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out)
     except Exception as exc:  # noqa: BLE001 - nothing crosses the boundary
         return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
              lat_start: int, lat_end: int, interval: float, id_out: Any) -> int:
+    """``Component.init`` on the host's ``comm`` (it duplicates it) with this call's checks as its caller_error."""
+    from mlscam.runtime.component import Component, ComponentError  # (tests/hosts put stand-ins there)
+
     what = "mlscam_init"
 
     def check():
         config = _load_config(_string(path, "namelist_path"))
-        bounds = _host_bounds(nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
-        return config, bounds
+        return config, _host_bounds(nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
 
-    status, result = _agree(comm, what, check)
-    if status:
-        return status
-    config, bounds = result
-    # Default layout on some ranks and host bounds on others cannot be combined.
-    defaults = comm.allgather(bounds is None)
-    if any(defaults) and not all(defaults):
-        default_ranks = [r for r, d in enumerate(defaults) if d]
-        return _error(Status.DECOMPOSITION,
-                      f"{what}: ranks {default_ranks} passed tile bounds 0,0,0,0 (default decomposition) but "
-                      "the others passed bounds; either every rank passes its tile or every rank passes zeros")
-
-    from mlscam.runtime.component import Component, ComponentError
-
+    result, failure = _checked(check)
+    config, bounds = result or (None, None)
     try:
-        comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None)
+        comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None,
+                              caller_error=failure)
     except ComponentError as exc:
         return _component_failure(what, exc)
     layout, grid = comp.layout, comp.grid
@@ -229,9 +204,8 @@ def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: i
         return _error(Status.CHECKPOINT, message)
     nlev_of = {v: layout.nlev for v in layout.variables_3d}
     nlev_of.update({v: 1 for v in layout.variables_2d})
-    hid = _NEXT_ID[0]
-    _NEXT_ID[0] += 1
-    _INSTANCES[hid] = _Instance(comp=comp, comm=comm, nlev_of=nlev_of)
+    hid = next(_NEXT_ID)
+    _INSTANCES[hid] = _Instance(comp=comp, nlev_of=nlev_of)
     id_out[0] = hid
     return Status.OK
 
@@ -247,14 +221,14 @@ def info(hid: int, nlev: Any, n_state: Any, n_variables: Any, dt: Any) -> int:
         _out(n_variables, "n_variables", len(layout.variables))
         _out(dt, "dt_seconds", float(inst.comp.dt_seconds))
         return Status.OK
-    except _Fail as exc:
+    except LocalError as exc:
         return _error(exc.status, str(exc))
 
 
 def _out(ptr: Any, what: str, value) -> None:
     ffi, _ = _cffi()
     if ptr == ffi.NULL:
-        raise _Fail(Status.ARGUMENT, f"output argument {what} is NULL")
+        raise LocalError(f"output argument {what} is NULL", Status.ARGUMENT)
     ptr[0] = value
 
 
@@ -265,17 +239,17 @@ def variable(hid: int, index: int, name: Any, namelen: int, nlev: Any) -> int:
         inst = _instance(hid, what)
         names = inst.names
         if not 1 <= index <= len(names):
-            raise _Fail(Status.ARGUMENT, f"{what}: index {index} is out of range 1..{len(names)} "
-                                         f"(variables {list(names)})")
+            raise LocalError(f"{what}: index {index} is out of range 1..{len(names)} (variables {list(names)})",
+                             Status.ARGUMENT)
         text = names[index - 1].encode()
         ffi, _ = _cffi()
         if name == ffi.NULL or namelen < len(text) + 1:
-            raise _Fail(Status.ARGUMENT, f"{what}: name buffer of {namelen} bytes is too small for "
-                                         f"'{names[index - 1]}': pass at least {len(text) + 1} bytes")
+            raise LocalError(f"{what}: name buffer of {namelen} bytes is too small for '{names[index - 1]}': "
+                             f"pass at least {len(text) + 1} bytes", Status.ARGUMENT)
         ffi.memmove(name, text + b"\0", len(text) + 1)
         _out(nlev, "nlev_of_variable", inst.nlev_of[names[index - 1]])
         return Status.OK
-    except _Fail as exc:
+    except LocalError as exc:
         return _error(exc.status, str(exc))
 
 
@@ -287,7 +261,7 @@ def tile(hid: int, lon_start: Any, lon_end: Any, lat_start: Any, lat_end: Any) -
                                  (lat_start, "lat_start", t.lat0 + 1), (lat_end, "lat_end", t.lat1)):
             _out(ptr, what, value)
         return Status.OK
-    except _Fail as exc:
+    except LocalError as exc:
         return _error(exc.status, str(exc))
 
 
@@ -296,9 +270,9 @@ def _host_view(data: Any, dtype: int, extents: tuple[int, int, int], what: str) 
     """The host array as ``[nlev, nlat, nlon]`` (a view, no copy): ``view[k, j, i] == field(i+1, j+1, k+1)``."""
     ffi, _ = _cffi()
     if dtype not in _DTYPES:
-        raise _Fail(Status.ARGUMENT, f"{what}: dtype {dtype} is not MLSCAM_FLOAT32 (4) or MLSCAM_FLOAT64 (8)")
+        raise LocalError(f"{what}: dtype {dtype} is not MLSCAM_FLOAT32 (4) or MLSCAM_FLOAT64 (8)", Status.ARGUMENT)
     if data == ffi.NULL:
-        raise _Fail(Status.ARGUMENT, f"{what}: data is NULL; pass the address of this rank's tile array")
+        raise LocalError(f"{what}: data is NULL; pass the address of this rank's tile array", Status.ARGUMENT)
     nlon, nlat, nlev = extents
     n = nlon * nlat * nlev
     dt = _DTYPES[dtype]
@@ -313,22 +287,27 @@ def _first_bad(view: np.ndarray, tile_: Any) -> str:
 
 
 def array(hid: int, op: int, name: Any, data: Any, dtype: int, nlon: int, nlat: int, nlev: int) -> int:
-    """Every array entry point (``op``: see ``OP_NAMES``): validate, agree, call the component, copy out."""
+    """Every array entry point (``op``: see ``OP_NAMES``): validate locally, call the component (one
+    agreement), copy out."""
+    from mlscam.runtime.component import ComponentError
+
     what = OP_NAMES.get(int(op), f"mlscam array op {op}")
     try:
         inst = _instance(hid, what)
-    except _Fail as exc:
+        if int(op) not in OP_NAMES:
+            raise LocalError(f"{what}: unknown operation {op}", Status.ARGUMENT)
+    except LocalError as exc:
         return _error(exc.status, str(exc))
     try:
         return _array(inst, int(op), what, name, data, int(dtype), (int(nlon), int(nlat), int(nlev)))
+    except ComponentError as exc:
+        return _component_failure(what, exc)
     except Exception as exc:  # noqa: BLE001 - nothing crosses the boundary
         return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int, extents: tuple[int, int, int]
            ) -> int:
-    from mlscam.runtime.component import ComponentError
-
     comp = inst.comp
     t = comp.tile
 
@@ -337,46 +316,39 @@ def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int
         if op in _BY_NAME:
             var = _string(name, f"{what}: name")
             if var not in inst.nlev_of:
-                raise _Fail(Status.ARGUMENT, f"{what}: unknown variable '{var}'; the checkpoint's variables "
-                                             f"are {list(inst.names)}")
+                raise LocalError(f"{what}: unknown variable '{var}'; the checkpoint's variables are "
+                                 f"{list(inst.names)}", Status.ARGUMENT)
             want = (t.nlon, t.nlat, inst.nlev_of[var])
             third = "nlev" if var in comp.layout.variables_3d else "nlev (1 for a 2-D variable)"
         else:
             want = (t.nlon, t.nlat, comp.layout.n_state)
             third = "n_state"
         if extents != want:
-            raise _Fail(Status.ARGUMENT,
-                        f"{what}{'(' + repr(var) + ')' if var else ''}: extents (nlon, nlat, {third}) = "
-                        f"{extents} but this rank's tile needs {want} (tile lon {t.lon0 + 1}:{t.lon1}, "
-                        f"lat {t.lat0 + 1}:{t.lat1}, 1-based); pass this rank's tile in Fortran order "
-                        "(lon, lat, lev)")
+            raise LocalError(f"{what}{'(' + repr(var) + ')' if var else ''}: extents (nlon, nlat, {third}) = "
+                             f"{extents} but this rank's tile needs {want} (tile lon {t.lon0 + 1}:{t.lon1}, "
+                             f"lat {t.lat0 + 1}:{t.lat1}, 1-based); pass this rank's tile in Fortran order "
+                             "(lon, lat, lev)", Status.ARGUMENT)
         view = _host_view(data, dtype, extents, what)
         if op in _SETS and not np.isfinite(view).all():
-            raise _Fail(Status.VALUE, f"{what}{'(' + repr(var) + ')' if var else ''}: {_first_bad(view, t)}")
+            raise LocalError(f"{what}{'(' + repr(var) + ')' if var else ''}: {_first_bad(view, t)}", Status.VALUE)
         return var, view
 
-    status, result = _agree(inst.comm, what, check)
-    if status:
-        return status
-    var, view = result
-    host = view.transpose(1, 2, 0)  # [lat, lon, lev], a view of the host array
-    try:
-        if op == 1:
-            comp.set_variable(var, host if var in comp.layout.variables_3d else view[0])
-        elif op == 2:
-            comp.set_state(host)
-        elif op == 3:
-            _copy_out(comp.get_variable(var), host)
-        elif op == 4:
-            _copy_out(comp.get_state(), host)
-        elif op == 5:
-            _copy_out(comp.get_tendencies()[..., comp.layout.slice_of(var)], host)
-        elif op == 6:
-            _copy_out(comp.get_tendencies(), host)
-        else:
-            return _error(Status.ARGUMENT, f"{what}: unknown operation {op}")
-    except ComponentError as exc:
-        return _component_failure(what, exc)
+    result, failure = _checked(check)
+    var, view = result or (None, None)
+    host = None if view is None else view.transpose(1, 2, 0)  # [lat, lon, lev], a view of the host array
+    if op == 1:
+        values = host if var in comp.layout.variables_3d or view is None else view[0]
+        comp.set_variable(var, values, caller_error=failure)
+    elif op == 2:
+        comp.set_state(host, caller_error=failure)
+    elif op == 3:
+        _copy_out(comp.get_variable(var, caller_error=failure), host)
+    elif op == 4:
+        _copy_out(comp.get_state(caller_error=failure), host)
+    elif op == 5:
+        _copy_out(comp.get_tendencies(caller_error=failure)[..., comp.layout.slice_of(var)], host)
+    else:
+        _copy_out(comp.get_tendencies(caller_error=failure), host)
     return Status.OK
 
 
@@ -394,17 +366,11 @@ def step(hid: int, n: int) -> int:
     what = "mlscam_step"
     try:
         inst = _instance(hid, what)
-
-        def check():
-            if n < 0:
-                raise _Fail(Status.ARGUMENT, f"{what}: n = {n}; pass the number of steps, n >= 0")
-
-        status, _ = _agree(inst.comm, what, check)
-        if status:
-            return status
-        inst.comp.step(int(n))
+        failure = None if n >= 0 else LocalError(f"{what}: n = {n}; pass the number of steps, n >= 0",
+                                                 Status.ARGUMENT)
+        inst.comp.step(int(n), caller_error=failure)
         return Status.OK
-    except _Fail as exc:
+    except LocalError as exc:
         return _error(exc.status, str(exc))
     except ComponentError as exc:
         return _component_failure(what, exc)
@@ -413,23 +379,16 @@ def step(hid: int, n: int) -> int:
 
 
 def finalize(hid: int) -> int:
-    """``mlscam_finalize``: finalize the component, free our communicator, retire the handle."""
-    from mlscam.parallel.hostcomm import free_comm
-
+    """``mlscam_finalize``: finalize the component (it frees its communicator), retire the handle."""
     what = "mlscam_finalize"
     try:
         inst = _instance(hid, what)
-    except _Fail as exc:
+    except LocalError as exc:
         return _error(exc.status, str(exc))
     del _INSTANCES[int(hid)]
     _FINALIZED.add(int(hid))
-    status = Status.OK
     try:
         inst.comp.finalize()
     except Exception as exc:  # noqa: BLE001
-        status = _component_failure(what, exc)
-    try:
-        free_comm(inst.comm)
-    except Exception as exc:  # noqa: BLE001
-        status = status or _error(Status.MPI, f"{what}: freeing the communicator failed: {exc}")
-    return status
+        return _component_failure(what, exc)
+    return Status.OK

@@ -4,17 +4,17 @@ When mlscam runs inside a C or Fortran host (``libmlscam``), the host has
 called ``MPI_Init`` and will call ``MPI_Finalize``.  mpi4py must then neither
 initialize nor finalize MPI: :func:`configure_for_host` sets
 ``mpi4py.rc.initialize = mpi4py.rc.finalize = False`` before ``mpi4py.MPI``
-is first imported.  :func:`comm_from_fortran` turns the host's Fortran integer
-handle into a duplicate communicator that mlscam owns, and :func:`free_comm`
-frees it again (in ``mlscam_finalize``, i.e. before the host's
-``MPI_Finalize``).
+is first imported.  :func:`host_comm` turns the host's Fortran integer handle
+into an mpi4py communicator: the host's own, not a copy.  The component
+duplicates it once (``Component.init``) and frees its duplicate in
+``Component.finalize`` (``mlscam_finalize``, before the host's ``MPI_Finalize``).
 """
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-__all__ = ["HostCommError", "configure_for_host", "comm_from_fortran", "free_comm"]
+__all__ = ["HostCommError", "configure_for_host", "host_comm"]
 
 
 class HostCommError(RuntimeError):
@@ -36,12 +36,12 @@ def configure_for_host() -> None:
     # Threads: the host decides; mlscam never asks MPI for a thread level.
 
 
-def comm_from_fortran(fcomm: int) -> Any:
-    """A duplicate (``Dup``) of the host communicator given as a Fortran integer handle.
+def host_comm(fcomm: int) -> Any:
+    """The host communicator given as a Fortran integer handle (``MPI.Comm.f2py``; not a copy).
 
-    Collective over the host communicator.  Raises :class:`HostCommError` when
-    MPI is not initialized or already finalized, or the handle is not a
-    communicator.  The caller frees the result with :func:`free_comm`.
+    Local.  Raises :class:`HostCommError` when MPI is not initialized or
+    already finalized, or the handle is not a communicator.  The result is the
+    host's: never free it; communicate on a duplicate (``Component.init`` makes one).
     """
     configure_for_host()
     from mpi4py import MPI
@@ -59,15 +59,4 @@ def comm_from_fortran(fcomm: int) -> Any:
                             "C: MPI_Comm_c2f(comm))") from exc
     if host == MPI.COMM_NULL:
         raise HostCommError(f"Fortran communicator handle {fcomm} is MPI_COMM_NULL; pass a valid communicator")
-    return host.Dup()
-
-
-def free_comm(comm: Any) -> None:
-    """Free a communicator made by :func:`comm_from_fortran` (no-op once MPI is finalized)."""
-    if comm is None:
-        return
-    from mpi4py import MPI
-
-    if MPI.Is_finalized() or comm == MPI.COMM_NULL:
-        return
-    comm.Free()
+    return host

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlscam.status import Status
 
-from .collective import ComponentError
+from .collective import ComponentError, LocalError
 from .component import Component, describe
 
-__all__ = ["Component", "ComponentError", "Status", "describe"]
+__all__ = ["Component", "ComponentError", "LocalError", "Status", "describe"]

@@ -4,6 +4,11 @@ Every component call runs its local checks inside :func:`collect`; the ranks
 then agree on one status (:func:`mlscam.parallel.agree`) before any halo
 exchange, so a failure on one rank raises the same :class:`ComponentError` on
 every rank, naming the failing rank, and nothing hangs.
+
+A caller that validates its own arguments first (the C API: extents, dtype,
+NaN of a host array) does so locally and hands its failure to the component
+call as ``caller_error``: it is agreed in the call's one agreement, so the
+call still costs a single allreduce.
 """
 from __future__ import annotations
 
@@ -38,22 +43,32 @@ class LocalError(Exception):
         self.status = int(status)
 
 
-def collect(comm: Any, fn: Callable[[], Any], what: str, default_status: int = Status.FAILED) -> Any:
-    """Run ``fn`` locally; agree on the outcome over ``comm``; raise one ComponentError everywhere."""
-    result, ok, message, status = None, True, "", 0
-    try:
-        result = fn()
-    except LocalError as exc:
-        ok, message, status = False, str(exc), exc.status
-    except RestartError as exc:
-        ok, message, status = False, str(exc), Status.CHECKPOINT
-    except FileNotFoundError as exc:
-        ok, message, status = False, str(exc), Status.FILE
-    except Exception as exc:  # noqa: BLE001 - every local failure becomes the collective status
-        ok, message, status = False, f"{type(exc).__name__}: {exc}", default_status
-    code, text = agree(comm, ok, message, status or default_status)
+def collect(comm: Any, fn: Callable[[], Any], what: str, default_status: int = Status.FAILED,
+            caller_error: LocalError | None = None) -> Any:
+    """Run ``fn`` locally; agree on the outcome over ``comm``; raise one ComponentError everywhere.
+
+    The message is ``"<what>: rank R of N failed: ..."``.  ``caller_error``: a
+    failure the caller already found on this rank; ``fn`` is then not run and
+    this rank reports ``caller_error`` (status and message as they are, without
+    ``what``: the caller's message names its own call).
+    """
+    result, ok, message, status, where = None, True, "", 0, what
+    if caller_error is not None:
+        ok, message, status, where = False, str(caller_error), caller_error.status, ""
+    else:
+        try:
+            result = fn()
+        except LocalError as exc:
+            ok, message, status = False, str(exc), exc.status
+        except RestartError as exc:
+            ok, message, status = False, str(exc), Status.CHECKPOINT
+        except FileNotFoundError as exc:
+            ok, message, status = False, str(exc), Status.FILE
+        except Exception as exc:  # noqa: BLE001 - every local failure becomes the collective status
+            ok, message, status = False, f"{type(exc).__name__}: {exc}", default_status
+    code, text = agree(comm, ok, message, status or default_status, where=where)
     if code:
-        raise ComponentError(f"{what}: {text}", code)
+        raise ComponentError(text, code)
     return result
 
 

@@ -21,6 +21,8 @@ exchange), plus the collective status protocol (:mod:`mlscam.runtime.collective`
 each rank validates locally, the ranks agree on one status before any halo
 exchange, and a failure on one rank raises the same :class:`ComponentError` on
 every rank, naming the failing rank) and file I/O (:mod:`mlscam.runtime.files`).
+Every collective call takes ``caller_error``: a failure its caller found in its
+own local checks (the C API's), agreed in the call's one agreement.
 Encode, decode and step run in fixed-size column chunks, so the result does not
 depend on the number of ranks (bit for bit).
 """
@@ -72,7 +74,7 @@ class Component:
     # ------------------------------------------------------------------ init
     @classmethod
     def init(cls, config: Config, comm: Any, *, bounds=None, coupling_interval_seconds: float | None = None,
-             grid: LatLonGrid | None = None) -> "Component":
+             grid: LatLonGrid | None = None, caller_error: LocalError | None = None) -> "Component":
         """Build the component on every rank of ``comm`` (collective).
 
         Args:
@@ -83,23 +85,25 @@ class Component:
           coupling_interval_seconds: the host's coupling interval; must equal the checkpoint's step.
             ``None`` or 0 take ``config.coupler.coupling_interval_seconds`` (0 there = no check).
           grid: run on this grid instead of the training grid (needs ``&rollout allow_other_grid``).
+          caller_error: the caller's own failure on this rank (e.g. its namelist did not load; ``config``
+            may then be None): reported in the first agreement (the checkpoint's), and init fails on every rank.
         """
         self = cls()
         self.comm, self._owns_comm = _dup(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self._finalized = False
         try:
-            self._init(config, bounds, coupling_interval_seconds, grid)
+            self._init(config, bounds, coupling_interval_seconds, grid, caller_error)
         except BaseException:
             self._free_comm()
             self._finalized = True
             raise
         return self
 
-    def _init(self, config: Config, bounds, interval, grid) -> None:
+    def _init(self, config: Config, bounds, interval, grid, caller_error) -> None:
         self.config = config
         comm = self.comm
-        ckpt, self.checkpoint_hash = setup.load(comm, config, grid)
+        ckpt, self.checkpoint_hash = setup.load(comm, config, grid, caller_error)
         self.checkpoint, self.checkpoint_path = ckpt, str(config.rollout.checkpoint_path)
         self.layout: ColumnLayout = ckpt.layout
         self.grid: LatLonGrid = grid or ckpt.grid
@@ -169,11 +173,12 @@ class Component:
                 f"{getattr(self, 'tile', None)}, step {getattr(self, 'step_count', '?')})")
 
     # --------------------------------------------------------------- helpers
-    def _collect(self, fn: Callable[[], Any], what: str, default_status: int = Status.FAILED) -> Any:
+    def _collect(self, fn: Callable[[], Any], what: str, default_status: int = Status.FAILED,
+                 caller_error: LocalError | None = None) -> Any:
         if self._finalized:
             raise ComponentError(f"Component.{what}: the component was finalized; call Component.init again",
                                  Status.FINALIZED)
-        return collect(self.comm, fn, f"Component.{what}", default_status)
+        return collect(self.comm, fn, f"Component.{what}", default_status, caller_error)
 
     def _require_state(self) -> None:
         if self._pending_set:
@@ -208,27 +213,28 @@ class Component:
     def _to_tile(x: torch.Tensor) -> np.ndarray:
         return x.detach().cpu().numpy()
 
-    def _decoded(self, what: str) -> np.ndarray:
-        """Decode this rank's tile, checking it is finite (collective)."""
-        def decode() -> np.ndarray:
-            self._require_state()
-            x = self._to_tile(self._decode(self._z))
-            bad = ~np.isfinite(x)
-            if bad.any():
-                j, i, k = (int(v) for v in np.argwhere(bad)[0])
-                raise LocalError(f"the decoded state at step {self.step_count} has {int(bad.sum())} non-finite "
+    def _decoded_tile(self) -> np.ndarray:
+        """Decode this rank's tile, checking it is finite (local: raises LocalError)."""
+        self._require_state()
+        x = self._to_tile(self._decode(self._z))
+        bad = ~np.isfinite(x)
+        if bad.any():
+            j, i, k = (int(v) for v in np.argwhere(bad)[0])
+            raise LocalError(f"the decoded state at step {self.step_count} has {int(bad.sum())} non-finite "
                              f"value(s), first at global cell (lat {self.tile.lat0 + j}, lon {self.tile.lon0 + i}) "
                              f"feature {k}; the forecast blew up: use a shorter run or another checkpoint",
                              Status.VALUE)
-            return x
+        return x
 
-        return self._collect(decode, what, Status.VALUE)
+    def _decoded(self, what: str, caller_error: LocalError | None = None) -> np.ndarray:
+        """Decode this rank's tile, checking it is finite (collective)."""
+        return self._collect(self._decoded_tile, what, Status.VALUE, caller_error)
 
     # ----------------------------------------------------------------- state
-    def set_state(self, x_local: np.ndarray) -> None:
+    def set_state(self, x_local: np.ndarray, *, caller_error: LocalError | None = None) -> None:
         """Set and encode this rank's physical tile ``x_local [tile.nlat, tile.nlon, n_state]`` (float32/64)."""
         x = self._collect(lambda: check_array(x_local, self._tile_shape(self.n_state), "set_state: x_local"),
-                          "set_state", Status.ARGUMENT)
+                          "set_state", Status.ARGUMENT, caller_error)
         self._set_encoded(x)
 
     def _set_encoded(self, x: np.ndarray) -> None:
@@ -236,7 +242,7 @@ class Component:
         self._z_prev = None
         self._pending, self._pending_set = None, set()
 
-    def set_variable(self, name: str, values: np.ndarray) -> None:
+    def set_variable(self, name: str, values: np.ndarray, *, caller_error: LocalError | None = None) -> None:
         """Set one variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` (3-D) or ``[tile.nlat, tile.nlon]``.
 
         The state is encoded once every variable of the layout has been set
@@ -251,7 +257,7 @@ class Component:
             a = check_array(values, shape, f"set_variable({name!r})")
             return self.layout.slice_of(name), (a if is3d else a[..., None])
 
-        where, a = self._collect(check, "set_variable", Status.ARGUMENT)
+        where, a = self._collect(check, "set_variable", Status.ARGUMENT, caller_error)
         if self._pending is None:
             self._pending = np.zeros(self._tile_shape(self.n_state), np.float64)
         self._pending[..., where] = a
@@ -286,14 +292,14 @@ class Component:
         self.step_count = 0
 
     # ------------------------------------------------------------------ step
-    def step(self, n: int = 1) -> None:
+    def step(self, n: int = 1, *, caller_error: LocalError | None = None) -> None:
         """``n`` latent steps of this rank's tile (:meth:`Emulator.step`: per step a halo exchange and the mixer)."""
         def check() -> None:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
                 raise LocalError(f"step: n must be an integer >= 0, got {n!r}", Status.ARGUMENT)
             self._require_state()
 
-        self._collect(check, "step", Status.NO_STATE)
+        self._collect(check, "step", Status.NO_STATE, caller_error)
         if n == 0:
             return
         t0, exchanged = time.perf_counter(), self.timings["exchange"]
@@ -305,22 +311,22 @@ class Component:
         self.step_count += int(n)
 
     # ------------------------------------------------------------------- get
-    def get_state(self) -> np.ndarray:
+    def get_state(self, *, caller_error: LocalError | None = None) -> np.ndarray:
         """Decode this rank's tile: ``[tile.nlat, tile.nlon, n_state]`` float32 (the latents are unchanged)."""
-        return self._decoded("get_state")
+        return self._decoded("get_state", caller_error)
 
-    def get_variable(self, name: str) -> np.ndarray:
+    def get_variable(self, name: str, *, caller_error: LocalError | None = None) -> np.ndarray:
         """One decoded variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` or ``[tile.nlat, tile.nlon]``."""
-        def check() -> None:
+        def decode() -> np.ndarray:  # the name check and the decode are local: one agreement
             if name not in self.layout.variables:
                 raise LocalError(f"get_variable: unknown variable {name!r}; the checkpoint's variables are "
-                             f"{list(self.layout.variables)}", Status.ARGUMENT)
+                                 f"{list(self.layout.variables)}", Status.ARGUMENT)
+            return self._decoded_tile()[..., self.layout.slice_of(name)]
 
-        self._collect(check, "get_variable", Status.ARGUMENT)
-        x = self._decoded("get_variable")[..., self.layout.slice_of(name)]
+        x = self._collect(decode, "get_variable", Status.VALUE, caller_error)
         return x if name in self.layout.variables_3d else x[..., 0]
 
-    def get_tendencies(self) -> np.ndarray:
+    def get_tendencies(self, *, caller_error: LocalError | None = None) -> np.ndarray:
         """``(decode(z[t]) - decode(z[t-1])) / dt_seconds``: ``[tile.nlat, tile.nlon, n_state]``, SI units per second."""
         def check() -> None:
             self._require_state()
@@ -328,7 +334,7 @@ class Component:
                 raise LocalError("get_tendencies needs at least one step since the state was set; call step first",
                              Status.NO_STATE)
 
-        self._collect(check, "get_tendencies", Status.NO_STATE)
+        self._collect(check, "get_tendencies", Status.NO_STATE, caller_error)
         now = self._to_tile(self._decode(self._z)).astype(np.float64)
         before = self._to_tile(self._decode(self._z_prev)).astype(np.float64)
         return ((now - before) / self.dt_seconds).astype(np.float32)

@@ -15,18 +15,21 @@ from .collective import LocalError, collect
 __all__ = ["load", "check_interval", "decompose"]
 
 
-def load(comm: Any, config: Config, grid: LatLonGrid | None) -> tuple[Checkpoint, str]:
-    """The checkpoint of ``&rollout checkpoint_path`` (on ``grid`` if given) and its SHA-256, on every rank."""
-    path = config.rollout.checkpoint_path
+def load(comm: Any, config: Config | None, grid: LatLonGrid | None,
+         caller_error: LocalError | None = None) -> tuple[Checkpoint, str]:
+    """The checkpoint of ``&rollout checkpoint_path`` (on ``grid`` if given) and its SHA-256, on every rank.
 
+    ``caller_error``: the caller's own failure on this rank (``config`` may then be None), agreed here.
+    """
     def read() -> tuple[Checkpoint, str]:
+        path = config.rollout.checkpoint_path
         if not Path(path).is_file():
             raise LocalError(f"checkpoint file not found: {path}; set &rollout checkpoint_path "
                              "(or --checkpoint-path)", Status.FILE)
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=config.rollout.allow_other_grid)
         return ckpt, file_hash(path)
 
-    return collect(comm, read, "Component.init (checkpoint)", Status.CHECKPOINT)
+    return collect(comm, read, "Component.init (checkpoint)", Status.CHECKPOINT, caller_error)
 
 
 def check_interval(comm: Any, config: Config, interval: float | None, dt_seconds: float) -> None:
@@ -42,21 +45,35 @@ def check_interval(comm: Any, config: Config, interval: float | None, dt_seconds
     collect(comm, check, "Component.init (coupling interval)", Status.INTERVAL)
 
 
+_DEFAULT = "default"  # what a rank without bounds contributes to the gathered bounds
+
+
 def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds) -> Decomposition:
-    """The decomposition: the Cartesian ``layout`` when ``bounds`` is None, else every rank's host bounds
-    ``(lat0, lat1, lon0, lon1)`` (0-based, half-open), gathered and checked to cover the grid once."""
+    """The decomposition: the Cartesian ``layout`` when ``bounds`` is None on every rank, else every rank's
+    host bounds ``(lat0, lat1, lon0, lon1)`` (0-based, half-open), gathered and checked to cover the grid once.
+
+    Every rank gathers what every rank passed, so bounds on some ranks and None on others is an error
+    on every rank (not a hang)."""
     rank, size = comm.Get_rank(), comm.Get_size()
-    all_bounds = None
-    if bounds is not None:
+    if bounds is None:
+        mine = _DEFAULT
+    else:
         try:
             mine = tuple(int(v) for v in bounds)
         except (TypeError, ValueError):
             mine = None
-        all_bounds = comm.allgather(mine)
+    all_bounds = comm.allgather(mine)
 
     def build() -> Decomposition | None:
-        if all_bounds is None:
+        defaults = [r for r, b in enumerate(all_bounds) if b == _DEFAULT]
+        if len(defaults) == size:
             return Decomposition.cartesian(grid.nlat, grid.nlon, size, layout)
+        if defaults:
+            if rank != min(defaults):
+                return None  # the lowest such rank reports it
+            raise LocalError(f"ranks {defaults} passed no tile bounds (the default decomposition; from C or "
+                             "Fortran: bounds 0,0,0,0) but the others passed bounds; either every rank passes "
+                             "its tile or every rank passes none", Status.DECOMPOSITION)
         if all_bounds[rank] is None:
             raise LocalError(f"bounds must be 4 integers (lat0, lat1, lon0, lon1), got {bounds!r}",
                              Status.DECOMPOSITION)

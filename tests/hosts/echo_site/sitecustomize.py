@@ -58,9 +58,16 @@ def expected(name, tile):
     return out if name in V3 else out[..., 0]
 
 
+def _refuse(caller_error):
+    """What the real component does with its caller's own failure: fail on every rank."""
+    if caller_error is not None:
+        raise ComponentError(str(caller_error), caller_error.status)
+
+
 class EchoComponent:
     @classmethod
-    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None):
+    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None, caller_error=None):
+        _refuse(caller_error)
         self = cls()
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         self.grid, self.layout, self.dt_seconds = _Grid(), _Layout(), 21600.0
@@ -70,26 +77,31 @@ class EchoComponent:
         self.checked = self.misplaced = 0
         return self
 
-    def set_variable(self, name, values):
+    def set_variable(self, name, values, caller_error=None):
+        _refuse(caller_error)
         want = expected(name, self.tile)
         self.checked += want.size
         self.misplaced += int((np.asarray(values) != want).sum())
         self.x[..., self.layout.slice_of(name)] = np.asarray(values).reshape(want.shape[:2] + (-1,))
 
-    def set_state(self, x):
+    def set_state(self, x, caller_error=None):
+        _refuse(caller_error)
         self.x[...] = x
 
-    def step(self, n=1):
-        pass
+    def step(self, n=1, caller_error=None):
+        _refuse(caller_error)
 
-    def get_variable(self, name):
+    def get_variable(self, name, caller_error=None):
+        _refuse(caller_error)
         out = self.x[..., self.layout.slice_of(name)].copy()
         return out if name in V3 else out[..., 0]
 
-    def get_state(self):
+    def get_state(self, caller_error=None):
+        _refuse(caller_error)
         return self.x.copy()
 
-    def get_tendencies(self):
+    def get_tendencies(self, caller_error=None):
+        _refuse(caller_error)
         return np.zeros_like(self.x)
 
     def finalize(self):
