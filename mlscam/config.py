@@ -236,10 +236,16 @@ class RolloutConfig(Group):
     restart_in: str = _f("", "restart file to continue from", path="input")
     restart_out: str = _f("", "restart file written at the end", path="output")
     allow_other_grid: bool = _f(False, "run a checkpoint on a grid other than its training grid")
+    chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
+                            "results are independent of the decomposition for any one value, and differ in the "
+                            "last bits between values; a GPU runs larger chunks faster")
+    precision: str = _f("fp32", "latent step precision: 'fp32' (exact) or 'bf16' (the mixer's matrix products under "
+                                "bfloat16 autocast, latents kept in float32; encode/decode stay fp32)")
 
     def _validate(self) -> None:
-        self._at_least(0, "start_time", "num_steps")
+        self._at_least(0, "start_time", "num_steps", "chunk_size")
         self._positive("output_every")
+        self._choice("precision", ("fp32", "bf16"))
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,8 @@ class ParallelConfig(Group):
     device: str = _f("auto", "'auto' (cuda:<node-local rank> if GPUs, else cpu), 'cpu' or 'cuda'")
     threads: int = _f(0, "torch threads per rank (0 = the cores the rank owns, at least 1)")
     deterministic: bool = _f(True, "deterministic algorithms (bit-for-bit across rank counts)")
+    cuda_graph: bool = _f(False, "replay the latent steps from CUDA graphs (a GPU device; same results as eager; "
+                                 "on a CPU the steps run eagerly with a warning)")
     time_groups: int = _f(1, "tile-parallel training: groups of ranks working on different times of each batch "
                              "(must divide the number of ranks)")
 

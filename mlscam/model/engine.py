@@ -28,7 +28,7 @@ from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
-from .chunks import advance_columns, map_columns
+from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_tiles
 from .network import LatentModel
 
 __all__ = ["Domain", "Engine"]
@@ -107,12 +107,14 @@ class Engine:
         self.static = torch.as_tensor(static, dtype=param.dtype, device=param.device)  # [ncol, F]
         self.tile_index = torch.tensor(np.asarray(self.domain.tile_index, dtype=np.int64), device=param.device)
         self.crossed = torch.tensor(np.asarray(self.domain.crossed, dtype=bool), device=param.device)
+        self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
         """Move (and optionally cast) the buffers; the model is the caller's (it may be shared)."""
         self.norm = self.norm.to(device=device, dtype=dtype)
         self.static = self.static.to(device=device, dtype=dtype)
         self.tile_index, self.crossed = self.tile_index.to(device), self.crossed.to(device)
+        self._plan = None
         return self
 
     @property
@@ -152,10 +154,22 @@ class Engine:
                               use_reentrant=False)
         return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size)
 
+    def tile_plan(self, z_src: torch.Tensor) -> TilePlan:
+        """The domain's :class:`TilePlan` for ``z_src [B, nsrc, L]``: built and checked on the first step of a
+        shape, then reused (no host synchronisation per step)."""
+        if self._plan is None or not self._plan.fits(z_src, self.chunk_size):
+            self._plan = plan_tiles(self.tile_index, self.crossed, batch=z_src.shape[0], nsrc=z_src.shape[1],
+                                    chunk_size=self.chunk_size, device=z_src.device)
+        return self._plan
+
     def advance(self, z: torch.Tensor) -> torch.Tensor:
         """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first)."""
         z_src = z if self.domain.exchange is None else self.domain.exchange(z)
-        return self.advance_tiles(z_src, self.tile_index, self.crossed)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return self.advance_tiles(z_src, self.tile_index, self.crossed)
+        if z_src.ndim != 3:
+            raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
+        return apply_plan(self.model.mixer, z_src, self.tile_plan(z_src))
 
     def step_once(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z + dz, dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))``."""
