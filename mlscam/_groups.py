@@ -253,9 +253,15 @@ class RolloutConfig(Group):
     latent_filter: float = _f(-1.0, "override the checkpoint's &model latent_filter at inference (-1 = keep the "
                                     "checkpoint's; 0 = off)")
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
+    chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
+                            "results are independent of the decomposition for any one value, and differ in the "
+                            "last bits between values; a GPU runs larger chunks faster")
+    precision: str = _f("fp32", "latent step precision: 'fp32' (exact) or 'bf16' (the mixer's matrix products under "
+                                "bfloat16 autocast, latents kept in float32; encode/decode stay fp32)")
 
     def _validate(self) -> None:
-        self._at_least(0, "start_time", "num_steps")
+        self._at_least(0, "start_time", "num_steps", "chunk_size")
+        self._choice("precision", ("fp32", "bf16"))
         self._require(self.latent_filter == -1.0 or 0.0 <= self.latent_filter <= 1.0, "latent_filter",
                       "must be -1 (keep the checkpoint's) or in [0, 1]")
         self._require(self.latent_filter_polar_lat == -1.0 or 0.0 <= self.latent_filter_polar_lat < 90.0,
@@ -274,6 +280,8 @@ class ParallelConfig(Group):
     deterministic: bool = _f(True, "deterministic algorithms (bit-for-bit across rank counts)")
     time_groups: int = _f(1, "tile-parallel training: groups of ranks working on different times of each batch "
                              "(must divide the number of ranks)")
+    cuda_graph: bool = _f(False, "replay the latent steps from CUDA graphs (a GPU device; same results as eager; "
+                                 "on a CPU the steps run eagerly with a warning)")
 
     def _validate(self) -> None:
         self._require(len(self.layout) == 2 and min(self.layout) >= 0, "layout",

@@ -8,6 +8,7 @@ gradients. It works on any :class:`~mlscam.model.engine.Domain`: the whole grid
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -18,7 +19,9 @@ from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.model.engine import Domain, Engine
 from mlscam.model.filters import LatentFilter
+from mlscam.model.graphs import GraphSteps, capture_unavailable
 from mlscam.model.network import LatentModel
+from mlscam.model.precision import autocast, check_precision
 from mlscam.normalization import Normalization
 
 __all__ = ["Emulator"]
@@ -32,34 +35,47 @@ class Emulator:
     ``[..., nlat, nlon, feature]`` with ``(nlat, nlon)`` the domain's shape (the
     grid's, latitude ascending, longitude from 0 east); leading dimensions are
     batch dimensions. Work happens on the model's device and dtype.
+
+    Step options (keyword-only; encode and decode always run eagerly in the model's dtype):
+
+    * ``precision``: ``'fp32'`` (default, exact) or ``'bf16'``: the latent step's matrix products
+      under bfloat16 autocast, latents kept in float32 (``mlscam.model.precision``).
+    * ``cuda_graph``: replay the steps from CUDA graphs captured on first use
+      (``mlscam.model.graphs``; same results as eager). On a device that cannot capture
+      (any CPU) it steps eagerly, warns once and says why in :attr:`step_mode`.
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
                  normalization: Normalization, dt_seconds: float, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 domain: Domain | None = None, latent_filter: LatentFilter | None = None, warn_blas: bool = True):
+                 domain: Domain | None = None, latent_filter: LatentFilter | None = None, warn_blas: bool = True,
+                 precision: str = "fp32", cuda_graph: bool = False):
         if not dt_seconds > 0:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
+        self._precision, self._cuda_graph = check_precision(precision), bool(cuda_graph)
         self.blas_mode = blas.check(warn=warn_blas)  # one line if decompositions may differ in the last bits
         self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain,
                              latent_filter=latent_filter)
         self.model, self.layout, self.grid, self.normalization = model, layout, grid, normalization
         self.dt_seconds = float(dt_seconds)
+        self._graphs: GraphSteps | None = None  # captured on the first step with cuda_graph on a GPU
+        self._warned_graph = False
 
     @classmethod
     def from_checkpoint(cls, path, *, grid: LatLonGrid | None = None, allow_other_grid: bool = False,
                         device: torch.device | str = "cpu", chunk_size: int | None = None,
-                        latent_filter: LatentFilter | None = None) -> "Emulator":
+                        latent_filter: LatentFilter | None = None, **options) -> "Emulator":
         """The emulator of a checkpoint file (see ``mlscam.checkpoint``).
 
         ``grid`` defaults to the training grid; another grid needs ``allow_other_grid=True``.
         ``latent_filter`` defaults to the checkpoint's ``&model latent_filter``.
+        ``options``: the step options of the constructor (``precision``, ``cuda_graph``, ``warn_blas``).
         """
         from mlscam.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=allow_other_grid)
         em = cls(ckpt.build_model().to(device), ckpt.layout, grid or ckpt.grid, ckpt.normalization,
                  ckpt.dt_seconds, chunk_size=chunk_size or ckpt.config.model.chunk_size,
-                 latent_filter=latent_filter or LatentFilter.of(ckpt.config.model))
+                 latent_filter=latent_filter or LatentFilter.of(ckpt.config.model), **options)
         em.checkpoint = ckpt
         return em
 
@@ -67,7 +83,37 @@ class Emulator:
         """Move the model and the engine's buffers to ``device``; returns ``self``."""
         self.model.to(device)
         self.engine.to(device)
+        self._graphs = None
         return self
+
+    @property
+    def precision(self) -> str:
+        """``'fp32'`` or ``'bf16'`` (settable; captured graphs are dropped)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision, self._graphs = check_precision(value), None
+
+    @property
+    def cuda_graph(self) -> bool:
+        """Whether :meth:`step` replays CUDA graphs (settable; captured graphs are dropped)."""
+        return self._cuda_graph
+
+    @cuda_graph.setter
+    def cuda_graph(self, value: bool) -> None:
+        self._cuda_graph, self._graphs = bool(value), None
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.static.device
+
+    @property
+    def step_mode(self) -> str:
+        """How :meth:`step` runs: ``'eager fp32'``, ``'cuda-graph bf16'``, ... with the reason of a fallback."""
+        reason = capture_unavailable(self.device) if self.cuda_graph else None
+        mode = "cuda-graph" if self.cuda_graph and reason is None else "eager"
+        return f"{mode} {self.precision}" + (f" (cuda_graph requested: {reason})" if reason else "")
 
     @property
     def chunk_size(self) -> int:
@@ -108,7 +154,21 @@ class Emulator:
         flat = self._flat(z, self.latent_dim, "z")
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
-        return self.engine.step(flat, n).reshape(z.shape)
+        if self.cuda_graph:
+            reason = capture_unavailable(flat.device)
+            if reason is None:
+                return self._graph_steps().step(flat, n).reshape(z.shape)
+            if not self._warned_graph:
+                warnings.warn(f"Emulator(cuda_graph=True): {reason}", RuntimeWarning, stacklevel=2)
+                self._warned_graph = True
+        with autocast(self.precision, flat.device):
+            return self.engine.step(flat, n).reshape(z.shape)
+
+    def _graph_steps(self) -> GraphSteps:
+        if self._graphs is None:
+            precision, device = self.precision, self.device
+            self._graphs = GraphSteps(self.engine, capture=True, context=lambda: autocast(precision, device))
+        return self._graphs
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -17,10 +17,12 @@ the BLAS gives every row of a matmul the same arithmetic:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-__all__ = ["ROW_MULTIPLE", "advance_columns", "map_columns"]
+__all__ = ["ROW_MULTIPLE", "TilePlan", "plan_tiles", "apply_plan", "advance_columns", "map_columns"]
 
 #: Every mixer/encoder/decoder call sees a multiple of this many rows (see the module docstring).
 ROW_MULTIPLE = 8
@@ -47,6 +49,98 @@ def _unchunked(parts: list[torch.Tensor], chunk_size: int, n: int) -> torch.Tens
     return torch.cat([p[:chunk_size] for p in parts])[:n]
 
 
+@dataclass(frozen=True, eq=False)
+class TilePlan:
+    """The gather of one latent step, worked out once: which rows of ``z_src`` make every chunk's tiles.
+
+    Built by :func:`plan_tiles` for a fixed ``(batch, nsrc)``, ``tile_index`` and ``chunk_size``
+    (the bounds check runs there, once); :func:`apply_plan` then steps any ``z_src [batch, nsrc, L]``
+    with no host synchronisation and no index arithmetic (what a CUDA graph can capture).
+
+    Attributes:
+      index: ``[nchunks, call_rows * 9]`` int64 rows of ``z_src.reshape(batch * nsrc, L)``, chunk by
+        chunk (padding rows gather row 0; their results are dropped).
+      crossed: ``[nchunks, call_rows, 9]`` bool, the crossed-pole flags of the same tiles.
+      batch, nsrc, ncent, chunk_size, call_rows: the shapes it was built for.
+    """
+
+    index: torch.Tensor
+    crossed: torch.Tensor
+    batch: int
+    nsrc: int
+    ncent: int
+    chunk_size: int
+    call_rows: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.index.device
+
+    def fits(self, z_src: torch.Tensor, chunk_size: int) -> bool:
+        """Whether this plan steps ``z_src [batch, nsrc, L]`` on its device with ``chunk_size``."""
+        return (tuple(z_src.shape[:2]) == (self.batch, self.nsrc) and z_src.device == self.device
+                and chunk_size == self.chunk_size)
+
+
+def _check_tiles(tile_index: torch.Tensor, crossed: torch.Tensor, chunk_size: int) -> None:
+    if tile_index.ndim != 2 or tile_index.shape[1] != 9 or crossed.shape != tile_index.shape:
+        raise ValueError(
+            f"tile_index and crossed must both be [ncent, 9], got {tuple(tile_index.shape)} and {tuple(crossed.shape)}"
+        )
+    if tile_index.dtype != torch.int64 or crossed.dtype != torch.bool:
+        raise TypeError(f"tile_index must be int64 and crossed bool, got {tile_index.dtype} and {crossed.dtype}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+
+def plan_tiles(tile_index: torch.Tensor, crossed: torch.Tensor, *, batch: int, nsrc: int, chunk_size: int,
+               device: torch.device | str | None = None) -> TilePlan:
+    """The :class:`TilePlan` of ``tile_index [ncent, 9]`` / ``crossed [ncent, 9]`` into ``z_src [batch, nsrc, L]``.
+
+    Checks the indices lie in ``[0, nsrc)`` (reads them on the host: call it once, not every step).
+    Rows are taken batch-major (all centres of batch 0, then batch 1, ...) and cut into chunks of
+    exactly ``chunk_size`` rows, each topped up to ``call_rows`` (a multiple of :data:`ROW_MULTIPLE`).
+    """
+    _check_tiles(tile_index, crossed, chunk_size)
+    device = torch.device(device) if device is not None else tile_index.device
+    ncent = tile_index.shape[0]
+    if ncent:
+        lo, hi = int(tile_index.min()), int(tile_index.max())
+        if lo < 0 or hi >= nsrc:
+            raise IndexError(f"tile_index must lie in [0, {nsrc}) (the columns of z_src), got values in [{lo}, {hi}]")
+    tile_index, crossed = tile_index.to(device), crossed.to(device)
+    offsets = torch.arange(batch, device=device).mul_(nsrc).view(batch, 1, 1)
+    rows_index = (tile_index.unsqueeze(0) + offsets).reshape(batch * ncent, 9)
+    rows_crossed = crossed.repeat(batch, 1)
+    chunks_index, call_rows = _chunked(rows_index, chunk_size)
+    chunks_crossed, _ = _chunked(rows_crossed, chunk_size)
+    return TilePlan(chunks_index.reshape(chunks_index.shape[0], call_rows * 9).contiguous(), chunks_crossed.contiguous(),
+                    int(batch), int(nsrc), int(ncent), int(chunk_size), call_rows)
+
+
+def apply_plan(mixer: nn.Module, z_src: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+    """``dz [batch, ncent, L]`` of the plan's centre columns from ``z_src [batch, nsrc, L]``.
+
+    No host synchronisation, no allocation that depends on values: safe inside a CUDA graph.
+    Bit for bit the same as :func:`advance_columns` (which is this, after :func:`plan_tiles`).
+    """
+    batch, nsrc, latent = z_src.shape
+    if (batch, nsrc) != (plan.batch, plan.nsrc):
+        raise ValueError(f"z_src is [{batch}, {nsrc}, L] but the tile plan was built for "
+                         f"[{plan.batch}, {plan.nsrc}, L]; build a plan for this shape (plan_tiles)")
+    if plan.ncent == 0:
+        # through the mixer all the same: the empty result stays in the autograd graph of z_src and the mixer,
+        # so a training rank without centres runs the same loss collectives in the backward as the others
+        tiles = z_src.reshape(batch * nsrc, latent)[:0].view(0, 9, latent)
+        return mixer(tiles, plan.crossed.reshape(-1, 9)[:0]).view(batch, 0, latent)
+    flat = z_src.reshape(batch * nsrc, latent)
+    out = []
+    for idx, cr in zip(plan.index, plan.crossed):
+        tiles = flat.index_select(0, idx).view(plan.call_rows, 9, latent)
+        out.append(mixer(tiles, cr))
+    return _unchunked(out, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, latent)
+
+
 def advance_columns(
     mixer: nn.Module,
     z_src: torch.Tensor,
@@ -69,43 +163,15 @@ def advance_columns(
       ``dz [B, ncent, L]``. Differentiable with respect to ``z_src`` and the mixer.
       Rows are taken batch-major (all centres of batch 0, then batch 1, ...) and
       cut into chunks of exactly ``chunk_size`` rows.
+
+    Works out the gather (:func:`plan_tiles`, which checks the indices on the host) on every
+    call; a stepping loop keeps the plan instead (:meth:`mlscam.model.engine.Engine.advance`).
     """
     if z_src.ndim != 3:
         raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
-    if tile_index.ndim != 2 or tile_index.shape[1] != 9 or crossed.shape != tile_index.shape:
-        raise ValueError(
-            f"tile_index and crossed must both be [ncent, 9], got {tuple(tile_index.shape)} and {tuple(crossed.shape)}"
-        )
-    if tile_index.dtype != torch.int64 or crossed.dtype != torch.bool:
-        raise TypeError(f"tile_index must be int64 and crossed bool, got {tile_index.dtype} and {crossed.dtype}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    batch, nsrc, latent = z_src.shape
-    ncent = tile_index.shape[0]
-    if ncent == 0:
-        # through the mixer all the same: the empty result stays in the autograd graph of z_src and the mixer,
-        # so a training rank without centres runs the same loss collectives in the backward as the others
-        tiles = z_src.reshape(batch * nsrc, latent)[:0].view(0, 9, latent)
-        return mixer(tiles, crossed[:0].to(z_src.device)).view(batch, 0, latent)
-    lo, hi = int(tile_index.min()), int(tile_index.max())
-    if lo < 0 or hi >= nsrc:
-        raise IndexError(f"tile_index must lie in [0, {nsrc}) (the columns of z_src), got values in [{lo}, {hi}]")
-
-    tile_index = tile_index.to(z_src.device)
-    crossed = crossed.to(z_src.device)
-    offsets = torch.arange(batch, device=z_src.device).mul_(nsrc).view(batch, 1, 1)
-    rows_index = (tile_index.unsqueeze(0) + offsets).reshape(batch * ncent, 9)
-    rows_crossed = crossed.repeat(batch, 1)
-    flat = z_src.reshape(batch * nsrc, latent)
-
-    nrows = rows_index.shape[0]
-    chunks_index, call_rows = _chunked(rows_index, chunk_size)
-    chunks_crossed, _ = _chunked(rows_crossed, chunk_size)
-    out = []
-    for idx, cr in zip(chunks_index, chunks_crossed):
-        tiles = flat.index_select(0, idx.reshape(-1)).view(call_rows, 9, latent)
-        out.append(mixer(tiles, cr))
-    return _unchunked(out, chunk_size, nrows).view(batch, ncent, latent)
+    plan = plan_tiles(tile_index, crossed, batch=z_src.shape[0], nsrc=z_src.shape[1], chunk_size=chunk_size,
+                      device=z_src.device)
+    return apply_plan(mixer, z_src, plan)
 
 
 def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
-from .chunks import advance_columns, map_columns
+from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_tiles
 from .filters import LatentFilter, smooth
 from .network import LatentModel
 
@@ -116,6 +116,7 @@ class Engine:
             lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
             self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
                                            device=param.device)
+        self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
         """Move (and optionally cast) the buffers; the model is the caller's (it may be shared)."""
@@ -124,6 +125,7 @@ class Engine:
         self.tile_index, self.crossed = self.tile_index.to(device), self.crossed.to(device)
         if self.damping is not None:
             self.damping = self.damping.to(device=device, dtype=dtype)
+        self._plan = None
         return self
 
     @property
@@ -163,11 +165,24 @@ class Engine:
                               use_reentrant=False)
         return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size)
 
+    def tile_plan(self, z_src: torch.Tensor) -> TilePlan:
+        """The domain's :class:`TilePlan` for ``z_src [B, nsrc, L]``: built and checked on the first step of a
+        shape, then reused (no host synchronisation per step)."""
+        if self._plan is None or not self._plan.fits(z_src, self.chunk_size):
+            self._plan = plan_tiles(self.tile_index, self.crossed, batch=z_src.shape[0], nsrc=z_src.shape[1],
+                                    chunk_size=self.chunk_size, device=z_src.device)
+        return self._plan
+
     def advance(self, z: torch.Tensor) -> torch.Tensor:
         """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first):
         the mixer's, minus the latent filter's damping ``nu (z - S z)`` when one is set."""
         z_src = z if self.domain.exchange is None else self.domain.exchange(z)
-        dz = self.advance_tiles(z_src, self.tile_index, self.crossed)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            dz = self.advance_tiles(z_src, self.tile_index, self.crossed)
+        else:
+            if z_src.ndim != 3:
+                raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
+            dz = apply_plan(self.model.mixer, z_src, self.tile_plan(z_src))
         if self.damping is not None:
             dz = dz - self.damping * (z - smooth(z_src, self.tile_index))
         return dz

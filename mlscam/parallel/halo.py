@@ -29,9 +29,12 @@ communication.
 Exchange
 --------
 :class:`HaloExchange` posts one ``Irecv`` per peer, then one ``Isend`` per peer
-of a contiguous packed numpy buffer ``[B, count, L]`` (see docs/parallel.md for
+of a contiguous packed buffer ``[B, count, L]`` (see docs/parallel.md for
 why point-to-point rather than ``Alltoallv`` or a graph-topology collective).
-The exchange only copies values, so it is bit-exact on any layout.
+The exchange only copies values, so it is bit-exact on any layout.  Latents on a
+GPU are packed on the GPU and either handed to a CUDA-aware MPI as device
+buffers or staged through pinned host buffers (``transport``; detection in
+:mod:`mlscam.parallel.cuda_aware`): only the halo cells cross the bus.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from mlscam.grid import TOKEN_OFFSETS, LatLonGrid, neighbour
 
 from .decomposition import Decomposition
 
-__all__ = ["HaloPlan", "HaloExchange", "HALO_TAG"]
+__all__ = ["HaloPlan", "HaloExchange", "HALO_TAG", "TRANSPORTS"]
 
 #: Message tag of halo exchanges (use a dedicated communicator if the host also uses it).
 HALO_TAG = 7341
@@ -173,6 +176,10 @@ def _is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+#: How an exchange moves its bytes (``HaloExchange(transport=...)``).
+TRANSPORTS = ("auto", "host", "staged", "device")
+
+
 class HaloExchange:
     """Executes a :class:`HaloPlan` on a communicator (mpi4py ``Comm`` or :class:`FakeComm`).
 
@@ -180,37 +187,85 @@ class HaloExchange:
     float32 or float64, any ``B >= 1``) posts the messages; ``wait()`` returns
     ``z_src [B, n_local + n_halo, L]`` of the same kind, dtype and device.
     Collective over ``comm``: every rank must call start/wait in step.
-    Torch tensors are detached and copied through host memory: the exchange is
-    not differentiable (training through it needs an autograd wrapper whose
-    backward sends the halo gradients back with the reversed plan).
+    Torch tensors are detached: the exchange is not differentiable (training
+    through it needs an autograd wrapper whose backward sends the halo gradients
+    back with the reversed plan).
+
+    ``transport`` says how the bytes move (the values are only copied, so every
+    transport gives the same bits):
+
+    * ``'host'``: numpy arrays in host memory (torch tensors go through ``.cpu()``);
+    * ``'staged'``: torch tensors; the cells to send are gathered on the tensor's device,
+      copied to host buffers (pinned on a GPU, kept between exchanges), sent, and the
+      received halo is copied back to the device: only halo bytes cross the bus;
+    * ``'device'``: torch tensors; the gathered device buffers go to MPI as they are
+      (CUDA-aware MPI; on a CPU tensor, the same code on host memory);
+    * ``'auto'`` (default): numpy and CPU tensors ``'host'``; CUDA tensors ``'device'``
+      where :func:`mlscam.parallel.cuda_aware.cuda_aware_mpi` says the MPI library takes
+      device memory, else ``'staged'``.
     """
 
-    def __init__(self, plan: HaloPlan, comm: Any, tag: int = HALO_TAG):
+    def __init__(self, plan: HaloPlan, comm: Any, tag: int = HALO_TAG, *, transport: str = "auto"):
         size, rank = comm.Get_size(), comm.Get_rank()
         if size != plan.nranks or rank != plan.rank:
             raise ValueError(
                 f"halo plan is for rank {plan.rank} of {plan.nranks} but the communicator is rank {rank} of {size}; "
                 "build the plan with HaloPlan.build(decomposition, comm.Get_rank()) on the same communicator"
             )
+        if transport not in TRANSPORTS:
+            raise ValueError(f"halo transport must be one of {list(TRANSPORTS)}, got {transport!r}")
         self.plan = plan
         self.comm = comm
         self.tag = tag
+        self.transport = transport
+        self._cuda: tuple[bool, str] | None = None  # (CUDA-aware MPI?, why), detected on first use
+        self._buffers: dict[tuple, "_TorchBuffers"] = {}
         self._pending: tuple | None = None
+
+    def cuda_support(self) -> tuple[bool, str]:
+        """``(CUDA-aware MPI?, reason)`` of this exchange's communicator (detected once)."""
+        if self._cuda is None:
+            from .cuda_aware import cuda_aware_mpi
+
+            self._cuda = cuda_aware_mpi(self.comm)
+        return self._cuda
+
+    def transport_for(self, device: Any) -> str:
+        """The transport a torch tensor on ``device`` uses, with the reason when chosen automatically."""
+        if self.transport != "auto":
+            return self.transport
+        if getattr(device, "type", str(device).split(":")[0]) != "cuda":
+            return "host"
+        aware, why = self.cuda_support()
+        return f"{'device' if aware else 'staged'} ({why})"
+
+    def _check(self, shape: tuple, dtype: Any) -> None:
+        if len(shape) != 3 or shape[1] != self.plan.n_local or shape[0] < 1:
+            raise ValueError(
+                f"rank {self.plan.rank}: z_local must be [batch >= 1, n_local={self.plan.n_local}, latent], "
+                f"got shape {tuple(shape)}"
+            )
+        name = str(dtype).replace("torch.", "")
+        if name not in ("float32", "float64"):
+            raise TypeError(f"halo exchange supports float32 and float64, got {name}")
 
     def start(self, z_local: Any) -> None:
         """Post the receives and sends of one exchange of ``z_local [B, n_local, L]``."""
         if self._pending is not None:
             raise RuntimeError("HaloExchange.start called twice without wait(); call wait() first")
+        if _is_torch(z_local):
+            mode = self.transport_for(z_local.device).split(" ")[0]
+            if mode in ("staged", "device"):
+                self._check(tuple(z_local.shape), z_local.dtype)
+                self._pending = ("torch", self._start_torch(z_local.detach(), staged=mode == "staged"))
+                return
+        self._pending = ("host", self._start_host(z_local))
+
+    def _start_host(self, z_local: Any) -> tuple:
         as_torch = _is_torch(z_local)
         device = z_local.device if as_torch else None
         z = z_local.detach().cpu().numpy() if as_torch else np.asarray(z_local)
-        if z.ndim != 3 or z.shape[1] != self.plan.n_local or z.shape[0] < 1:
-            raise ValueError(
-                f"rank {self.plan.rank}: z_local must be [batch >= 1, n_local={self.plan.n_local}, latent], "
-                f"got shape {tuple(z.shape)}"
-            )
-        if z.dtype not in (np.float32, np.float64):
-            raise TypeError(f"halo exchange supports float32 and float64, got {z.dtype}")
+        self._check(z.shape, z.dtype)
         z = np.ascontiguousarray(z)
         batch, _, latent = z.shape
         recv_bufs, requests = [], []
@@ -223,14 +278,41 @@ class HaloExchange:
             buf = np.ascontiguousarray(np.take(z, positions, axis=1))
             send_bufs.append(buf)  # kept alive until wait(): MPI reads it asynchronously
             requests.append(self.comm.Isend(buf, dest=peer, tag=self.tag))
-        self._pending = (z, recv_bufs, send_bufs, requests, as_torch, device, z_local)
+        return (z, recv_bufs, send_bufs, requests, as_torch, device)
+
+    def _start_torch(self, z: Any, staged: bool) -> tuple:
+        torch = sys.modules["torch"]
+        z = z.contiguous()
+        batch, _, latent = z.shape
+        key = (batch, latent, z.dtype, z.device, staged)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            bufs = self._buffers[key] = _TorchBuffers(self.plan, batch, latent, z.dtype, z.device, staged)
+        packed = [z.index_select(1, positions) for positions in bufs.send_positions]  # on z's device
+        if staged:
+            for host, dev in zip(bufs.send_host, packed):
+                host.copy_(dev, non_blocking=bufs.pinned)
+        if z.device.type == "cuda" and (self.plan.send or self.plan.recv):
+            # MPI knows no CUDA streams: the packed cells (and the copies of the last exchange out of
+            # the reused receive buffers) must be complete before MPI touches any buffer
+            torch.cuda.current_stream(z.device).synchronize()
+        sends = bufs.send_host if staged else packed
+        recvs = bufs.recv_host if staged else bufs.recv_device
+        requests = [self.comm.Irecv(_mpi_buffer(buf), source=peer, tag=self.tag)
+                    for (peer, _, _), buf in zip(self.plan.recv, recvs)]
+        requests += [self.comm.Isend(_mpi_buffer(buf), dest=peer, tag=self.tag)
+                     for (peer, _), buf in zip(self.plan.send, sends)]
+        return (z, bufs, packed, requests, staged)
 
     def wait(self) -> Any:
         """Complete the exchange; return ``z_src [B, n_local + n_halo, L]``."""
         if self._pending is None:
             raise RuntimeError("HaloExchange.wait called without start()")
-        z, recv_bufs, _send_bufs, requests, as_torch, device, z_local = self._pending
+        kind, pending = self._pending
         self._pending = None
+        if kind == "torch":
+            return self._wait_torch(*pending)
+        z, recv_bufs, _send_bufs, requests, as_torch, device = pending
         for req in requests:
             req.Wait()
         z_src = np.concatenate([z, *recv_bufs], axis=1) if recv_bufs else z.copy()
@@ -239,7 +321,46 @@ class HaloExchange:
             return torch.from_numpy(z_src).to(device=device)
         return z_src
 
+    def _wait_torch(self, z: Any, bufs: "_TorchBuffers", _packed: list, requests: list, staged: bool) -> Any:
+        torch = sys.modules["torch"]
+        for req in requests:
+            req.Wait()
+        if staged:
+            halo = [host.to(z.device, non_blocking=bufs.pinned) for host in bufs.recv_host]
+        else:
+            halo = bufs.recv_device
+        return torch.cat([z, *halo], dim=1)
+
     def exchange(self, z_local: Any) -> Any:
         """``start(z_local)`` then ``wait()``."""
         self.start(z_local)
         return self.wait()
+
+
+def _mpi_buffer(t: Any) -> Any:
+    """What MPI is given for tensor ``t``: a numpy view of host memory, the tensor itself on a device
+    (mpi4py reads CUDA tensors through ``__dlpack__`` / ``__cuda_array_interface__``)."""
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+class _TorchBuffers:
+    """The buffers of the torch transports for one ``(batch, latent, dtype, device)``, kept between exchanges.
+
+    ``send_positions``: per peer, ``[count]`` int64 on the device; ``send_host`` / ``recv_host``:
+    per peer ``[batch, count, latent]`` host tensors (pinned on a CUDA device) for ``'staged'``;
+    ``recv_device``: per peer ``[batch, count, latent]`` device tensors for ``'device'``.
+    """
+
+    def __init__(self, plan: HaloPlan, batch: int, latent: int, dtype: Any, device: Any, staged: bool):
+        torch = sys.modules["torch"]
+        self.pinned = staged and device.type == "cuda"
+        self.send_positions = [torch.tensor(np.asarray(p), dtype=torch.int64, device=device) for _, p in plan.send]
+        if staged:
+            host = {"dtype": dtype, "device": "cpu", "pin_memory": self.pinned}
+            self.send_host = [torch.empty((batch, p.size, latent), **host) for _, p in plan.send]
+            self.recv_host = [torch.empty((batch, count, latent), **host) for _, _, count in plan.recv]
+            self.recv_device = []
+        else:
+            self.send_host, self.recv_host = [], []
+            self.recv_device = [torch.empty((batch, count, latent), dtype=dtype, device=device)
+                                for _, _, count in plan.recv]

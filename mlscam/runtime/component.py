@@ -108,7 +108,7 @@ class Component:
         self.layout: ColumnLayout = ckpt.layout
         self.grid: LatLonGrid = grid or ckpt.grid
         self.dt_seconds = float(ckpt.dt_seconds)
-        self.chunk_size = int(ckpt.config.model.chunk_size)
+        self.chunk_size = int(config.rollout.chunk_size or ckpt.config.model.chunk_size)
         setup.check_interval(comm, config, interval, self.dt_seconds)
         self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds)
         self.tile: Tile = self.decomposition.tiles[self.rank]
@@ -127,15 +127,19 @@ class Component:
             self._was_deterministic = configure_torch(self.device, self.threads,
                                                       deterministic=config.parallel.deterministic)
             t, plan = self.tile, self.plan
-            domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, self._timed_exchange)
+            # a rank with no peers (one rank) owns its whole stencil: no exchange (it would only copy z)
+            exchange = self._timed_exchange if plan.send or plan.recv else None
+            domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, exchange)
             return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
                             self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0,
-                            latent_filter=LatentFilter.of(ckpt.config.model, config.rollout))
+                            latent_filter=LatentFilter.of(ckpt.config.model, config.rollout),
+                            precision=config.rollout.precision, cuda_graph=config.parallel.cuda_graph)
 
         self.emulator = collect(comm, build, "Component.init (model)")
         self.blas_mode = self.emulator.blas_mode
         self.step_count = 0
-        self.timings = {"exchange": 0.0, "compute": 0.0}  # seconds spent in step(), this rank
+        self._timings = {"exchange": 0.0, "compute": 0.0}  # seconds spent in step(), this rank
+        self._gpu_spans: list[tuple[Any, Any, float]] = []  # CUDA (start, end, exchange s) of steps not yet read
         self.initial_time = None
         self.time_units = "hours since 2000-01-01 00:00:00"
         self.calendar = "standard"
@@ -156,6 +160,28 @@ class Component:
     @property
     def model(self):
         return self.emulator.model if self.emulator is not None else None
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds this rank spent in :meth:`step`: ``{'exchange': halo exchanges, 'compute': the rest}``.
+
+        On a GPU the steps are timed with CUDA events and read here (the only place that waits
+        for the GPU), so :meth:`step` itself never synchronises with the host. The dict may be
+        reset in place (``c.timings.update(exchange=0.0, compute=0.0)``).
+        """
+        if self._gpu_spans:
+            spans, self._gpu_spans = self._gpu_spans, []
+            for start, end, exchanged in spans:
+                end.synchronize()
+                self._timings["compute"] += max(0.0, start.elapsed_time(end) / 1e3 - exchanged)
+        return self._timings
+
+    @property
+    def halo_transport(self) -> str:
+        """How this rank's halo exchange moves latents on its device (``'none'`` on one rank)."""
+        if self.emulator is not None and self.emulator.domain.exchange is None:
+            return "none (one rank)"
+        return self._exchange.transport_for(self.device)
 
     @property
     def has_state(self) -> bool:
@@ -198,7 +224,7 @@ class Component:
         """The halo exchange of the engine's step, timed into ``timings['exchange']``."""
         t0 = time.perf_counter()
         z_src = self._exchange.exchange(z)
-        self.timings["exchange"] += time.perf_counter() - t0
+        self._timings["exchange"] += time.perf_counter() - t0
         return z_src
 
     def _encode(self, x: np.ndarray) -> torch.Tensor:
@@ -302,12 +328,19 @@ class Component:
         self._collect(check, "step", Status.NO_STATE, caller_error)
         if n == 0:
             return
-        t0, exchanged = time.perf_counter(), self.timings["exchange"]
+        on_gpu = self.device.type == "cuda"
+        t0, exchanged = time.perf_counter(), self._timings["exchange"]
+        if on_gpu:  # timed with events, read by `timings`: no host synchronisation here
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
         z_prev = self.emulator.step(self._z, int(n) - 1)
         self._z, self._z_prev = self.emulator.step(z_prev, 1), z_prev
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.timings["compute"] += time.perf_counter() - t0 - (self.timings["exchange"] - exchanged)
+        if on_gpu:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._gpu_spans.append((start, end, self._timings["exchange"] - exchanged))
+        else:
+            self._timings["compute"] += time.perf_counter() - t0 - (self._timings["exchange"] - exchanged)
         self.step_count += int(n)
 
     # ------------------------------------------------------------------- get
@@ -410,5 +443,6 @@ def describe(c: Component) -> str:
     """The one-line start-up summary of a rank: rank, tile bounds, device, threads."""
     t = c.tile
     return (f"rank {c.rank} of {c.size}: tile lat [{t.lat0}, {t.lat1}) lon [{t.lon0}, {t.lon1}) "
-            f"({t.nlat}x{t.nlon} columns, {c.plan.halo_size} halo), device {c.device}, threads {c.threads}")
+            f"({t.nlat}x{t.nlon} columns, {c.plan.halo_size} halo), device {c.device}, threads {c.threads}, "
+            f"step {c.emulator.step_mode}, halo {c.halo_transport}")
 

@@ -67,6 +67,37 @@ def check_halo(comm, out_dir: str | None) -> list[str]:
     return problems
 
 
+def check_torch_transports(comm) -> list[str]:
+    """The torch transports ('staged': host buffers, pinned on a GPU; 'device': the buffers handed to MPI)
+    give the numpy exchange's bits; on a GPU the automatic choice too; CUDA-aware detection answers."""
+    import torch
+
+    from mlscam.parallel import HaloExchange, HaloPlan
+    from mlscam.parallel.cuda_aware import cuda_aware_mpi
+
+    rank = comm.Get_rank()
+    problems = []
+    aware, why = cuda_aware_mpi(comm)
+    if not isinstance(aware, bool) or not why:
+        problems.append(f"cuda_aware_mpi gave {(aware, why)}")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dtype in ("float32", "float64"):
+        z_global = global_field(dtype)
+        for d in decompositions(comm.Get_size()).values():
+            plan = HaloPlan.build(d, rank)
+            local = z_global[:, d.local_columns(rank)]
+            ref = HaloExchange(plan, comm).exchange(local)
+            for device in devices:
+                transports = ["staged", "device"] if device == "cpu" else ["auto", "staged"] + (["device"] if aware else [])
+                for transport in transports:
+                    ex = HaloExchange(plan, comm, transport=transport)
+                    for _ in range(2):  # the second exchange reuses the kept buffers
+                        got = ex.exchange(torch.from_numpy(local).to(device)).cpu().numpy()
+                    if not np.array_equal(got, ref):
+                        problems.append(f"{transport} on {device} {dtype}: differs from the numpy exchange")
+    return problems
+
+
 def check_agree(comm) -> list[str]:
     from mlscam.parallel import agree
 
@@ -102,7 +133,8 @@ def main(argv: list[str]) -> int:
 
     comm = MPI.COMM_WORLD
     out_dir = argv[1] if len(argv) > 1 else None
-    for check in (lambda: check_halo(comm, out_dir), lambda: check_agree(comm), lambda: check_node_local(comm)):
+    for check in (lambda: check_halo(comm, out_dir), lambda: check_torch_transports(comm), lambda: check_agree(comm),
+                  lambda: check_node_local(comm)):
         try:
             problems = check()
         except Exception as exc:  # noqa: BLE001 - reported collectively below
