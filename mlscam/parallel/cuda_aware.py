@@ -81,7 +81,9 @@ def _ompi_query() -> int | None:
 
 def cuda_aware_mpi(comm: Any) -> tuple[bool, str]:
     """``(cuda_aware, reason)`` for ``comm``'s MPI library (see the module docstring). Local, not collective."""
-    if not type(comm).__module__.startswith("mpi4py"):
+    from .world import is_mpi
+
+    if not is_mpi(comm):
         return decide(None, os.environ)
     from mpi4py import MPI
 
