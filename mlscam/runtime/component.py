@@ -29,7 +29,6 @@ depend on the number of ranks (bit for bit).
 from __future__ import annotations
 
 import datetime as _dt
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +46,7 @@ from mlscam.status import Status
 
 from . import files, setup
 from .collective import ComponentError, LocalError, check_array, collect
+from .timing import StepTimer
 
 __all__ = ["Component", "ComponentError", "Status", "describe"]
 
@@ -121,6 +121,7 @@ class Component:
 
         # choose_device / choose_threads are collective; a local failure (no CUDA) is agreed on below.
         self.device, self.threads = collect(comm, device_and_threads, "Component.init (device)")
+        self._timer = StepTimer(self.device)  # seconds in step(), this rank
 
         def build() -> Emulator:
             # the process-wide torch settings of the component's lifetime (finalize restores determinism)
@@ -128,7 +129,7 @@ class Component:
                                                       deterministic=config.parallel.deterministic)
             t, plan = self.tile, self.plan
             # a rank with no peers (one rank) owns its whole stencil: no exchange (it would only copy z)
-            exchange = self._timed_exchange if plan.send or plan.recv else None
+            exchange = self._timer.timed(self._exchange.exchange) if plan.send or plan.recv else None
             domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, exchange)
             return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
                             self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0,
@@ -138,8 +139,6 @@ class Component:
         self.emulator = collect(comm, build, "Component.init (model)")
         self.blas_mode = self.emulator.blas_mode
         self.step_count = 0
-        self._timings = {"exchange": 0.0, "compute": 0.0}  # seconds spent in step(), this rank
-        self._gpu_spans: list[tuple[Any, Any, float]] = []  # CUDA (start, end, exchange s) of steps not yet read
         self.initial_time = None
         self.time_units = "hours since 2000-01-01 00:00:00"
         self.calendar = "standard"
@@ -163,18 +162,9 @@ class Component:
 
     @property
     def timings(self) -> dict[str, float]:
-        """Seconds this rank spent in :meth:`step`: ``{'exchange': halo exchanges, 'compute': the rest}``.
-
-        On a GPU the steps are timed with CUDA events and read here (the only place that waits
-        for the GPU), so :meth:`step` itself never synchronises with the host. The dict may be
-        reset in place (``c.timings.update(exchange=0.0, compute=0.0)``).
-        """
-        if self._gpu_spans:
-            spans, self._gpu_spans = self._gpu_spans, []
-            for start, end, exchanged in spans:
-                end.synchronize()
-                self._timings["compute"] += max(0.0, start.elapsed_time(end) / 1e3 - exchanged)
-        return self._timings
+        """Seconds this rank spent in :meth:`step`: ``{'exchange': halo exchanges, 'compute': the rest}``
+        (:class:`~mlscam.runtime.timing.StepTimer`: on a GPU read here, never synchronised in a step)."""
+        return self._timer.seconds
 
     @property
     def halo_transport(self) -> str:
@@ -219,13 +209,6 @@ class Component:
     def _tile_shape(self, width: int | None = None) -> tuple[int, ...]:
         shape = (self.tile.nlat, self.tile.nlon)
         return shape if width is None else shape + (width,)
-
-    def _timed_exchange(self, z: torch.Tensor) -> torch.Tensor:
-        """The halo exchange of the engine's step, timed into ``timings['exchange']``."""
-        t0 = time.perf_counter()
-        z_src = self._exchange.exchange(z)
-        self._timings["exchange"] += time.perf_counter() - t0
-        return z_src
 
     def _encode(self, x: np.ndarray) -> torch.Tensor:
         """``x [nlat_t, nlon_t, n_state]`` physical -> ``z [nlat_t, nlon_t, L]``."""
@@ -307,12 +290,8 @@ class Component:
 
     def set_state_from_file(self, path, time_index: int = 0) -> None:
         """Read ONLY this rank's tile at ``time_index`` of a NetCDF file, encode it, take its valid time."""
-        def read():
-            x, time, units, calendar = self._read_tile(str(path), int(time_index))
-            check_array(x, self._tile_shape(self.n_state), f"the initial state of {path} at time index {time_index}")
-            return x, time, units, calendar
-
-        x, time, units, calendar = self._collect(read, "set_state_from_file", Status.FILE)
+        x, time, units, calendar = self._collect(lambda: files.read_initial_tile(self, str(path), int(time_index)),
+                                                 "set_state_from_file", Status.FILE)
         self._set_encoded(x)
         self.initial_time, self.time_units, self.calendar = time, units, calendar
         self.step_count = 0
@@ -328,19 +307,9 @@ class Component:
         self._collect(check, "step", Status.NO_STATE, caller_error)
         if n == 0:
             return
-        on_gpu = self.device.type == "cuda"
-        t0, exchanged = time.perf_counter(), self._timings["exchange"]
-        if on_gpu:  # timed with events, read by `timings`: no host synchronisation here
-            start = torch.cuda.Event(enable_timing=True)
-            start.record()
-        z_prev = self.emulator.step(self._z, int(n) - 1)
-        self._z, self._z_prev = self.emulator.step(z_prev, 1), z_prev
-        if on_gpu:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            self._gpu_spans.append((start, end, self._timings["exchange"] - exchanged))
-        else:
-            self._timings["compute"] += time.perf_counter() - t0 - (self._timings["exchange"] - exchanged)
+        with self._timer.step():
+            z_prev = self.emulator.step(self._z, int(n) - 1)
+            self._z, self._z_prev = self.emulator.step(z_prev, 1), z_prev
         self.step_count += int(n)
 
     # ------------------------------------------------------------------- get
@@ -374,25 +343,12 @@ class Component:
 
     def gather_state(self, root: int = 0) -> np.ndarray | None:
         """The decoded global state ``[nlat, nlon, n_state]`` on ``root``, ``None`` elsewhere (collective)."""
-        x = self._decoded("gather_state")
-        parts = self.comm.gather((self.tile.bounds, x), root=root)
-        if self.rank != root:
-            return None
-        out = np.empty((self.grid.nlat, self.grid.nlon, self.n_state), x.dtype)
-        for (lat0, lat1, lon0, lon1), part in parts:
-            out[lat0:lat1, lon0:lon1] = part
-        return out
+        return files.gather_state(self, root)
 
     def gather_latent(self, root: int = 0) -> torch.Tensor | None:
         """The latents of the whole grid in global column order ``[nlat * nlon, L]`` on ``root`` (collective)."""
         self._collect(self._require_state, "gather_latent", Status.NO_STATE)
-        parts = self.comm.gather(self._z.reshape(self.tile.ncol, -1).detach().cpu().numpy(), root=root)
-        if self.rank != root:
-            return None
-        out = np.empty((self.grid.ncol, self.latent_dim), parts[0].dtype)
-        for r, part in enumerate(parts):
-            out[self.decomposition.local_columns(r)] = part
-        return torch.from_numpy(out)
+        return files.gather_latent(self, root)
 
     def write_output(self, path, attrs: dict | None = None) -> Path:
         """Write the current decoded state of the whole grid as a one-time CF NetCDF file (collective).

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from mlscam.restart import Restart
@@ -17,12 +18,13 @@ from mlscam.restart import read_restart as _read_restart_file
 from mlscam.restart import write_restart as _write_restart_file
 from mlscam.status import Status
 
-from .collective import LocalError
+from .collective import LocalError, check_array
 
 if TYPE_CHECKING:
     from .component import Component
 
-__all__ = ["read_tile", "write_output", "write_restart", "read_restart", "parse_time"]
+__all__ = ["read_tile", "read_initial_tile", "gather_state", "gather_latent", "write_output", "write_restart",
+           "read_restart", "parse_time"]
 
 #: netCDF4/HDF5 is not thread-safe: ranks of an in-process (fake) world read one at a time.
 _FILE_LOCK = threading.Lock()
@@ -63,6 +65,36 @@ def read_tile(c: "Component", path: str, time_index: int):
         t = c.tile
         x = src.read_tile(time_index, (t.lat0, t.lat1), (t.lon0, t.lon1), halo=0)
         return x, src.times[time_index], src.time_units, src.calendar
+
+
+def read_initial_tile(c: "Component", path: str, time_index: int):
+    """:func:`read_tile` through the component's ``_read_tile`` (tests replace it), checked (local)."""
+    x, time, units, calendar = c._read_tile(path, time_index)
+    check_array(x, (c.tile.nlat, c.tile.nlon, c.n_state), f"the initial state of {path} at time index {time_index}")
+    return x, time, units, calendar
+
+
+def gather_state(c: "Component", root: int) -> np.ndarray | None:
+    """The decoded global state ``[nlat, nlon, n_state]`` on ``root``, ``None`` elsewhere (collective)."""
+    x = c._decoded("gather_state")
+    parts = c.comm.gather((c.tile.bounds, x), root=root)
+    if c.rank != root:
+        return None
+    out = np.empty((c.grid.nlat, c.grid.nlon, c.n_state), x.dtype)
+    for (lat0, lat1, lon0, lon1), part in parts:
+        out[lat0:lat1, lon0:lon1] = part
+    return out
+
+
+def gather_latent(c: "Component", root: int) -> torch.Tensor | None:
+    """The latents of the whole grid in global column order ``[nlat * nlon, L]`` on ``root`` (collective)."""
+    parts = c.comm.gather(c._z.reshape(c.tile.ncol, -1).detach().cpu().numpy(), root=root)
+    if c.rank != root:
+        return None
+    out = np.empty((c.grid.ncol, c.latent_dim), parts[0].dtype)
+    for r, part in enumerate(parts):
+        out[c.decomposition.local_columns(r)] = part
+    return torch.from_numpy(out)
 
 
 def write_output(c: "Component", path: Path, attrs: dict | None) -> Path:
