@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
-from .plots import save_figure
+from .plots import save_figure, wavenumber_axes
 
 __all__ = ["plot_climate_bias", "plot_climate_spectra", "plot_global_mean"]
 
@@ -104,13 +103,7 @@ def plot_climate_spectra(result: dict, var: str, path) -> None:
     ax.loglog(k[1:], _arr(t["spectrum"])[1:], color="k", ls="--", label=f"truth (share above T{T}: {_share(t)})")
     ax.axvline(T, color="0.4", lw=1, ls=":")
     ax.text(T, 0.02, f" T{T}", transform=ax.get_xaxis_transform(), fontsize=8, color="0.3")
-    ticks = [x for x in (1, 2, 3, 4, 6, 10, 20, 30, 50, 100, 200, 500) if x <= k[-1]]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    u = result["meta"]["units"].get(var, "")
-    ax.set_xlabel("zonal wavenumber k")
-    ax.set_ylabel(f"power [({u})$^2$]" if u else "power")
+    wavenumber_axes(ax, k[-1], result["meta"]["units"].get(var, ""))
     ax.set_title(f"Zonal power spectrum of the {var} eddies\n(time mean, area-weighted latitude mean, level mean)",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")

@@ -21,6 +21,16 @@ _STYLE = {"forecast": dict(color="C0", ls="-", marker="o", ms=3),
           "climatology": dict(color="C2", ls=":")}
 
 
+
+def wavenumber_axes(ax, kmax: float, units: str) -> None:
+    """Log-scale zonal-wavenumber axis with integer ticks up to ``kmax``, and the power label in ``units``."""
+    ticks = [t for t in (1, 2, 3, 4, 6, 10, 20, 30, 50, 100, 200, 500) if t <= kmax]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("zonal wavenumber k")
+    ax.set_ylabel(f"power [({units})$^2$]" if units else "power")
+
 def save_figure(fig: Figure, path) -> None:
     """Render ``fig`` to PNG and move it into place atomically."""
     FigureCanvasAgg(fig)
@@ -145,13 +155,7 @@ def plot_spectra(result: dict, var: str, path, level: str | None = None, max_lea
         t = np.array(sp["truth"][lead], float)
         ax.loglog(k[1:], f[1:], color=f"C{n}", label=f"forecast, lead {float(lead):g} h")
         ax.loglog(k[1:], t[1:], color=f"C{n}", ls="--", label=f"truth, lead {float(lead):g} h")
-    u = result["meta"].get("units", {}).get(var, "")
-    ticks = [t for t in (1, 2, 3, 4, 6, 10, 20, 30, 50, 100, 200, 500) if t <= k[-1]]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("zonal wavenumber k")
-    ax.set_ylabel(f"power [({u})$^2$]" if u else "power")
+    wavenumber_axes(ax, k[-1], result["meta"].get("units", {}).get(var, ""))
     ax.set_title(f"Zonal power spectrum of {var}, {_level_label(level)}\n(area-weighted mean over latitude)",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
