@@ -201,6 +201,9 @@ class TrainConfig(Group):
     GROUP: ClassVar[str] = "train"
     mode: str = _f("global", "'single_column', 'global' or 'global_rollout'")
     rollout_steps: int = _f(4, "latent steps unrolled in 'global_rollout'")
+    pushforward_steps: int = _f(0, "'global_rollout': latent steps run WITHOUT gradients before the rollout_steps "
+                                   "with losses, so the model learns from its own drifted states (the "
+                                   "'pushforward' trick); windows of pushforward_steps + rollout_steps + 1 states")
     batch_size: int = _f(4, "samples per optimizer step (times, or tiles in 'single_column')")
     max_steps: int = _f(1000, "optimizer steps")
     lr: float = _f(1e-3, "peak learning rate (AdamW)")
@@ -229,7 +232,10 @@ class TrainConfig(Group):
         self._choice("mode", ("single_column", "global", "global_rollout"))
         self._choice("schedule", ("cosine", "linear", "constant"))
         self._positive("rollout_steps", "batch_size", "lr", "val_batches", "checkpoint_every")
-        self._at_least(0, "max_steps", "warmup_steps", "val_every", "early_stopping_patience", "seed")
+        self._at_least(0, "max_steps", "warmup_steps", "val_every", "early_stopping_patience", "seed",
+                       "pushforward_steps")
+        self._require(self.pushforward_steps == 0 or self.mode == "global_rollout", "pushforward_steps",
+                      "applies to mode = 'global_rollout' only; set 0 or use that mode")
         self._at_least(0.0, "weight_decay", "clip_grad_norm")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",

@@ -186,3 +186,20 @@ def test_init_partial_loads_matching_tensors_of_another_model(problem, tmp_path)
         if k.startswith(("encoder.", "decoder.", "tendency_decoder.")) or k == "mixer.crossed_embedding":
             assert torch.equal(a[k], b[k]), k  # the trained parts come over ...
     assert b["mixer.stencil.weight"].shape == (24, 9 * 16) != a["mixer.stencil.weight"].shape  # ... the wider mixer is fresh
+
+
+def test_pushforward_windows_hold_the_pushforward_and_the_graded_steps(problem, tmp_path):
+    """&train pushforward_steps = 2 with rollout_steps = 3: batches of 2 + 3 + 1 states; training runs;
+    an init_from run with the latent filter on (a runtime key of &model) loads the same weights."""
+    first = build_trainer(make_config(problem, "global", 2, out=tmp_path / "a"))
+    first.run()
+    ck = tmp_path / "a" / "ck" / "last.pt"
+    cfg = make_config(problem, "global_rollout", 2, out=tmp_path / "b",
+                      overrides=["train.pushforward_steps=2", f"train.init_from={ck}", "model.latent_filter=0.1"])
+    trainer = build_trainer(cfg)
+    assert trainer.train_batches(0)["x"].shape[1] == 2 + 3 + 1
+    a, b = first.model.state_dict(), trainer.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert trainer.objective.engine.damping is not None
+    result = trainer.run()
+    assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])

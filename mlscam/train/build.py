@@ -62,7 +62,7 @@ def _batches(cfg: Config, source, val_source, tile: TileContext, layout) -> tupl
                                     n_state=layout.n_state, n_static=layout.n_static)
         val = owned(OnTheFlyTiles(val_source, seed=t.seed + 1), 1) if val_source is not None else None
         return owned(_tile_store(cfg, source, seed=t.seed), 0), val
-    steps = t.rollout_steps if t.mode == "global_rollout" else 1
+    steps = t.pushforward_steps + t.rollout_steps if t.mode == "global_rollout" else 1
     val = (TiledGlobalBatches(val_source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed, stream=1)
            if val_source is not None else None)
     return TiledGlobalBatches(source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed), val

@@ -79,7 +79,7 @@ class Trainer:
             model=self.model, layout=layout, grid=grid, normalization=normalization,
             loss=config.loss.build(), mode=t.mode, chunk_size=config.model.chunk_size,
             latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, tile=self.tile,
-            latent_filter=LatentFilter.of(config.model),
+            latent_filter=LatentFilter.of(config.model), pushforward_steps=t.pushforward_steps,
         )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

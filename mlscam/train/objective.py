@@ -58,6 +58,7 @@ class Objective:
     reduce: Any = None
     tile: Any = None
     latent_filter: LatentFilter | None = None  # the step's grid-scale damping (&model latent_filter)
+    pushforward_steps: int = 0  # global_rollout: steps without gradients before the graded ones
 
     def __post_init__(self):
         domain = None if self.tile is None else self.tile.domain()
@@ -135,15 +136,21 @@ class Objective:
 
     def _global(self, batch):
         e = self.engine
-        x = batch["x"]  # [B, K+1, nlat, nlon, S]
+        x = batch["x"]  # [B, P+K+1, nlat, nlon, S]
         kp1 = x.shape[1]
-        xn = e.norm.apply(x).flatten(2, 3)  # [B, K+1, ncol, S]; ncol = own columns on a tile
+        p = self.pushforward_steps if self.mode == "global_rollout" else 0
+        if kp1 <= p + 1:
+            raise ValueError(f"a batch of {kp1} states has no graded step after {p} pushforward steps")
+        xn = e.norm.apply(x).flatten(2, 3)  # [B, P+K+1, ncol, S]; ncol = own columns on a tile
         z = e.encode_normalized(xn[:, 0])  # the only encode of a state that is stepped
-        z_true_prev = z
+        if p:  # the model's own state after p steps, as a constant: no gradient through the pushforward
+            with torch.no_grad():
+                z = e.step(z, p)
+        z_true_prev = e.encode_normalized(xn[:, p]) if (p and self.latent_truth) else z
         pred_prev = e.decode_normalized(z) if ("increment" in self.loss.weights) else None
         total = 0.0
         sums: dict[str, float] = {}
-        for k in range(1, kp1):
+        for k in range(p + 1, kp1):
             z, dz = e.step_once(z)  # halo exchange (tile-parallel), then the mixer
             pred = e.decode_normalized(z)
             dx = (x[:, k] - x[:, k - 1]).flatten(1, 2)
@@ -159,7 +166,7 @@ class Objective:
             total = total + loss_k
             for name, v in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(v)
-        steps = kp1 - 1
+        steps = kp1 - 1 - p
         return total / steps, {name: v / steps for name, v in sums.items()}
 
 
