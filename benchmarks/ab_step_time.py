@@ -1,7 +1,7 @@
 """The latent step time of two source trees, side by side in one run (before/after a change).
 
-    git worktree add /tmp/before <commit>
-    python benchmarks/ab_step_time.py --tree before=/tmp/before --tree after=. [--rounds 7] [--out FILE]
+    git worktree add ../before <commit>
+    python benchmarks/ab_step_time.py --tree before=../before --tree after=. [--rounds 7] [--out FILE]
 
 Each measurement runs in a fresh child process whose working directory is the
 tree, so that tree's ``mlscam`` is imported; it builds the demo ``Emulator``
