@@ -35,7 +35,7 @@ from mlscam.atomic import atomic_path, temp_path_beside
 __all__ = [
     "CONVENTIONS", "CF_ATTRIBUTES", "cf_attributes", "AtomicDataset", "atomic_dataset", "to_netcdf_atomic",
     "add_dimensions", "add_variable", "add_coordinate", "add_bounds", "add_lat_lon", "add_field",
-    "set_global_attributes", "attribute_value",
+    "set_global_attributes", "attribute_value", "add_sigma_coordinate",
 ]
 
 #: The ``Conventions`` global attribute of every CF file mlscam writes.
@@ -204,6 +204,27 @@ def add_lat_lon(ds, grid, *, bounds_dim: str | None = None) -> None:
         add_coordinate(ds, "lat", grid.lat_array(), bounds="lat_bnds")
         add_bounds(ds, "lat_bnds", grid.lat_bounds(), "lat", bounds_dim)
     add_coordinate(ds, "lon", grid.lon_array())
+
+
+def add_sigma_coordinate(ds, levels, *, ps: str | None = None, ps_units: str = "Pa"):
+    """The sigma coordinate ``level`` (CF 4.3.3, Appendix D "atmosphere_sigma_coordinate").
+
+    With ``ps`` (the name of the file's surface pressure variable), ``level``
+    gets ``formula_terms = "sigma: level ps: <ps> ptop: ptop"`` and
+    ``computed_standard_name = "air_pressure"``, and a scalar ``ptop = 0`` (in
+    ``ps_units``, the units of ``ps`` as CF requires) is added, so CF tools
+    compute the pressure ``p = ptop + sigma * (ps - ptop)``.  Without ``ps`` the
+    file has no surface pressure: ``formula_terms`` is left out (CF requires
+    every term to name a variable of the file), and ``level`` stays a plain
+    sigma coordinate that CF tools cannot turn into pressure.
+    The dimension ``level`` must exist.  Returns the ``level`` variable.
+    """
+    if ps is None:
+        return add_coordinate(ds, "level", np.asarray(levels, dtype=np.float64))
+    var = add_coordinate(ds, "level", np.asarray(levels, dtype=np.float64),
+                         formula_terms=f"sigma: level ps: {ps} ptop: ptop", computed_standard_name="air_pressure")
+    add_variable(ds, "ptop", (), 0.0, attrs=cf_attributes("ptop", ps_units))
+    return var
 
 
 def add_field(ds, name: str, dims: tuple[str, ...], *, units: str | None = None, extra: Mapping[str, Any] | None = None,

@@ -16,8 +16,8 @@ import numpy as np
 from .. import __version__
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
-from .cf import (CONVENTIONS, AtomicDataset, add_coordinate, add_dimensions, add_field, add_lat_lon, cf_attributes,
-                 set_global_attributes)
+from .cf import (CONVENTIONS, AtomicDataset, add_coordinate, add_dimensions, add_field, add_lat_lon, add_sigma_coordinate,
+                 cf_attributes, set_global_attributes)
 
 __all__ = ["ForecastWriter", "cf_attributes"]
 
@@ -51,7 +51,11 @@ class ForecastWriter:
                        units=time_units, calendar=calendar)
         add_lat_lon(ds, grid, bounds_dim="bnds")
         if layout.variables_3d:
-            add_coordinate(ds, "level", np.asarray(layout.levels))
+            # CF 4.3.3 atmosphere_sigma_coordinate: formula_terms only when the file has the surface pressure
+            # (every term must name a variable of the file); without it level stays a bare sigma coordinate
+            ps = "surface_pressure" if "surface_pressure" in layout.variables_2d else None
+            add_sigma_coordinate(ds, layout.levels, ps=ps,
+                                 ps_units=layout.units_of("surface_pressure") if ps else "Pa")
         self._vars = {}
         for name in layout.variables:
             dims = ("time", "level", "lat", "lon") if name in layout.variables_3d else ("time", "lat", "lon")
