@@ -253,6 +253,8 @@ class RolloutConfig(Group):
     start_time: int = _f(0, "time index of the initial state in input_nc_path")
     num_steps: int = _f(40, "model steps to run")
     output_every: int = _f(4, "decode and write every this many steps")
+    output_initial: bool = _f(False, "also write the decoded initial state (lead 0: the state the run starts from) "
+                                     "as the first record; with num_steps = 0 it is the only one")
     restart_in: str = _f("", "restart file to continue from", path="input")
     restart_out: str = _f("", "restart file written at the end", path="output")
     allow_other_grid: bool = _f(False, "run a checkpoint on a grid other than its training grid")

@@ -228,3 +228,41 @@ def test_another_grid_needs_allow_other_grid(case, tmp_path, capsys):
                  "--set", "rollout.allow_other_grid=true", "--num-steps", "2"]) == 0
     with xr.open_dataset(out) as ds:
         assert ds["temperature"].shape == (1, 2, 8, 16) and np.isfinite(ds["temperature"].values).all()
+
+
+def test_output_initial_writes_the_decoded_initial_state_at_lead_0_first(case):
+    out = case["dir"] / "init0.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--start-time", "1", "--num-steps", "4",
+                 "--output-every", "2", "--output-initial"]) == 0
+    em = serial_emulator(case["ckpt"])
+    x0 = torch.from_numpy(initial_states()[1])
+    ref = [x.numpy() for _, x in em.rollout(x0, 4, output_every=2)]
+    with xr.open_dataset(out) as ds:
+        assert ds.lead_time.values.tolist() == [0.0, 12.0, 24.0]
+        assert [(t.day, t.hour) for t in ds.time.values] == [(1, 6), (1, 18), (2, 6)]  # initial time first
+        with torch.no_grad():
+            np.testing.assert_allclose(_state(ds, 0), em.decode(em.encode(x0)).numpy(), rtol=1e-6, atol=1e-6)
+        for k in range(2):
+            assert np.array_equal(_state(ds, k + 1), ref[k])
+
+
+def test_num_steps_0_with_output_initial_writes_the_initial_state_alone(case):
+    out = case["dir"] / "only0.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--num-steps", "0", "--output-initial"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["time"] == 1 and ds.lead_time.values.tolist() == [0.0]
+        assert np.isfinite(_state(ds, 0)).all()
+
+
+def test_num_steps_0_without_output_initial_is_an_error_that_says_what_to_do(case, tmp_path, capsys):
+    out = tmp_path / "none.nc"
+    assert main([case["nml"], "--output-nc-path", str(out), "--num-steps", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: rollout.num_steps = 0") and "no times" in err
+    assert "--num-steps" in err and "--output-initial" in err and "output_initial = .true." in err
+    assert not out.exists()
+    nml = write_namelist(tmp_path / "zero.nml", case["ckpt"], case["init"], out, num_steps=0)
+    assert main([str(nml)]) == 1 and "rollout.num_steps = 0" in capsys.readouterr().err
+    assert main([str(nml), "--output-initial"]) == 0  # the namelist's 0 steps with the flag
+    with xr.open_dataset(out) as ds:
+        assert ds.lead_time.values.tolist() == [0.0]

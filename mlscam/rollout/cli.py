@@ -35,14 +35,28 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     for flag, key in FLAGS.items():
         parser.add_argument(flag, dest=key, default=None, metavar=key.upper(),
                             help=f"overrides &rollout {key}")
+    parser.add_argument("--output-initial", dest="output_initial", action="store_const", const=True, default=None,
+                        help="sets &rollout output_initial = .true.: the decoded initial state is the first record "
+                             "(lead 0)")
     return parser
 
 
 def load(args: argparse.Namespace) -> Config:
-    """The Config of the namelist with ``--set`` overrides, then the ``&rollout`` flags (flags win)."""
+    """The Config of the namelist with ``--set`` overrides, then the ``&rollout`` flags (flags win).
+
+    Raises ConfigError also for ``num_steps = 0`` without ``output_initial`` (a forecast without times).
+    """
     flags = [f"rollout.{key}={getattr(args, key)}" for key in FLAGS.values() if getattr(args, key) is not None]
+    if getattr(args, "output_initial", None):
+        flags.append("rollout.output_initial=.true.")
     args = argparse.Namespace(**{**vars(args), "overrides": list(args.overrides or []) + flags})
-    return config_from_args(args)
+    cfg = config_from_args(args)
+    # checked here, on the final values, not per group: a namelist num_steps = 0 with --output-initial is fine
+    if cfg.rollout.num_steps == 0 and not cfg.rollout.output_initial:
+        raise ConfigError("rollout.num_steps = 0: the forecast would have no times; run at least one step "
+                          "(--num-steps N, &rollout num_steps), or write the initial state (lead 0) alone with "
+                          "--output-initial (&rollout output_initial = .true.)")
+    return cfg
 
 
 def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callable[[], Any],
@@ -85,6 +99,7 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
             component.set_state_from_file(r.input_nc_path, r.start_time)
         path = run_forecast(component, num_steps=r.num_steps, output_every=r.output_every,
                             output_path=r.output_nc_path, restart_out=r.restart_out or None,
+                            output_initial=r.output_initial,
                             progress=cfg.output.progress,
                             attrs={"namelist_file": str(Path(args.namelist).resolve()),
                                    "initial_state": "" if r.restart_in else f"{r.input_nc_path} [{r.start_time}]",

@@ -50,7 +50,7 @@ def _agree(c: Component, ok: bool, message: str, what: str, status: int = Status
 
 def run_forecast(component: Component, *, num_steps: int, output_every: int, output_path,
                  restart_out=None, progress: bool = True, attrs: dict | None = None,
-                 root: int = 0) -> Path:
+                 root: int = 0, output_initial: bool = False) -> Path:
     """Advance ``component`` by ``num_steps`` and write the decoded states at output steps to ``output_path``.
 
     The state must be set (``set_state_from_file``, ``read_restart`` or
@@ -62,7 +62,10 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     times are the initial time plus ``step * dt``.  The file appears only when
     complete: on any failure every rank raises and no file is left at
     ``output_path``.  ``restart_out`` (optional) is written at the end, before
-    the forecast file is moved into place.
+    the forecast file is moved into place.  ``output_initial``: the first
+    record is the decoded state the run starts from (lead ``step * dt`` of the
+    current step; 0 unless continuing a restart).  ``num_steps = 0`` needs it:
+    a forecast without times is refused (``Status.BAD_ARGUMENT``).
 
     Returns the output path (on every rank).
     """
@@ -73,6 +76,10 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     ok, msg = True, ""
     if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 0:
         ok, msg = False, f"num_steps must be an integer >= 0, got {num_steps!r}"
+    elif num_steps == 0 and not output_initial:
+        ok, msg = False, ("num_steps is 0, so the forecast would have no times; run at least one step "
+                          "(--num-steps, &rollout num_steps), or write the initial state alone with "
+                          "output_initial=True (--output-initial, &rollout output_initial = .true.)")
     elif isinstance(output_every, bool) or int(output_every) != output_every or output_every < 1:
         ok, msg = False, f"output_every must be an integer >= 1, got {output_every!r}"
     elif not c.has_state:
@@ -82,7 +89,7 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     _agree(c, ok, msg, "arguments", Status.BAD_ARGUMENT)
 
     start = c.step_count
-    steps = output_steps(start, int(num_steps), int(output_every))
+    steps = ([start] if output_initial else []) + output_steps(start, int(num_steps), int(output_every))
     writer, bar = None, None
     try:
         ok, msg = True, ""
