@@ -82,6 +82,31 @@ class ColumnLayout:
             return slice(k, k + 1)
         raise KeyError(f"variable {name!r} is not in the column layout; it has {list(self.variables)}")
 
+    def feature_of(self, index: int) -> tuple[str, int | None]:
+        """The variable and level index (``None`` for a 2-D variable) of state-vector index ``index``.
+
+        >>> ColumnLayout(("u", "t"), ("ps",), (0.2, 0.5, 0.9)).feature_of(4)
+        ('t', 1)
+        >>> ColumnLayout(("u", "t"), ("ps",), (0.2, 0.5, 0.9)).feature_of(6)
+        ('ps', None)
+        """
+        index = int(index)
+        if not 0 <= index < self.n_state:
+            raise IndexError(f"state index {index} is outside 0..{self.n_state - 1}")
+        n3 = len(self.variables_3d) * self.nlev
+        if index < n3:
+            return self.variables_3d[index // self.nlev], index % self.nlev
+        return self.variables_2d[index - n3], None
+
+    def describe_feature(self, index: int) -> str:
+        """``"t level 1 (sigma 0.5)"`` or ``"ps"``: state-vector index ``index`` in words.
+
+        >>> ColumnLayout(("u", "t"), ("ps",), (0.2, 0.5, 0.9)).describe_feature(4)
+        't level 1 (sigma 0.5)'
+        """
+        name, level = self.feature_of(index)
+        return name if level is None else f"{name} level {level} (sigma {self.levels[level]:g})"
+
     def units_of(self, name: str) -> str:
         return dict(self.units).get(name, "1")
 

@@ -72,3 +72,24 @@ def test_constant_channel_is_a_clear_error(tmp_path):
     with open_source(DataConfig(files=(str(tmp_path / "c.nc"),))) as src:
         with pytest.raises(DataError, match=r"state standard deviation is 0 for channels \['surface_pressure'\]"):
             compute_stats(src, progress=False)
+
+
+def test_a_nan_names_file_variable_level_and_time_and_writes_nothing(tmp_path, capsys):
+    from mlscam.data.stats import main
+
+    good, bad = make_fields(3, GRID, 3, seed=0), make_fields(4, GRID, 3, seed=1)
+    bad["temperature"][2, 1, 3, 5] = np.nan  # time 2 of the second file, level 1
+    bad["temperature"][3, 0, 0, 0] = np.nan  # a later time: not the first
+    write_file(tmp_path / "a.nc", good, GRID, [0.0, 6.0, 12.0], levels=[0.2, 0.5, 0.9])
+    write_file(tmp_path / "b.nc", bad, GRID, [18.0, 24.0, 30.0, 36.0], levels=[0.2, 0.5, 0.9])
+    nml = tmp_path / "s.nml"
+    nml.write_text(f"&data\n  files = '{tmp_path / 'a.nc'}', '{tmp_path / 'b.nc'}'\n"
+                   f"  stats_path = '{tmp_path / 'st.nc'}'\n/\n&output\n  progress = .false.\n/\n")
+    assert main([str(nml)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'b.nc'}: temperature at level index 1 (sigma 0.5) ")
+    assert "at time index 2 " in err and "1 value(s)" in err and "Traceback" not in err
+    assert f"lat {GRID.lat_array()[3]:g}, lon {GRID.lon_array()[5]:g}" in err
+    assert "No statistics file was written" in err
+    assert not (tmp_path / "st.nc").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nc", "b.nc", "s.nml"]

@@ -106,6 +106,13 @@ class DataSource:
     def ntime(self) -> int:
         return len(self.times)
 
+    def locate(self, t: int) -> tuple[str, int]:
+        """The file holding global time index ``t`` and the index of that time within the file."""
+        n = int(np.searchsorted(self._starts, t, side="right")) - 1
+        if not 0 <= t < self.ntime:
+            raise IndexError(f"time {t} is outside 0..{self.ntime - 1}")
+        return self.paths[n], int(t - self._starts[n])
+
     # -- reads ------------------------------------------------------------------
     def _read(self, t: int, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         if k < 1 or t < 0 or t + k > self.ntime:
