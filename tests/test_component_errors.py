@@ -149,3 +149,42 @@ def test_restart_from_another_checkpoint_is_refused(case):
     c2 = Component.init(cfg, SelfComm())
     status, message = _outcome(lambda: c2.read_restart(case["dir"] / "r.pt"))
     assert status == Status.CHECKPOINT and "written with another checkpoint" in message
+
+
+def test_nan_in_the_initial_state_names_variable_level_and_global_cell(case):
+    k = LAYOUT.slice_of("temperature").start + 1  # temperature, level index 1
+    where = {}
+
+    def rank_fn(comm):
+        c = Component.init(case["cfg"], comm)
+        read = c._read_tile
+
+        def bad_read(path, time_index):
+            x, *rest = read(path, time_index)
+            if comm.Get_rank() == 1:
+                x = x.copy()
+                x[1, 2, k] = np.nan
+                where["cell"] = (c.tile.lat0 + 1, c.tile.lon0 + 2)
+            return (x, *rest)
+
+        c._read_tile = bad_read
+        return _outcome(lambda: c.set_state_from_file(str(case["init"]), 0))
+
+    outs = run_fake_world(4, rank_fn)
+    assert len(set(outs)) == 1
+    code, message = outs[0]
+    assert code == Status.NON_FINITE and "rank 1 of 4 failed" in message
+    lat, lon = where["cell"]
+    assert (f"first at temperature level 1 (sigma {LAYOUT.levels[1]:g}), global cell (lat index {lat}, "
+            f"lon index {lon})") in message, message
+    assert "tile index" not in message
+
+
+def test_layout_names_a_feature_index():
+    n = LAYOUT.nlev
+    assert LAYOUT.feature_of(0) == (LAYOUT.variables_3d[0], 0)
+    assert LAYOUT.feature_of(n + 1) == (LAYOUT.variables_3d[1], 1)
+    assert LAYOUT.feature_of(LAYOUT.n_state - 1) == (LAYOUT.variables_2d[-1], None)
+    assert LAYOUT.describe_feature(LAYOUT.n_state - 1) == LAYOUT.variables_2d[-1]
+    with pytest.raises(IndexError):
+        LAYOUT.feature_of(LAYOUT.n_state)

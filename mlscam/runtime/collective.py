@@ -72,8 +72,13 @@ def collect(comm: Any, fn: Callable[[], Any], what: str, default_status: int = S
     return result
 
 
-def check_array(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Shape, floating dtype and finite values of a host array (local check)."""
+def check_array(a: Any, shape: tuple[int, ...], what: str,
+                where: Callable[[tuple[int, ...]], str] | None = None) -> np.ndarray:
+    """Shape, floating dtype and finite values of a host array (local check).
+
+    ``where`` (optional) names the index of the first non-finite value in words
+    (e.g. variable, level and global cell); without it the tile index is given.
+    """
     if not isinstance(a, np.ndarray):
         raise LocalError(f"{what} must be a numpy array, got {type(a).__name__}", Status.ARGUMENT)
     if tuple(a.shape) != tuple(shape):
@@ -84,6 +89,7 @@ def check_array(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     bad = ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise LocalError(f"{what} has {int(bad.sum())} non-finite value(s) (NaN/Inf), first at tile index {idx}: "
+        at = f"tile index {idx}" if where is None else where(idx)
+        raise LocalError(f"{what} has {int(bad.sum())} non-finite value(s) (NaN/Inf), first at {at}: "
                          f"{a[idx]}; fix the input on this rank", Status.VALUE)
     return a

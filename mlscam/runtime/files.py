@@ -70,7 +70,13 @@ def read_tile(c: "Component", path: str, time_index: int):
 def read_initial_tile(c: "Component", path: str, time_index: int):
     """:func:`read_tile` through the component's ``_read_tile`` (tests replace it), checked (local)."""
     x, time, units, calendar = c._read_tile(path, time_index)
-    check_array(x, (c.tile.nlat, c.tile.nlon, c.n_state), f"the initial state of {path} at time index {time_index}")
+    t = c.tile
+
+    def where(idx: tuple[int, ...]) -> str:  # variable, level and global cell of the first non-finite value
+        j, i, k = idx
+        return f"{c.layout.describe_feature(k)}, global cell (lat index {t.lat0 + j}, lon index {t.lon0 + i})"
+
+    check_array(x, (t.nlat, t.nlon, c.n_state), f"the initial state of {path} at time index {time_index}", where)
     return x, time, units, calendar
 
 
