@@ -175,7 +175,7 @@ class Component:
 
     @property
     def has_state(self) -> bool:
-        return self._z is not None
+        return self._z is not None or self._pending_set == set(self.layout.variables)
 
     @property
     def valid_time(self):
@@ -197,6 +197,8 @@ class Component:
         return collect(self.comm, fn, f"Component.{what}", default_status, caller_error)
 
     def _require_state(self) -> None:
+        if self._pending_set == set(self.layout.variables):
+            self._set_encoded(self._pending)  # every variable was set: encode now (local; sets agree on every rank)
         if self._pending_set:
             missing = [v for v in self.layout.variables if v not in self._pending_set]
             raise LocalError(f"set_variable was called for {sorted(self._pending_set)} but not yet for {missing} "
@@ -255,7 +257,11 @@ class Component:
         """Set one variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` (3-D) or ``[tile.nlat, tile.nlon]``.
 
         The state is encoded once every variable of the layout has been set
-        since the last encode.
+        since the last encode, on the first call that needs it (step, get, restart):
+        setting a variable again before that replaces its values.  A refused set
+        (bad name, shape, dtype, a NaN; on any rank) changes nothing: the variables
+        accepted before it stay set, so setting the refused one again, or every
+        variable again in any order, completes the state.
         """
         def check() -> tuple[slice, np.ndarray]:
             if name not in self.layout.variables:
@@ -271,9 +277,6 @@ class Component:
             self._pending = np.zeros(self._tile_shape(self.n_state), np.float64)
         self._pending[..., where] = a
         self._pending_set.add(name)
-        if self._pending_set == set(self.layout.variables):
-            x = self._pending
-            self._set_encoded(x)
 
     def set_time(self, initial_time, time_units: str | None = None, calendar: str | None = None,
                  step_count: int = 0) -> None:

@@ -26,6 +26,13 @@ def load(comm: Any, config: Config | None, grid: LatLonGrid | None,
         if not Path(path).is_file():
             raise LocalError(f"checkpoint file not found: {path}; set &rollout checkpoint_path "
                              "(or --checkpoint-path)", Status.FILE)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:  # exists but cannot be opened (permissions): a file problem, not a checkpoint one
+            raise LocalError(f"checkpoint file cannot be read: {path} ({exc}); make it readable or set "
+                             "&rollout checkpoint_path (or --checkpoint-path)", Status.FILE) from None
+        # from here on a file that does not load is not a usable checkpoint: MLSCAM_ERR_CHECKPOINT (6)
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=config.rollout.allow_other_grid)
         return ckpt, file_hash(path)
 
