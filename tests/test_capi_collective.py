@@ -146,6 +146,12 @@ def test_init_adds_no_collective_to_component_init(case, world):
      f"mlscam_init: rank 1 of 2 failed: tile bounds lon 1:{NLON + 1}, lat 4:6 are not inside"),
     ("default layout on one rank only", dict(bounds=(0, 0, 0, 0)), Status.DECOMPOSITION,
      "mlscam_init: Component.init (decomposition): rank 1 of 2 failed: ranks [1] passed no tile bounds"),
+    ("overlap", dict(bounds=(1, NLON, 3, 6)), Status.DECOMPOSITION,
+     f"mlscam_init: Component.init (decomposition): rank 0 of 2 failed: the tiles do not cover the {NLON} x {NLAT} "
+     f"(lon x lat) grid exactly once: {NLON} cell(s) owned by more than one rank, e.g. (lon, lat)=[(1, 3), (2, 3)"),
+    ("gap", dict(bounds=(1, NLON, 5, 6)), Status.DECOMPOSITION,
+     f"mlscam_init: Component.init (decomposition): rank 0 of 2 failed: the tiles do not cover the {NLON} x {NLAT} "
+     f"(lon x lat) grid exactly once: {NLON} cell(s) owned by no rank, e.g. (lon, lat)=[(1, 4), (2, 4)"),
     ("grid", dict(nlon=NLON + 2), Status.CHECKPOINT,
      f"mlscam_init: the host's grid nlon={NLON + 2}, nlat={NLAT}, nlev={NLEV} differs from the checkpoint's"),
 ])

@@ -225,7 +225,7 @@ def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: i
     config, bounds = result or (None, None)
     try:
         comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None,
-                              caller_error=failure)
+                              caller_error=failure, host_indices=True)
     except ComponentError as exc:
         return _component_failure(what, exc)
     layout, grid = comp.layout, comp.grid

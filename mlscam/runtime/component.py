@@ -74,7 +74,8 @@ class Component:
     # ------------------------------------------------------------------ init
     @classmethod
     def init(cls, config: Config, comm: Any, *, bounds=None, coupling_interval_seconds: float | None = None,
-             grid: LatLonGrid | None = None, caller_error: LocalError | None = None) -> "Component":
+             grid: LatLonGrid | None = None, caller_error: LocalError | None = None,
+             host_indices: bool = False) -> "Component":
         """Build the component on every rank of ``comm`` (collective).
 
         Args:
@@ -87,20 +88,22 @@ class Component:
           grid: run on this grid instead of the training grid (needs ``&rollout allow_other_grid``).
           caller_error: the caller's own failure on this rank (e.g. its namelist did not load; ``config``
             may then be None): reported in the first agreement (the checkpoint's), and init fails on every rank.
+          host_indices: the bounds came from the C API: decomposition messages show them as the host passed
+            them (1-based inclusive lon/lat).
         """
         self = cls()
         self.comm, self._owns_comm = _dup(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self._finalized = False
         try:
-            self._init(config, bounds, coupling_interval_seconds, grid, caller_error)
+            self._init(config, bounds, coupling_interval_seconds, grid, caller_error, host_indices)
         except BaseException:
             self._free_comm()
             self._finalized = True
             raise
         return self
 
-    def _init(self, config: Config, bounds, interval, grid, caller_error) -> None:
+    def _init(self, config: Config, bounds, interval, grid, caller_error, host_indices: bool = False) -> None:
         self.config = config
         comm = self.comm
         ckpt, self.checkpoint_hash = setup.load(comm, config, grid, caller_error)
@@ -110,7 +113,8 @@ class Component:
         self.dt_seconds = float(ckpt.dt_seconds)
         self.chunk_size = int(config.rollout.chunk_size or ckpt.config.model.chunk_size)
         setup.check_interval(comm, config, interval, self.dt_seconds)
-        self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds)
+        self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds,
+                                                                  one_based=host_indices)
         self.tile: Tile = self.decomposition.tiles[self.rank]
         self.plan = collect(comm, lambda: HaloPlan.build(self.decomposition, self.rank),
                             "Component.init (halo plan)", Status.DECOMPOSITION)

@@ -55,12 +55,14 @@ def check_interval(comm: Any, config: Config, interval: float | None, dt_seconds
 _DEFAULT = "default"  # what a rank without bounds contributes to the gathered bounds
 
 
-def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds) -> Decomposition:
+def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds, one_based: bool = False
+              ) -> Decomposition:
     """The decomposition: the Cartesian ``layout`` when ``bounds`` is None on every rank, else every rank's
     host bounds ``(lat0, lat1, lon0, lon1)`` (0-based, half-open), gathered and checked to cover the grid once.
 
     Every rank gathers what every rank passed, so bounds on some ranks and None on others is an error
-    on every rank (not a hang)."""
+    on every rank (not a hang).  ``one_based``: report overlaps and holes in the C API's 1-based inclusive
+    (lon, lat) terms (the bounds themselves are still 0-based half-open)."""
     rank, size = comm.Get_rank(), comm.Get_size()
     if bounds is None:
         mine = _DEFAULT
@@ -86,6 +88,11 @@ def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds) -> D
                              Status.DECOMPOSITION)
         if any(b is None for b in all_bounds):
             return None  # another rank reports its bad bounds
-        return Decomposition.from_bounds(grid.nlat, grid.nlon, all_bounds)
+        try:
+            return Decomposition.from_bounds(grid.nlat, grid.nlon, all_bounds, one_based=one_based)
+        except ValueError as exc:
+            if not one_based:
+                raise
+            raise LocalError(str(exc), Status.DECOMPOSITION) from None
 
     return collect(comm, build, "Component.init (decomposition)", Status.DECOMPOSITION)
