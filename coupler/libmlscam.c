@@ -166,29 +166,36 @@ MLSCAM_EXPORT int mlscam_init(const char *namelist_path, int fcomm, int nlon, in
                               int lon_start, int lon_end, int lat_start, int lat_end,
                               double coupling_interval_seconds, mlscam_t *handle)
 {
-    intptr_t id = 0;
+    intptr_t id;
     int ran = 0, status;
     if (handle == NULL) {
         mlscam_error_format("mlscam_init: the handle argument is NULL: pass the address of an mlscam_t");
         return MLSCAM_ERR_ARGUMENT;
     }
-    *handle = NULL;
-    if (namelist_path == NULL) {
+    /* The Python side reads the handle's current value: a live instance there is refused
+     * (MLSCAM_ERR_HANDLE, collectively) and written back unchanged; otherwise it writes the new id or 0. */
+    id = (intptr_t)*handle;
+    if (namelist_path == NULL) { /* *handle untouched: it may hold a live instance */
         mlscam_error_format("mlscam_init: namelist_path is NULL: pass a NUL-terminated path");
         return MLSCAM_ERR_ARGUMENT;
     }
-    if ((status = mlscam_python_start("mlscam_init")) != 0)
+    if ((status = mlscam_python_start("mlscam_init")) != 0) {
+        *handle = NULL; /* no interpreter: no instance can be live */
         return status;
+    }
     status = _mlscam_py_init(&ran, namelist_path, fcomm, nlon, nlat, nlev, lon_start, lon_end, lat_start,
                              lat_end, coupling_interval_seconds, &id);
     status = mlscam_checked("mlscam_init", ran, status);
+    if (!ran)
+        id = 0;
+    *handle = (mlscam_t)(status == MLSCAM_OK || id > 0 ? id : 0);
     if (status == MLSCAM_OK) {
         if (id <= 0) {
             mlscam_error_format("mlscam_init: internal error: the Python side returned handle id %ld",
                                 (long)id);
+            *handle = NULL;
             return MLSCAM_ERR_FAILED;
         }
-        *handle = (mlscam_t)id;
     }
     return status;
 }

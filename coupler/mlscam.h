@@ -19,6 +19,15 @@
  * calls MPI_Init before mlscam_init and MPI_Finalize after mlscam_finalize.
  * The emulator works on a duplicate of the host's communicator.
  *
+ * @section instances Several instances
+ * Several instances may run at once; they are independent (each its own
+ * handle, checkpoint, communicator duplicate and state).  One handle variable
+ * holds one instance: mlscam_init on a handle that already holds a live
+ * instance is refused with MLSCAM_ERR_HANDLE and leaves that instance in the
+ * handle (call mlscam_finalize on it first, or pass another handle variable).
+ * A handle that is NULL or was finalized may be passed to mlscam_init again.
+ * In C, initialise a handle variable to NULL before its first mlscam_init.
+ *
  * @section status Status and errors
  * Every function returns an int status: 0 (MLSCAM_OK) on success, non-zero on
  * failure (one of enum mlscam_status).  After a failure, mlscam_last_error()
@@ -65,11 +74,13 @@ enum mlscam_status {
     MLSCAM_ERR_ARGUMENT = 2,      /**< a bad argument: extents, dtype, bounds, a NULL pointer, an unknown name */
     MLSCAM_ERR_VALUE = 3,         /**< NaN or Inf in an input array (or in a decoded state) */
     MLSCAM_ERR_NO_STATE = 4,      /**< step or get before every variable of the state was set */
-    MLSCAM_ERR_FILE = 5,          /**< a missing or unreadable file (namelist, checkpoint) */
-    MLSCAM_ERR_CHECKPOINT = 6,    /**< the checkpoint does not fit (grid, levels, format) */
+    MLSCAM_ERR_FILE = 5,          /**< a missing or unreadable file (namelist, checkpoint: not found, no permission) */
+    MLSCAM_ERR_CHECKPOINT = 6,    /**< the checkpoint file exists but is not a usable checkpoint (truncated or
+                                       corrupt, another format) or does not fit (grid, levels) */
     MLSCAM_ERR_INTERVAL = 7,      /**< the coupling interval differs from the checkpoint's step */
     MLSCAM_ERR_DECOMPOSITION = 8, /**< tile bounds that do not cover the grid exactly once */
-    MLSCAM_ERR_HANDLE = 9,        /**< a call before mlscam_init (NULL handle) or after mlscam_finalize */
+    MLSCAM_ERR_HANDLE = 9,        /**< a call before mlscam_init (NULL handle) or after mlscam_finalize; mlscam_init
+                                       on a handle that holds a live instance */
     MLSCAM_ERR_CONFIG = 10,       /**< a bad namelist (unknown group or key, bad value) */
     MLSCAM_ERR_MPI = 11,          /**< MPI not initialized, already finalized, or a bad communicator */
     MLSCAM_ERR_ENVIRONMENT = 12,  /**< the embedded Python cannot import its packages (numpy, mpi4py, torch, mlscam) */
@@ -122,7 +133,10 @@ int mlscam_last_error(char *buf, int buflen);
  *                       (query it with mlscam_tile_get).
  * @param coupling_interval_seconds  the host's coupling interval; must equal the
  *                       checkpoint's data step (0 = take the checkpoint's)
- * @param handle         receives the handle (NULL on failure)
+ * @param handle         in: NULL, a finalized handle, or (refused) a live one; out: the new handle.
+ *                       On failure it is set to NULL, except a handle that holds a live instance:
+ *                       that call fails with MLSCAM_ERR_HANDLE and leaves the handle unchanged
+ *                       (see @ref instances).
  * @return MLSCAM_OK or an error status (the same on every rank)
  */
 int mlscam_init(const char *namelist_path, int fcomm, int nlon, int nlat, int nlev,
@@ -153,8 +167,12 @@ int mlscam_tile_get(mlscam_t handle, int *lon_start, int *lon_end, int *lat_star
 /**
  * @brief Set one variable of this rank's tile from a host array.  Collective.
  *
- * When every variable has been set, the state is encoded and replaces the latent
- * state (a lossy re-encode; stepping before every variable is set is an error).
+ * When every variable has been set, the state is encoded (on the next call that
+ * needs it) and replaces the latent state (a lossy re-encode; stepping before every
+ * variable is set is an error, MLSCAM_ERR_NO_STATE).  Setting a variable again before
+ * that replaces its values.  A refused call (bad extents, dtype, name, a NaN, on any
+ * rank) changes nothing: the variables accepted before it stay set, so setting the
+ * refused variable again (or every variable again, in any order) completes the state.
  * @param name   NUL-terminated variable name (as in the checkpoint's layout)
  * @param data   host array, Fortran order (nlon, nlat, nlev), dtype elements
  * @param dtype  MLSCAM_FLOAT32 or MLSCAM_FLOAT64
@@ -190,15 +208,18 @@ int mlscam_state_get(mlscam_t handle, const char *name, void *data, int dtype,
 int mlscam_state_get_all(mlscam_t handle, void *data, int dtype, int nlon, int nlat, int n_state);
 
 /**
- * @brief Tendency of one variable, (decode(z[t+1]) - decode(z[t])) / dt in SI units per second.  Collective.
+ * @brief Tendency of one variable over the step just taken, (decode(z[t]) - decode(z[t-1])) / dt
+ * in SI units per second, where z[t] is the current latent state.  Collective.
  *
- * Never changes the latent state.  Same arguments as mlscam_state_get.
+ * Never changes the latent state.  Needs at least one mlscam_step since the state was set
+ * (else MLSCAM_ERR_NO_STATE).  Same arguments as mlscam_state_get.
  */
 int mlscam_tendency_get(mlscam_t handle, const char *name, void *data, int dtype,
                         int nlon, int nlat, int nlev);
 
 /**
- * @brief Tendencies of the whole state, Fortran order (nlon, nlat, n_state), per second.  Collective.
+ * @brief Tendencies of the whole state over the step just taken, Fortran order (nlon, nlat, n_state),
+ * per second.  Collective.
  */
 int mlscam_tendency_get_all(mlscam_t handle, void *data, int dtype, int nlon, int nlat, int n_state);
 

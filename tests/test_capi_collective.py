@@ -146,6 +146,12 @@ def test_init_adds_no_collective_to_component_init(case, world):
      f"mlscam_init: rank 1 of 2 failed: tile bounds lon 1:{NLON + 1}, lat 4:6 are not inside"),
     ("default layout on one rank only", dict(bounds=(0, 0, 0, 0)), Status.DECOMPOSITION,
      "mlscam_init: Component.init (decomposition): rank 1 of 2 failed: ranks [1] passed no tile bounds"),
+    ("overlap", dict(bounds=(1, NLON, 3, 6)), Status.DECOMPOSITION,
+     f"mlscam_init: Component.init (decomposition): rank 0 of 2 failed: the tiles do not cover the {NLON} x {NLAT} "
+     f"(lon x lat) grid exactly once: {NLON} cell(s) owned by more than one rank, e.g. (lon, lat)=[(1, 3), (2, 3)"),
+    ("gap", dict(bounds=(1, NLON, 5, 6)), Status.DECOMPOSITION,
+     f"mlscam_init: Component.init (decomposition): rank 0 of 2 failed: the tiles do not cover the {NLON} x {NLAT} "
+     f"(lon x lat) grid exactly once: {NLON} cell(s) owned by no rank, e.g. (lon, lat)=[(1, 4), (2, 4)"),
     ("grid", dict(nlon=NLON + 2), Status.CHECKPOINT,
      f"mlscam_init: the host's grid nlon={NLON + 2}, nlat={NLAT}, nlev={NLEV} differs from the checkpoint's"),
 ])
@@ -215,8 +221,8 @@ def test_every_array_call_and_step_agrees_once_and_all_ranks_return_the_same(cas
 
     results = run(rank_fn)
     expected = {
-        "step_without_state": (Status.NO_STATE, "mlscam_step: Component.step: rank 0 of 2 failed: no state has been "
-                                                "set"),
+        "step_without_state": (Status.NO_STATE, "mlscam_step: rank 0 of 2 failed: no state has been set; call "
+                                                "mlscam_state_set for every variable, or mlscam_state_set_all, first"),
         "nan_on_rank1": (Status.VALUE, "mlscam_state_set: rank 1 of 2 failed: mlscam_state_set('temperature'): 1 "
                                        "non-finite value(s) (NaN/Inf), the first nan at (lon=3, lat=1, lev=2)"),
         "extents_on_rank0": (Status.ARGUMENT, "mlscam_state_set: rank 0 of 2 failed: mlscam_state_set('u'): extents "
@@ -233,6 +239,107 @@ def test_every_array_call_and_step_agrees_once_and_all_ranks_return_the_same(cas
             assert got == status and text.startswith(message), f"{name} rank {rank}: {got} {text!r}"
             assert collectives == {"allreduce": 1}, f"{name} rank {rank} communicated {collectives}"
         assert outcomes[0][1] == outcomes[1][1], f"{name}: the ranks report different messages"
+
+
+def test_init_on_a_handle_with_a_live_instance_is_refused_and_keeps_it(case, world):
+    """Issue 14 item 8: a second mlscam_init on the same handle is MLSCAM_ERR_HANDLE on every rank, the live
+    instance stays in the handle (no leak: the refused init frees its duplicate); another handle is fine."""
+    ffi, lib, run = world
+
+    def rank_fn(rank, host, counts):
+        hid = ffi.new("intptr_t *")
+        path = ffi.new("char[]", str(case).encode())
+        first = capi.init(path, rank, NLON, NLAT, NLEV, 0, 0, 0, 0, 21600.0, hid)
+        live = int(hid[0])
+        counts.clear()
+        again = capi.init(path, rank, NLON, NLAT, NLEV, 0, 0, 0, 0, 21600.0, hid)
+        refused = (again, int(hid[0]), lib.last_error(), dict(counts))
+        other = ffi.new("intptr_t *")
+        second = capi.init(path, rank, NLON, NLAT, NLEV, 0, 0, 0, 0, 21600.0, other)
+        info = [ffi.new("int *"), ffi.new("int *"), ffi.new("int *"), ffi.new("double *")]
+        still = capi.info(live, *info)
+        done = (capi.finalize(live), capi.finalize(int(other[0])))
+        hid[0] = live  # a finalized handle may be passed to mlscam_init again
+        reused = capi.init(path, rank, NLON, NLAT, NLEV, 0, 0, 0, 0, 21600.0, hid)
+        capi.finalize(int(hid[0]))
+        return first, live, refused, second, int(other[0]), still, done, reused
+
+    results = run(rank_fn)
+    for first, live, (again, kept, message, counts), second, other, still, done, reused in results:
+        assert first == Status.OK and live > 0
+        assert again == Status.HANDLE and kept == live, message
+        assert message.startswith("mlscam_init: rank 0 of 2 failed: the handle passed to mlscam_init already "
+                                  "holds a live instance"), message
+        assert "call mlscam_finalize on it first, or pass another handle variable" in message
+        assert counts["Dup"] == 1 and counts["Free"] == 1, counts
+        assert second == Status.OK and other not in (0, live)
+        assert still == Status.OK and done == (Status.OK, Status.OK) and reused == Status.OK
+    assert results[0][2][2] == results[1][2][2]
+
+
+def test_a_refused_state_set_then_setting_every_variable_again_succeeds(case, world):
+    """Issue 14 item 9, through the C API: u, v, temperature with a NaN (refused), surface_pressure, then all
+    four again in order: the state is complete and steps; messages name the C functions."""
+    ffi, lib, run = world
+
+    def rank_fn(rank, host, counts):
+        status, hid = _init(ffi, case, rank)
+        tile = [ffi.new("int *") for _ in range(4)]
+        capi.tile(hid, *tile)
+        nlon_t, nlat_t = tile[1][0] - tile[0][0] + 1, tile[3][0] - tile[2][0] + 1
+        values = {"u": np.zeros((NLEV, nlat_t, nlon_t)), "v": np.zeros((NLEV, nlat_t, nlon_t)),
+                  "temperature": np.full((NLEV, nlat_t, nlon_t), 250.0),
+                  "surface_pressure": np.full((1, nlat_t, nlon_t), 1.0e5)}
+        bad_t = values["temperature"].copy()
+        bad_t[0, 0, 0] = np.nan
+
+        def set_(name, a):
+            return _call(lib, counts, capi.array, hid, 1, ffi.new("char[]", name.encode()), ffi.from_buffer(a), 8,
+                         a.shape[2], a.shape[1], a.shape[0])[:2]
+
+        out = [set_("u", values["u"]), set_("v", values["v"]), set_("temperature", bad_t),
+               set_("surface_pressure", values["surface_pressure"]), _call(lib, counts, capi.step, hid, 1)[:2]]
+        out += [set_(name, a) for name, a in values.items()]
+        out.append(_call(lib, counts, capi.step, hid, 1)[:2])
+        capi.finalize(hid)
+        return out
+
+    for out in run(rank_fn):
+        assert out[2][0] == Status.VALUE and out[2][1].startswith("mlscam_state_set: rank 0 of 2 failed"), out[2]
+        assert out[4][0] == Status.NO_STATE, out[4]
+        assert "mlscam_state_set was called for ['surface_pressure', 'u', 'v'] but not yet for ['temperature']" \
+            in out[4][1] and "set_variable" not in out[4][1], out[4][1]
+        assert [o[0] for o in out[5:]] == [Status.OK] * 5, out[5:]
+
+
+@pytest.mark.parametrize("what,status,words", [
+    ("missing", Status.FILE, "checkpoint file not found: "),
+    ("truncated", Status.CHECKPOINT, ""),
+])
+def test_a_missing_checkpoint_is_a_file_error_and_a_truncated_one_a_checkpoint_error(case, world, tmp_path, what,
+                                                                                      status, words):
+    """Issue 14 item 10: 5 (MLSCAM_ERR_FILE) for a checkpoint that is not there, 6 (MLSCAM_ERR_CHECKPOINT) for one
+    that exists but does not load; the C-facing message names the namelist key, not a command-line flag."""
+    ffi, lib, run = world
+    good = load_config(case).rollout.checkpoint_path
+    ckpt = tmp_path / "m.pt"
+    if what == "truncated":
+        ckpt.write_bytes(open(good, "rb").read()[:1000])
+    text = open(case).read().replace(str(good), str(ckpt))
+    assert text != open(case).read()
+    nml = tmp_path / "host.nml"
+    nml.write_text(text)
+
+    def rank_fn(rank, host, counts):
+        got, hid = _init(ffi, nml, rank)
+        return got, hid, lib.last_error()
+
+    for got, hid, message in run(rank_fn):
+        assert (got, hid) == (status, 0), message
+        assert message.startswith("mlscam_init: Component.init (checkpoint): rank 0 of 2 failed: " + words), message
+        assert "--checkpoint-path" not in message
+        if what == "missing":
+            assert "set &rollout checkpoint_path in the namelist" in message, message
 
 
 HOST_COMM = """

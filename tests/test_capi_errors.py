@@ -56,6 +56,9 @@ EXPECTED = {
     "interval": (Status.INTERVAL, "coupling interval 3600 s differs from the checkpoint's step 21600 s"),
     "bounds": (Status.DECOMPOSITION, "tile bounds lon 1:13, lat "),
     "init": (Status.OK, ""),
+    "init_again": (Status.HANDLE, "mlscam_init: rank 0 of 2 failed: the handle passed to mlscam_init already holds "
+                                  "a live instance"),
+    "second_instance": (Status.OK, ""), "finalize_other": (Status.OK, ""),
     "step_without_state": (Status.NO_STATE, "no state has been set"),
     "extents": (Status.ARGUMENT, "extents (nlon, nlat, nlev) = (13, 3, 2) but this rank's tile needs (12, 3, 2)"),
     "unknown_name": (Status.ARGUMENT, "unknown variable 'temprature'; the checkpoint's variables are "
@@ -69,6 +72,7 @@ EXPECTED = {
     "negative_steps": (Status.ARGUMENT, "mlscam_step: n = -1; pass the number of steps, n >= 0"),
     "finalize": (Status.OK, ""),
     "after_finalize": (Status.HANDLE, "mlscam_step: the handle was finalized by mlscam_finalize"),
+    "init_after_finalize": (Status.OK, ""), "finalize_again": (Status.OK, ""),
 }
 
 

@@ -108,6 +108,27 @@ def test_step_before_a_complete_state_names_the_missing_variables(case):
     c.finalize()
 
 
+def test_a_refused_set_discards_the_partial_state_and_a_full_reset_succeeds(case):
+    """Issue 14 item 9: u, v, temperature (NaN: refused), surface_pressure, then all four again in order."""
+    c = Component.init(case["cfg"], SelfComm())
+    bad_t = np.full((6, 12, 2), 250.0)
+    bad_t[2, 3, 1] = np.nan
+    c.set_variable("u", np.zeros((6, 12, 2)))
+    c.set_variable("v", np.zeros((6, 12, 2)))
+    assert _outcome(lambda: c.set_variable("temperature", bad_t))[0] == Status.VALUE
+    c.set_variable("surface_pressure", np.full((6, 12), 1e5))
+    status, message = _outcome(lambda: c.step())
+    assert status == Status.NO_STATE and "not yet for ['temperature']" in message, message
+    for name, value in (("u", 0.0), ("v", 0.0), ("temperature", 250.0)):
+        c.set_variable(name, np.full((6, 12, 2), value))
+    c.set_variable("surface_pressure", np.full((6, 12), 1e5))
+    c.step(1)                                                           # the full re-set encoded the state
+    assert c.step_count == 1 and np.isfinite(c.get_state()).all()
+    c.set_variable("surface_pressure", np.full((6, 12), 1e5))          # a new partial state after the step
+    assert _outcome(lambda: c.step())[0] == Status.NO_STATE
+    c.finalize()
+
+
 def test_calls_after_finalize_fail_and_finalize_is_idempotent(case):
     c = Component.init(case["cfg"], SelfComm())
     c.set_state(_tile_state(c))

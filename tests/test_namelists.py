@@ -60,7 +60,7 @@ def test_training_modes_and_host_group():
     assert load_config(REPO / "namelists" / "train_global_rollout.nml").train.mode == "global_rollout"
     coupled = load_config(REPO / "namelists" / "coupled_host.nml")
     assert coupled.mlscam.host_groups == ("toy_host",)
-    assert coupled.coupler.coupling_interval_seconds == 6 * 3600.0
+    assert coupled.coupler.coupling_interval_seconds == 3600.0  # the shipped demo checkpoint's 1-hour step
 
 
 @pytest.mark.parametrize("path", NAMELISTS, ids=[p.name for p in NAMELISTS])

@@ -79,11 +79,31 @@ def _checked(fn: Callable[[], Any]) -> tuple[Any, LocalError | None]:
         return None, LocalError(f"{type(exc).__name__}: {exc}", Status.FAILED)
 
 
+# Python names in the component's messages -> what a C or Fortran host calls (C-facing messages name C functions)
+_C_NAMES = (
+    ("call set_state, set_variable for every variable, set_state_from_file or read_restart first",
+     "call mlscam_state_set for every variable, or mlscam_state_set_all, first"),
+    ("set_variable was called for", "mlscam_state_set was called for"),
+    ("get_tendencies needs at least one step since the state was set; call step first",
+     "mlscam_tendency_get needs at least one mlscam_step since the state was set; call mlscam_step first"),
+    ("Component.set_variable: ", ""), ("Component.set_state: ", ""), ("Component.step: ", ""),
+    ("Component.get_variable: ", ""), ("Component.get_state: ", ""), ("Component.get_tendencies: ", ""),
+    ("(or --checkpoint-path)", "in the namelist"),
+)
+
+
+def c_facing(message: str) -> str:
+    """``message`` of the component with the Python names of its calls replaced by the C API's."""
+    for python, c in _C_NAMES:
+        message = message.replace(python, c)
+    return message
+
+
 def _component_failure(what: str, exc: Exception) -> int:
     status = int(getattr(exc, "status", Status.FAILED))
     if status not in set(Status) - {Status.OK}:
         status = Status.FAILED
-    return _error(status, f"{what}: {exc}")
+    return _error(status, f"{what}: {c_facing(str(exc))}")
 
 
 # ------------------------------------------------------------------ instances
@@ -155,7 +175,20 @@ def _host_bounds(nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int, 
 
 def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
          lat_start: int, lat_end: int, interval: float, id_out: Any) -> int:
-    """``mlscam_init``: see coupler/mlscam.h.  Writes the new handle id into ``id_out[0]``."""
+    """``mlscam_init``: see coupler/mlscam.h.  ``id_out[0]`` holds the host's handle on entry: a live
+    instance there is refused (collectively, ``MLSCAM_ERR_HANDLE``) and kept; otherwise it receives the new
+    handle id, or 0 on failure."""
+    what = "mlscam_init"
+    prior = int(id_out[0])
+    prior = prior if prior in _INSTANCES else 0
+    status = _init(path, fcomm, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out, prior)
+    if status != Status.OK:
+        id_out[0] = prior  # the live instance stays the host's; anything else becomes NULL
+    return status
+
+
+def _init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
+          lat_start: int, lat_end: int, interval: float, id_out: Any, prior: int) -> int:
     what = "mlscam_init"
     try:
         from mlscam import blas
@@ -167,19 +200,24 @@ def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int,
             comm = host_comm(fcomm)
         except HostCommError as exc:
             return _error(Status.MPI, f"{what}: {exc}")
-        return _init_on(comm, path, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out)
+        return _init_on(comm, path, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out,
+                        prior)
     except Exception as exc:  # noqa: BLE001 - nothing crosses the boundary
         return _error(Status.FAILED, f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: int, lon_end: int,
-             lat_start: int, lat_end: int, interval: float, id_out: Any) -> int:
+             lat_start: int, lat_end: int, interval: float, id_out: Any, prior: int = 0) -> int:
     """``Component.init`` on the host's ``comm`` (it duplicates it) with this call's checks as its caller_error."""
     from mlscam.runtime.component import Component, ComponentError  # (tests/hosts put stand-ins there)
 
     what = "mlscam_init"
 
     def check():
+        if prior:
+            raise LocalError(f"the handle passed to mlscam_init already holds a live instance (handle {prior}); "
+                             "call mlscam_finalize on it first, or pass another handle variable for a second, "
+                             "independent instance", Status.HANDLE)
         config = _load_config(_string(path, "namelist_path"))
         return config, _host_bounds(nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval)
 
@@ -187,7 +225,7 @@ def _init_on(comm: Any, path: Any, nlon: int, nlat: int, nlev: int, lon_start: i
     config, bounds = result or (None, None)
     try:
         comp = Component.init(config, comm, bounds=bounds, coupling_interval_seconds=interval or None,
-                              caller_error=failure)
+                              caller_error=failure, host_indices=True)
     except ComponentError as exc:
         return _component_failure(what, exc)
     layout, grid = comp.layout, comp.grid

@@ -202,12 +202,17 @@ class Decomposition:
         return cls(nlat, nlon, tuple(tiles))
 
     @classmethod
-    def from_bounds(cls, nlat: int, nlon: int, bounds_per_rank: Sequence[Sequence[int]]) -> "Decomposition":
+    def from_bounds(cls, nlat: int, nlon: int, bounds_per_rank: Sequence[Sequence[int]], *,
+                    one_based: bool = False) -> "Decomposition":
         """Tiles given by a host: ``bounds_per_rank[r] = (lat0, lat1, lon0, lon1)``, 0-based, half-open.
 
         Raises ``ValueError`` naming the rank for bounds outside the grid or
-        empty tiles, and listing the cells for overlaps and holes.
+        empty tiles, and listing the cells for overlaps and holes.  ``one_based``:
+        the overlap/hole message speaks the C API's terms (1-based inclusive
+        ``lon_start:lon_end, lat_start:lat_end`` per rank, cells as ``(lon, lat)``).
         """
+        if one_based:
+            _check_cover_one_based(nlat, nlon, [tuple(int(x) for x in b) for b in bounds_per_rank])
         tiles = []
         for r, b in enumerate(bounds_per_rank):
             b = tuple(int(x) for x in b)
@@ -292,6 +297,30 @@ def _check_cover(nlat: int, nlon: int, tiles: Sequence[Tile]) -> None:
             f"the tiles do not cover the {nlat}x{nlon} grid exactly once: " + "; ".join(problems)
             + "; fix the tile bounds (0-based, half-open (lat0, lat1, lon0, lon1))"
         )
+
+
+def _check_cover_one_based(nlat: int, nlon: int, bounds: Sequence[tuple[int, ...]]) -> None:
+    """Overlaps and holes of 0-based half-open host bounds, reported as the host passed them (1-based inclusive)."""
+    count = np.zeros((nlat, nlon), dtype=np.int64)
+    for b in bounds:
+        if len(b) != 4 or not (0 <= b[0] < b[1] <= nlat and 0 <= b[2] < b[3] <= nlon):
+            return  # reported by from_bounds with its rank
+        count[b[0]:b[1], b[2]:b[3]] += 1
+    problems = []
+    for what, cells in (("owned by more than one rank", np.argwhere(count > 1)),
+                        ("owned by no rank", np.argwhere(count == 0))):
+        if len(cells):
+            shown = [(int(i) + 1, int(j) + 1) for j, i in cells[:8]]
+            problems.append(f"{len(cells)} cell(s) {what}, e.g. (lon, lat)={shown}{' ...' if len(cells) > 8 else ''}")
+            if what.startswith("owned by more"):
+                j, i = (int(v) for v in cells[0])
+                ranks = [r for r, b in enumerate(bounds) if b[0] <= j < b[1] and b[2] <= i < b[3]]
+                problems[-1] += f"; cell (lon, lat)={shown[0]} is in the tiles of ranks {ranks}"
+    if problems:
+        tiles = "; ".join(f"rank {r}: lon {b[2] + 1}:{b[3]}, lat {b[0] + 1}:{b[1]}" for r, b in enumerate(bounds))
+        raise ValueError(f"the tiles do not cover the {nlon} x {nlat} (lon x lat) grid exactly once: "
+                         + "; ".join(problems) + f" (tiles as passed, 1-based inclusive: {tiles}); fix the "
+                         "tile bounds lon_start, lon_end, lat_start, lat_end (1-based, inclusive)")
 
 
 @functools.lru_cache(maxsize=32)

@@ -74,7 +74,8 @@ class Component:
     # ------------------------------------------------------------------ init
     @classmethod
     def init(cls, config: Config, comm: Any, *, bounds=None, coupling_interval_seconds: float | None = None,
-             grid: LatLonGrid | None = None, caller_error: LocalError | None = None) -> "Component":
+             grid: LatLonGrid | None = None, caller_error: LocalError | None = None,
+             host_indices: bool = False) -> "Component":
         """Build the component on every rank of ``comm`` (collective).
 
         Args:
@@ -87,20 +88,22 @@ class Component:
           grid: run on this grid instead of the training grid (needs ``&rollout allow_other_grid``).
           caller_error: the caller's own failure on this rank (e.g. its namelist did not load; ``config``
             may then be None): reported in the first agreement (the checkpoint's), and init fails on every rank.
+          host_indices: the bounds came from the C API: decomposition messages show them as the host passed
+            them (1-based inclusive lon/lat).
         """
         self = cls()
         self.comm, self._owns_comm = _dup(comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self._finalized = False
         try:
-            self._init(config, bounds, coupling_interval_seconds, grid, caller_error)
+            self._init(config, bounds, coupling_interval_seconds, grid, caller_error, host_indices)
         except BaseException:
             self._free_comm()
             self._finalized = True
             raise
         return self
 
-    def _init(self, config: Config, bounds, interval, grid, caller_error) -> None:
+    def _init(self, config: Config, bounds, interval, grid, caller_error, host_indices: bool = False) -> None:
         self.config = config
         comm = self.comm
         ckpt, self.checkpoint_hash = setup.load(comm, config, grid, caller_error)
@@ -110,7 +113,8 @@ class Component:
         self.dt_seconds = float(ckpt.dt_seconds)
         self.chunk_size = int(config.rollout.chunk_size or ckpt.config.model.chunk_size)
         setup.check_interval(comm, config, interval, self.dt_seconds)
-        self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds)
+        self.decomposition: Decomposition = setup.decompose(comm, self.grid, config.parallel.layout, bounds,
+                                                                  one_based=host_indices)
         self.tile: Tile = self.decomposition.tiles[self.rank]
         self.plan = collect(comm, lambda: HaloPlan.build(self.decomposition, self.rank),
                             "Component.init (halo plan)", Status.DECOMPOSITION)
@@ -175,7 +179,7 @@ class Component:
 
     @property
     def has_state(self) -> bool:
-        return self._z is not None
+        return self._z is not None or self._pending_set == set(self.layout.variables)
 
     @property
     def valid_time(self):
@@ -197,6 +201,8 @@ class Component:
         return collect(self.comm, fn, f"Component.{what}", default_status, caller_error)
 
     def _require_state(self) -> None:
+        if self._pending_set == set(self.layout.variables):
+            self._set_encoded(self._pending)  # every variable was set: encode now (local; sets agree on every rank)
         if self._pending_set:
             missing = [v for v in self.layout.variables if v not in self._pending_set]
             raise LocalError(f"set_variable was called for {sorted(self._pending_set)} but not yet for {missing} "
@@ -255,7 +261,11 @@ class Component:
         """Set one variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` (3-D) or ``[tile.nlat, tile.nlon]``.
 
         The state is encoded once every variable of the layout has been set
-        since the last encode.
+        since the last encode, on the first call that needs it (step, get, restart):
+        setting a variable again before that replaces its values.  A refused set
+        (bad name, shape, dtype, a NaN; on any rank) changes nothing: the variables
+        accepted before it stay set, so setting the refused one again, or every
+        variable again in any order, completes the state.
         """
         def check() -> tuple[slice, np.ndarray]:
             if name not in self.layout.variables:
@@ -271,9 +281,6 @@ class Component:
             self._pending = np.zeros(self._tile_shape(self.n_state), np.float64)
         self._pending[..., where] = a
         self._pending_set.add(name)
-        if self._pending_set == set(self.layout.variables):
-            x = self._pending
-            self._set_encoded(x)
 
     def set_time(self, initial_time, time_units: str | None = None, calendar: str | None = None,
                  step_count: int = 0) -> None:

@@ -26,6 +26,13 @@ def load(comm: Any, config: Config | None, grid: LatLonGrid | None,
         if not Path(path).is_file():
             raise LocalError(f"checkpoint file not found: {path}; set &rollout checkpoint_path "
                              "(or --checkpoint-path)", Status.FILE)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:  # exists but cannot be opened (permissions): a file problem, not a checkpoint one
+            raise LocalError(f"checkpoint file cannot be read: {path} ({exc}); make it readable or set "
+                             "&rollout checkpoint_path (or --checkpoint-path)", Status.FILE) from None
+        # from here on a file that does not load is not a usable checkpoint: MLSCAM_ERR_CHECKPOINT (6)
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=config.rollout.allow_other_grid)
         return ckpt, file_hash(path)
 
@@ -48,12 +55,14 @@ def check_interval(comm: Any, config: Config, interval: float | None, dt_seconds
 _DEFAULT = "default"  # what a rank without bounds contributes to the gathered bounds
 
 
-def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds) -> Decomposition:
+def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds, one_based: bool = False
+              ) -> Decomposition:
     """The decomposition: the Cartesian ``layout`` when ``bounds`` is None on every rank, else every rank's
     host bounds ``(lat0, lat1, lon0, lon1)`` (0-based, half-open), gathered and checked to cover the grid once.
 
     Every rank gathers what every rank passed, so bounds on some ranks and None on others is an error
-    on every rank (not a hang)."""
+    on every rank (not a hang).  ``one_based``: report overlaps and holes in the C API's 1-based inclusive
+    (lon, lat) terms (the bounds themselves are still 0-based half-open)."""
     rank, size = comm.Get_rank(), comm.Get_size()
     if bounds is None:
         mine = _DEFAULT
@@ -79,6 +88,11 @@ def decompose(comm: Any, grid: LatLonGrid, layout: tuple[int, int], bounds) -> D
                              Status.DECOMPOSITION)
         if any(b is None for b in all_bounds):
             return None  # another rank reports its bad bounds
-        return Decomposition.from_bounds(grid.nlat, grid.nlon, all_bounds)
+        try:
+            return Decomposition.from_bounds(grid.nlat, grid.nlon, all_bounds, one_based=one_based)
+        except ValueError as exc:
+            if not one_based:
+                raise
+            raise LocalError(str(exc), Status.DECOMPOSITION) from None
 
     return collect(comm, build, "Component.init (decomposition)", Status.DECOMPOSITION)

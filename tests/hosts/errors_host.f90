@@ -10,7 +10,7 @@ program errors_host
   use mlscam_mod
   implicit none
   integer, parameter :: nlon = 12, nlat = 6, nlev = 2
-  type(mlscam_t) :: em, never
+  type(mlscam_t) :: em, never, other
   character(len=512) :: good, bad
   integer :: rank, nranks, lat_start, lat_end, tnlat, status
   real(c_double), allocatable :: t(:, :, :), wrong(:, :, :), ps(:, :)
@@ -35,6 +35,12 @@ program errors_host
                                     1, nlon + 1, lat_start, lat_end, 21600d0))
   call report('init', mlscam_init(em, trim(good), MPI_COMM_WORLD%MPI_VAL, nlon, nlat, nlev, &
                                   1, nlon, lat_start, lat_end, 21600d0))
+  ! one handle variable holds one instance: a second init on em is refused and em keeps its instance
+  call report('init_again', mlscam_init(em, trim(good), MPI_COMM_WORLD%MPI_VAL, nlon, nlat, nlev, &
+                                        1, nlon, lat_start, lat_end, 21600d0))
+  call report('second_instance', mlscam_init(other, trim(good), MPI_COMM_WORLD%MPI_VAL, nlon, nlat, nlev, &
+                                             1, nlon, lat_start, lat_end, 21600d0))
+  call report('finalize_other', mlscam_finalize(other))
 
   allocate(t(nlon, tnlat, nlev), wrong(nlon + 1, tnlat, nlev), ps(nlon, tnlat))
   t = 250d0
@@ -57,6 +63,9 @@ program errors_host
   call report('negative_steps', mlscam_step(em, -1))
   call report('finalize', mlscam_finalize(em))
   call report('after_finalize', mlscam_step(em, 1))
+  call report('init_after_finalize', mlscam_init(em, trim(good), MPI_COMM_WORLD%MPI_VAL, nlon, nlat, nlev, &
+                                                 1, nlon, lat_start, lat_end, 21600d0))
+  call report('finalize_again', mlscam_finalize(em))
   call MPI_Barrier(MPI_COMM_WORLD)
   write(output_unit, '(a,i0)') 'errors_host: DONE rank=', rank
   call MPI_Finalize()

@@ -66,7 +66,7 @@ def _refuse(caller_error):
 
 class EchoComponent:
     @classmethod
-    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None, caller_error=None):
+    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None, caller_error=None, host_indices=False):
         _refuse(caller_error)
         self = cls()
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()

@@ -19,7 +19,7 @@ class ComponentError(RuntimeError):
 
 class NetcdfComponent:
     @classmethod
-    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None, caller_error=None):
+    def init(cls, config, comm, bounds=None, coupling_interval_seconds=None, caller_error=None, host_indices=False):
         import netCDF4
         import numpy as np
 
