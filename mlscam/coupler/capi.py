@@ -35,10 +35,11 @@ import numpy as np
 from mlscam.runtime import LocalError
 from mlscam.status import Status
 
+from .host_io import c_facing, copy_out, first_bad, host_view
+
 __all__ = ["Status", "OP_NAMES", "init", "info", "variable", "tile", "array", "step", "finalize", "bind"]
 
 
-_DTYPES = {4: np.dtype(np.float32), 8: np.dtype(np.float64)}
 # op codes of _mlscam_py_array (coupler/libmlscam.c)
 OP_NAMES = {1: "mlscam_state_set", 2: "mlscam_state_set_all", 3: "mlscam_state_get",
             4: "mlscam_state_get_all", 5: "mlscam_tendency_get", 6: "mlscam_tendency_get_all"}
@@ -77,26 +78,6 @@ def _checked(fn: Callable[[], Any]) -> tuple[Any, LocalError | None]:
         return None, exc
     except Exception as exc:  # noqa: BLE001 - any local failure becomes the agreed status
         return None, LocalError(f"{type(exc).__name__}: {exc}", Status.FAILED)
-
-
-# Python names in the component's messages -> what a C or Fortran host calls (C-facing messages name C functions)
-_C_NAMES = (
-    ("call set_state, set_variable for every variable, set_state_from_file or read_restart first",
-     "call mlscam_state_set for every variable, or mlscam_state_set_all, first"),
-    ("set_variable was called for", "mlscam_state_set was called for"),
-    ("get_tendencies needs at least one step since the state was set; call step first",
-     "mlscam_tendency_get needs at least one mlscam_step since the state was set; call mlscam_step first"),
-    ("Component.set_variable: ", ""), ("Component.set_state: ", ""), ("Component.step: ", ""),
-    ("Component.get_variable: ", ""), ("Component.get_state: ", ""), ("Component.get_tendencies: ", ""),
-    ("(or --checkpoint-path)", "in the namelist"),
-)
-
-
-def c_facing(message: str) -> str:
-    """``message`` of the component with the Python names of its calls replaced by the C API's."""
-    for python, c in _C_NAMES:
-        message = message.replace(python, c)
-    return message
 
 
 def _component_failure(what: str, exc: Exception) -> int:
@@ -178,7 +159,6 @@ def init(path: Any, fcomm: int, nlon: int, nlat: int, nlev: int, lon_start: int,
     """``mlscam_init``: see coupler/mlscam.h.  ``id_out[0]`` holds the host's handle on entry: a live
     instance there is refused (collectively, ``MLSCAM_ERR_HANDLE``) and kept; otherwise it receives the new
     handle id, or 0 on failure."""
-    what = "mlscam_init"
     prior = int(id_out[0])
     prior = prior if prior in _INSTANCES else 0
     status = _init(path, fcomm, nlon, nlat, nlev, lon_start, lon_end, lat_start, lat_end, interval, id_out, prior)
@@ -304,26 +284,6 @@ def tile(hid: int, lon_start: Any, lon_end: Any, lat_start: Any, lat_end: Any) -
 
 
 # --------------------------------------------------------------------- arrays
-def _host_view(data: Any, dtype: int, extents: tuple[int, int, int], what: str) -> np.ndarray:
-    """The host array as ``[nlev, nlat, nlon]`` (a view, no copy): ``view[k, j, i] == field(i+1, j+1, k+1)``."""
-    ffi, _ = _cffi()
-    if dtype not in _DTYPES:
-        raise LocalError(f"{what}: dtype {dtype} is not MLSCAM_FLOAT32 (4) or MLSCAM_FLOAT64 (8)", Status.ARGUMENT)
-    if data == ffi.NULL:
-        raise LocalError(f"{what}: data is NULL; pass the address of this rank's tile array", Status.ARGUMENT)
-    nlon, nlat, nlev = extents
-    n = nlon * nlat * nlev
-    dt = _DTYPES[dtype]
-    return np.frombuffer(ffi.buffer(ffi.cast("char *", data), n * dt.itemsize), dt).reshape(nlev, nlat, nlon)
-
-
-def _first_bad(view: np.ndarray, tile_: Any) -> str:
-    k, j, i = (int(v) for v in np.argwhere(~np.isfinite(view))[0])
-    return (f"{int((~np.isfinite(view)).sum())} non-finite value(s) (NaN/Inf), the first {view[k, j, i]} at "
-            f"(lon={i + 1}, lat={j + 1}, lev={k + 1}) of this rank's tile = global (lon={tile_.lon0 + i + 1}, "
-            f"lat={tile_.lat0 + j + 1}) (1-based); fix the input on this rank")
-
-
 def array(hid: int, op: int, name: Any, data: Any, dtype: int, nlon: int, nlat: int, nlev: int) -> int:
     """Every array entry point (``op``: see ``OP_NAMES``): validate locally, call the component (one
     agreement), copy out."""
@@ -366,9 +326,9 @@ def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int
                              f"{extents} but this rank's tile needs {want} (tile lon {t.lon0 + 1}:{t.lon1}, "
                              f"lat {t.lat0 + 1}:{t.lat1}, 1-based); pass this rank's tile in Fortran order "
                              "(lon, lat, lev)", Status.ARGUMENT)
-        view = _host_view(data, dtype, extents, what)
+        view = host_view(_cffi()[0], data, dtype, extents, what)
         if op in _SETS and not np.isfinite(view).all():
-            raise LocalError(f"{what}{'(' + repr(var) + ')' if var else ''}: {_first_bad(view, t)}", Status.VALUE)
+            raise LocalError(f"{what}{'(' + repr(var) + ')' if var else ''}: {first_bad(view, t)}", Status.VALUE)
         return var, view
 
     result, failure = _checked(check)
@@ -380,20 +340,14 @@ def _array(inst: _Instance, op: int, what: str, name: Any, data: Any, dtype: int
     elif op == 2:
         comp.set_state(host, caller_error=failure)
     elif op == 3:
-        _copy_out(comp.get_variable(var, caller_error=failure), host)
+        copy_out(comp.get_variable(var, caller_error=failure), host)
     elif op == 4:
-        _copy_out(comp.get_state(caller_error=failure), host)
+        copy_out(comp.get_state(caller_error=failure), host)
     elif op == 5:
-        _copy_out(comp.get_tendencies(caller_error=failure)[..., comp.layout.slice_of(var)], host)
+        copy_out(comp.get_tendencies(caller_error=failure)[..., comp.layout.slice_of(var)], host)
     else:
-        _copy_out(comp.get_tendencies(caller_error=failure), host)
+        copy_out(comp.get_tendencies(caller_error=failure), host)
     return Status.OK
-
-
-def _copy_out(values: Any, host: np.ndarray) -> None:
-    """Write ``values`` [lat, lon, lev] (or [lat, lon]) into the host's [lat, lon, lev] view."""
-    values = np.asarray(values)
-    host[...] = values.reshape(host.shape)
 
 
 # ------------------------------------------------------------------ step, end
