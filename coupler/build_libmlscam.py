@@ -13,6 +13,8 @@ OUTDIR receives::
     fortran/mlscam_mod.mod      the module compiled with $FC (default gfortran), if one is found
     fortran/libmlscam_fortran.a its object
     pkgconfig/mlscam.pc         pkg-config file (from coupler/mlscam.pc.in)
+    lib/cmake/mlscam/           CMake package: mlscamConfig.cmake and mlscamConfigVersion.cmake (from the
+                                coupler/*.cmake.in templates; targets mlscam::mlscam, mlscam::mlscam_fortran)
     build_info.json             the python, version and source hashes of this build
 
 The declarations of the public API are read from ``coupler/mlscam.h`` (between
@@ -38,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # every source of the build (hashed to tell a stale build; setup.py ships them in a wheel's _native/src)
 SOURCES = ("mlscam.h", "libmlscam.c", "embedded_init.py", "mlscam_mod.f90.in", "fortran_module.py", "mlscam.pc.in",
-           "build_libmlscam.py")
+           "mlscamConfig.cmake.in", "mlscamConfigVersion.cmake.in", "build_libmlscam.py")
 MODULE_NAME = "_mlscam_cffi"
 
 # The Python side of each entry point (defined in embedded_init.py), and two C helpers Python calls.
@@ -156,6 +158,25 @@ def write_pkgconfig(outdir: Path, version: str) -> Path:
     return path
 
 
+CMAKE_DIR = Path("lib") / "cmake" / "mlscam"  # relative to OUTDIR: what -Dmlscam_DIR= names
+
+
+def write_cmake_package(outdir: Path, version: str, fortran: str) -> Path:
+    """lib/cmake/mlscam/mlscamConfig{,Version}.cmake; relocatable (paths from CMAKE_CURRENT_LIST_DIR)."""
+    import struct
+
+    cdir = outdir / CMAKE_DIR
+    cdir.mkdir(parents=True, exist_ok=True)
+    subst = {"@VERSION@": version, "@FORTRAN_COMPILER@": fortran or "none was found",
+             "@SIZEOF_VOID_P@": str(struct.calcsize("P")), "@BITS@": str(8 * struct.calcsize("P"))}
+    for name in ("mlscamConfig.cmake", "mlscamConfigVersion.cmake"):
+        text = (HERE / f"{name}.in").read_text()
+        for key, value in subst.items():
+            text = text.replace(key, value)
+        (cdir / name).write_text(text)
+    return cdir
+
+
 def build(outdir: str | os.PathLike, python: str | None = None, verbose: bool = False) -> dict:
     """Build everything into ``outdir``; returns the build info written to build_info.json.
 
@@ -172,10 +193,11 @@ def build(outdir: str | os.PathLike, python: str | None = None, verbose: bool = 
     fortran_module().generate(outdir / "include" / "mlscam_mod.f90", HERE)
     fortran = build_fortran(outdir)
     pc = write_pkgconfig(outdir, version)
+    cmake = write_cmake_package(outdir, version, (os.environ.get("FC") or "gfortran") if fortran else "")
     info = {  # paths relative to outdir: a wheel's build directory is not its install directory
         "version": version, "python": python, "source_hash": source_hash(),
         "library": str(lib.relative_to(outdir)), "fortran_module": str(fortran.parent.relative_to(outdir)) if fortran else "",
-        "pkgconfig": str(pc.relative_to(outdir)),
+        "pkgconfig": str(pc.relative_to(outdir)), "cmake": str(cmake.relative_to(outdir)),
     }
     (outdir / "build_info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

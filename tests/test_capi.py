@@ -149,6 +149,11 @@ def test_build_exports_every_header_function_and_ships_header_module_and_pkgconf
         assert (native / "fortran" / "libmlscam_fortran.a").is_file()
     pc = (native / "pkgconfig" / "mlscam.pc").read_text()
     assert "prefix=${pcfiledir}/.." in pc and f"Version: {mlscam.__version__}" in pc
+    assert info["cmake"] == "lib/cmake/mlscam"
+    config = (native / info["cmake"] / "mlscamConfig.cmake").read_text()
+    version = (native / info["cmake"] / "mlscamConfigVersion.cmake").read_text()
+    assert "@" not in config.replace("@VERSION@", "") and "@" not in version  # every template key substituted
+    assert f'set(PACKAGE_VERSION "{mlscam.__version__}")' in version and str(native) not in config  # relocatable
 
 
 def test_config_cli_prints_existing_paths_and_an_rpath(info):
@@ -162,6 +167,41 @@ def test_config_cli_prints_existing_paths_and_an_rpath(info):
     bad = subprocess.run([sys.executable, "-m", "mlscam.coupler.config"], cwd=ROOT, env=child_env(),
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "give at least one of --prefix" in bad.stderr
+    assert config_flags("--cmake-dir") == [str(native / "lib" / "cmake" / "mlscam")]
+
+
+CMAKE_PROBE = """cmake_minimum_required(VERSION 3.13)
+project(probe LANGUAGES C Fortran)
+find_package(mlscam {version} REQUIRED)
+foreach(t mlscam::mlscam mlscam::mlscam_fortran)
+  get_target_property(libs ${{t}} INTERFACE_LINK_LIBRARIES)
+  get_target_property(loc ${{t}} IMPORTED_LOCATION)
+  message(STATUS "PROBE ${{t}} | ${{libs}} | ${{loc}}")
+endforeach()
+"""
+
+
+def test_cmake_package_gives_targets_that_carry_mpi_and_refuses_another_major_version(info, tmp_path):
+    if shutil.which("cmake") is None or not info.get("fortran_module"):
+        pytest.skip("needs cmake and a libmlscam built with a Fortran compiler")
+    def configure(version: str) -> subprocess.CompletedProcess:
+        src = tmp_path / version
+        src.mkdir()
+        (src / "CMakeLists.txt").write_text(CMAKE_PROBE.format(version=version))
+        return subprocess.run(["cmake", "-S", str(src), "-B", str(src / "build"),
+                               f"-Dmlscam_DIR={config_flags('--cmake-dir')[0]}"], capture_output=True, text=True,
+                              env=child_env())
+    ok = configure(mlscam.__version__)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    probe = dict(line.split("PROBE ")[1].split(" | ", 1) for line in ok.stdout.splitlines() if "PROBE " in line)
+    assert probe["mlscam::mlscam"] == f"MPI::MPI_C | {NATIVE_DIR / 'lib' / 'libmlscam.so'}"
+    assert probe["mlscam::mlscam_fortran"] == ("mlscam::mlscam;MPI::MPI_Fortran | "
+                                               f"{NATIVE_DIR / info['fortran_module'] / 'libmlscam_fortran.a'}")
+    major = int(mlscam.__version__.split(".")[0]) + 1
+    bad = configure(f"{major}.0")
+    msg = " ".join(bad.stderr.split())
+    assert bad.returncode != 0 and f'compatible with requested version "{major}.0"' in msg, bad.stderr
+    assert f"version: {mlscam.__version__}" in msg, bad.stderr
 
 
 def test_pkg_config_file_gives_the_same_flags(info):

@@ -1,4 +1,5 @@
-"""host_examples/ build from a copy with their documented commands and run under mpirun -n 1, 2, 4;
+"""host_examples/ build from a copy with their documented commands (make; CMake with find_package(mlscam) for
+03_cmake_host) and run under mpirun (-n 1 to 4; -n 2 for the CMake one);
 their final states equal the Python component's on the same inputs, bit for bit.
 
 The hosts decode every step (a diagnostic) while the Python reference steps NSTEPS at once and
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from capi_support import ROOT, build_library, child_env, mpirun, require_tools
+from capi_support import ROOT, build_library, child_env, config_flags, mpirun, require_tools
 from mlscam.config import load_config
 from mlscam.coupler import Component
 from mlscam.parallel import SelfComm
@@ -65,9 +66,9 @@ def _read_tiles(d: Path, nranks: int):
     return x0, x, tiles
 
 
-def _python_component(d: Path, x0: np.ndarray) -> np.ndarray:
+def _python_component(d: Path, nml: str, x0: np.ndarray) -> np.ndarray:
     torch.set_num_threads(1)
-    comp = Component.init(load_config(d / "host.nml"), SelfComm())
+    comp = Component.init(load_config(d / nml), SelfComm())
     try:
         comp.set_state(x0)
         comp.step(NSTEPS)
@@ -92,4 +93,55 @@ def test_example_runs_and_equals_the_python_component(example, nranks):
         assert all((lon0, lon1) == (1, 12) for _, _, lon0, lon1 in tiles), tiles
     if group == "c_host" and nranks > 1:  # the emulator's default layout, queried with mlscam_tile_get
         assert all((lat0, lat1) == (1, 6) for lat0, lat1, _, _ in tiles), tiles
-    np.testing.assert_array_equal(x, _python_component(d, x0))
+    np.testing.assert_array_equal(x, _python_component(d, "host.nml", x0))
+
+
+CMAKE_EXAMPLE = "03_cmake_host"
+CMAKE_HOSTS = {"c_host": "host.nml", "fortran_host": "fortran_host.nml"}
+
+
+@pytest.fixture(scope="module")
+def cmake_example(tmp_path_factory):
+    """03_cmake_host copied out of the checkout, configured with -Dmlscam_DIR=$(config --cmake-dir) and built."""
+    require_tools("cmake", "mpicc", "mpif90")
+    build_library()
+    d = tmp_path_factory.mktemp("cmake") / CMAKE_EXAMPLE
+    shutil.copytree(ROOT / "host_examples" / CMAKE_EXAMPLE, d, ignore=shutil.ignore_patterns("build", "*.pt", "*.bin"))
+    shutil.copy(ROOT / "host_examples" / "make_toy_checkpoint.py", d.parent)
+    cmake_dir = config_flags("--cmake-dir")
+    assert len(cmake_dir) == 1 and (Path(cmake_dir[0]) / "mlscamConfig.cmake").is_file(), cmake_dir
+    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dmlscam_DIR={cmake_dir[0]}"], ["cmake", "--build", "build"],
+                [sys.executable, "../make_toy_checkpoint.py", "checkpoint.pt"]):
+        proc = subprocess.run(cmd, cwd=d, env=child_env(), capture_output=True, text=True)
+        assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
+    cache = (d / "build" / "CMakeCache.txt").read_text()
+    assert re.search(rf"^mlscam_DIR:\w+={re.escape(cmake_dir[0])}$", cache, re.M), "mlscam_DIR is not the printed one"
+    assert "MPI_C_LIB_NAMES" in cache  # MPI was found by the package's find_dependency (the example asks for none)
+    for group, name in CMAKE_HOSTS.items():
+        nml = re.sub(r"nsteps = \d+", f"nsteps = {NSTEPS}", (d / name).read_text())
+        (d / name).write_text(re.sub(r"output_prefix = ''", "output_prefix = 'tile'", nml))
+    return d
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("group", list(CMAKE_HOSTS))
+def test_cmake_example_builds_with_find_package_and_equals_the_python_component(cmake_example, group):
+    """find_package(mlscam) + mlscam::mlscam / mlscam::mlscam_fortran give hosts that run under mpirun -n 2 and
+    end in the Python component's state bit for bit (as the Makefile examples do)."""
+    d, nranks = cmake_example, 2
+    exe = d / "build" / group
+    if group == "fortran_host" and not exe.is_file():
+        pytest.skip("CMake built no Fortran host (no Fortran compiler, or libmlscam has no Fortran module)")
+    for old in d.glob("tile_rank*.bin"):
+        old.unlink()
+    proc = mpirun(nranks, [str(exe), CMAKE_HOSTS[group]], d)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert f"{group}: OK ({NSTEPS} steps on {nranks} ranks)" in proc.stdout, out[-4000:]
+    assert [int(s) for s in re.findall(rf"{group}: step (\d+) global mean", proc.stdout)] == list(range(1, NSTEPS + 1))
+    x0, x, tiles = _read_tiles(d, nranks)
+    if group == "c_host":  # the emulator's default layout (longitude bands)
+        assert all((lat0, lat1) == (1, 6) for lat0, lat1, _, _ in tiles), tiles
+    else:  # the Fortran host's own latitude bands
+        assert all((lon0, lon1) == (1, 12) for _, _, lon0, lon1 in tiles), tiles
+    np.testing.assert_array_equal(x, _python_component(d, CMAKE_HOSTS[group], x0))

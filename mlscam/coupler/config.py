@@ -10,7 +10,10 @@ Options (any combination, printed on one line in this order):
 * ``--prefix``: the directory that holds ``lib/``, ``include/``, ``fortran/``
   and ``pkgconfig/`` (``PKG_CONFIG_PATH=$(...--prefix)/pkgconfig``);
 * ``--fsource``: the path of ``mlscam_mod.f90`` (compile it yourself with a
-  Fortran compiler other than the one mlscam was built with).
+  Fortran compiler other than the one mlscam was built with);
+* ``--cmake-dir``: the directory of ``mlscamConfig.cmake``, for
+  ``cmake -Dmlscam_DIR=$(...--cmake-dir)`` and ``find_package(mlscam)``
+  (imported targets ``mlscam::mlscam`` and ``mlscam::mlscam_fortran``).
 
 The library is built first if it is missing or stale (a message goes to stderr).
 """
@@ -26,7 +29,7 @@ __all__ = ["flags", "main"]
 
 
 def flags(name: str, prefix: Path = NATIVE_DIR) -> str:
-    """The text of one option (``cflags``, ``libs``, ``fflags``, ``flibs``, ``prefix``, ``fsource``)."""
+    """The text of one option (``cflags``, ``libs``, ``fflags``, ``flibs``, ``prefix``, ``fsource``, ``cmake-dir``)."""
     lib = prefix / "lib"
     table = {
         "prefix": str(prefix),
@@ -35,11 +38,12 @@ def flags(name: str, prefix: Path = NATIVE_DIR) -> str:
         "fflags": f"-I{prefix / 'fortran'}",
         "flibs": f"-L{prefix / 'fortran'} -lmlscam_fortran -L{lib} -Wl,-rpath,{lib} -lmlscam",
         "fsource": str(prefix / "include" / "mlscam_mod.f90"),
+        "cmake-dir": str(prefix / "lib" / "cmake" / "mlscam"),
     }
     return table[name]
 
 
-ORDER = ("prefix", "cflags", "fflags", "libs", "flibs", "fsource")
+ORDER = ("prefix", "cflags", "fflags", "libs", "flibs", "fsource", "cmake-dir")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ORDER:
         parser.add_argument(f"--{name}", action="store_true")
     args = parser.parse_args(argv)
-    chosen = [name for name in ORDER if getattr(args, name)]
+    chosen = [name for name in ORDER if getattr(args, name.replace("-", "_"))]
     if not chosen:
         parser.error("give at least one of " + ", ".join(f"--{n}" for n in ORDER))
     info = ensure_built()
