@@ -145,3 +145,13 @@ def test_cmake_example_builds_with_find_package_and_equals_the_python_component(
     else:  # the Fortran host's own latitude bands
         assert all((lon0, lon1) == (1, 12) for _, _, lon0, lon1 in tiles), tiles
     np.testing.assert_array_equal(x, _python_component(d, CMAKE_HOSTS[group], x0))
+
+
+def test_cmake_example_sources_are_the_makefile_examples_copies():
+    """03_cmake_host carries copies (it must build on its own): they may not drift from 01/02."""
+    ex = ROOT / "host_examples"
+    assert (ex / CMAKE_EXAMPLE / "c_host.c").read_text() == (ex / "02_c_host" / "c_host.c").read_text()
+    assert (ex / CMAKE_EXAMPLE / "fortran_host.f90").read_text() == (ex / "01_fortran_host" / "fortran_host.f90").read_text()
+    for copy, original in (("host.nml", "02_c_host/host.nml"), ("fortran_host.nml", "01_fortran_host/host.nml")):
+        strip = lambda p: re.sub(r"\s*!.*", "", p.read_text())  # noqa: E731 - comments name other commands
+        assert strip(ex / CMAKE_EXAMPLE / copy) == strip(ex / original), copy
