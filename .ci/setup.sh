@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-apt_pkgs="libopenmpi-dev openmpi-bin gfortran pkg-config libnetcdf-dev libnetcdff-dev"
+apt_pkgs="libopenmpi-dev openmpi-bin gfortran pkg-config libnetcdf-dev libnetcdff-dev cmake"
 missing=""
 for p in $apt_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
