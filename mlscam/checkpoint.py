@@ -87,7 +87,8 @@ def _upgrade(d: dict) -> dict:
     """Bring an older file's dict to the current format (none older exists yet)."""
     version = d.get("format_version")
     if version is None:
-        raise CheckpointError("not an mlscam checkpoint: it has no 'format_version' entry")
+        raise CheckpointError("not an mlscam checkpoint (a torch file without 'format_version'); name a .pt file "
+                              "written by mlscam.train or mlscam.checkpoint export")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint format {version} is newer than this mlscam ({__version__}) reads "
@@ -118,10 +119,22 @@ def load_checkpoint(
     try:
         d = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - reported with the path
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        what = "a damaged or truncated torch file" if zipped else "not a torch file"
+        raise CheckpointError(f"{path} is not an mlscam checkpoint ({what}: {type(e).__name__}: {e}); "
+                              "name a .pt file written by mlscam.train or mlscam.checkpoint export") from e
     if not isinstance(d, dict):
-        raise CheckpointError(f"not an mlscam checkpoint: {path} holds a {type(d).__name__}")
+        raise CheckpointError(f"{path} is not an mlscam checkpoint (a torch file holding a {type(d).__name__}, "
+                              "not a dict); name a .pt file written by mlscam.train or mlscam.checkpoint export")
+    if "format_version" not in d:
+        raise CheckpointError(f"{path} is not an mlscam checkpoint (a torch file without 'format_version'); name "
+                              "a .pt file written by mlscam.train or mlscam.checkpoint export")
     d = _upgrade(d)
+    missing = [k for k in ("config", "layout", "normalization", "dt_seconds", "grid", "state_dict") if k not in d]
+    if missing:
+        raise CheckpointError(f"{path} is not an mlscam checkpoint (a torch file without {missing}); name a .pt "
+                              "file written by mlscam.train or mlscam.checkpoint export")
     ckpt = Checkpoint(
         config=config_from_dict(d["config"]),
         layout=ColumnLayout.from_dict(d["layout"]),
@@ -135,7 +148,7 @@ def load_checkpoint(
         metadata=d.get("metadata") or {},
         format_version=d["format_version"],
     )
-    if expected_layout is not None and expected_layout != ckpt.layout:
+    if expected_layout is not None and not ckpt.layout.same_as(expected_layout):
         raise CheckpointError(
             f"checkpoint {path} was trained on another column layout:\n"
             f"{ckpt.layout.describe_difference(expected_layout)}\n"

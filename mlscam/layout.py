@@ -9,13 +9,53 @@ This module knows nothing of files, MPI or torch.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES", "DEFAULT_STATIC_FEATURES"]
+__all__ = ["ColumnLayout", "KNOWN_STATIC_FEATURES", "DEFAULT_STATIC_FEATURES", "canonical_units"]
 
 KNOWN_STATIC_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
 #: The static features of a layout that names none (``&data static_features`` default; old checkpoints).
 DEFAULT_STATIC_FEATURES = ("sin_lat", "cos_lat")
+
+
+_FACTOR = re.compile(r"^([A-Za-z%]+)\^?([+-]?\d+)?$")
+
+
+def canonical_units(units: str) -> str:
+    """One spelling of a units string, so that equivalent spellings compare equal.
+
+    Factors are sorted, exponents written UDUNITS-style (``s-1``); ``/``, ``^``, ``**``,
+    ``*`` and ``.`` between factors are understood.  A string it cannot parse comes back
+    stripped, unchanged.
+
+    >>> canonical_units("m/s") == canonical_units("m s-1") == canonical_units("m s^-1") == "m s-1"
+    True
+    >>> canonical_units("kg/m2/s"), canonical_units("K"), canonical_units(" Pa "), canonical_units("")
+    ('kg m-2 s-1', 'K', 'Pa', '1')
+    """
+    text = " ".join(str(units).split())
+    if text in ("", "1", "-", "dimensionless"):
+        return "1"
+    spaced = re.sub(r"\*\*", "^", text)
+    spaced = re.sub(r"(?<=[A-Za-z0-9])[*.\u00b7](?=[A-Za-z])", " ", spaced)
+    powers: dict[str, int] = {}
+    for k, part in enumerate(spaced.split("/")):
+        factors = part.split()
+        if not factors:
+            return text
+        for factor in factors:
+            if factor == "1":
+                continue
+            m = _FACTOR.match(factor)
+            if m is None:
+                return text
+            name, power = m.group(1), int(m.group(2) or 1)
+            powers[name] = powers.get(name, 0) + (-power if k else power)
+    kept = [(n, p) for n, p in sorted(powers.items()) if p]
+    if not kept:
+        return "1"
+    return " ".join(n if p == 1 else f"{n}{p}" for n, p in kept)
 
 
 @dataclass(frozen=True)
@@ -129,11 +169,29 @@ class ColumnLayout:
     def from_dict(cls, d: dict) -> "ColumnLayout":
         return cls(**d)
 
+    def canonical_units(self) -> dict[str, str]:
+        """``{variable: units}`` of the variables with declared units, in one spelling (:func:`canonical_units`)."""
+        return {name: canonical_units(u) for name, u in self.units}
+
+    def same_as(self, other: "ColumnLayout") -> bool:
+        """Equal but for the spelling of units (``'m s-1'`` is ``'m/s'``): the same columns.
+
+        Units are compared where both layouts declare them.
+        """
+        mine, theirs = self.canonical_units(), other.canonical_units()
+        return (all(getattr(self, n) == getattr(other, n)
+                    for n in ("variables_3d", "variables_2d", "levels", "static_features"))
+                and all(mine[k] == theirs[k] for k in mine.keys() & theirs.keys()))
+
     def describe_difference(self, other: "ColumnLayout") -> str:
-        """Human-readable list of what differs from ``other`` ('' when equal)."""
+        """Human-readable list of what differs from ``other`` ('' when :meth:`same_as`)."""
         lines = []
         for name in ("variables_3d", "variables_2d", "levels", "static_features"):
             a, b = getattr(self, name), getattr(other, name)
             if a != b:
                 lines.append(f"  {name}: {list(a)} != {list(b)}")
+        mine, theirs = self.canonical_units(), other.canonical_units()
+        for name in self.variables:
+            if name in mine and name in theirs and mine[name] != theirs[name]:
+                lines.append(f"  units of {name}: {self.units_of(name)!r} != {other.units_of(name)!r}")
         return "\n".join(lines)

@@ -63,7 +63,7 @@ def test_another_grid_needs_the_explicit_option(tmp_path):
 
 def test_not_a_checkpoint_and_newer_format_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
-    with pytest.raises(CheckpointError, match="no 'format_version'"):
+    with pytest.raises(CheckpointError, match=r"x.pt is not an mlscam checkpoint \(a torch file without 'format_version'\)"):
         load_checkpoint(tmp_path / "x.pt")
     ckpt, _ = _ckpt()
     d = ckpt.to_dict()
@@ -89,3 +89,38 @@ def test_export_drops_optimizer_state_and_records_provenance(tmp_path):
     assert shipped.state_dict.keys() == ckpt.state_dict.keys()
     assert main(["info", str(out)]) == 0
     assert main(["info", str(tmp_path / "nope.pt")]) == 1
+
+
+def test_text_truncated_and_foreign_files_are_not_checkpoints(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("this is a text file\n")
+    with pytest.raises(CheckpointError, match=r"notes.pt is not an mlscam checkpoint \(not a torch file: "):
+        load_checkpoint(text)
+    ckpt, _ = _ckpt()
+    whole = save_checkpoint(tmp_path / "m.pt", ckpt).read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pt is not an mlscam checkpoint \(a damaged or truncated torch"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match=r"list.pt is not an mlscam checkpoint \(a torch file holding a list"):
+        load_checkpoint(tmp_path / "list.pt")
+    torch.save({"format_version": 1, "weights": torch.zeros(2)}, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match=r"w.pt is not an mlscam checkpoint \(a torch file without \["):
+        load_checkpoint(tmp_path / "w.pt")
+
+
+def test_unit_spellings_are_the_same_layout_and_real_differences_are_listed(tmp_path):
+    from mlscam.layout import canonical_units
+
+    assert canonical_units("m/s") == canonical_units("m s-1") == canonical_units("m s^-1") == "m s-1"
+    assert canonical_units("kg m^-2 s**-1") == canonical_units("kg/m2/s") == "kg m-2 s-1"
+    assert canonical_units("K") == "K" and canonical_units(" Pa") == "Pa" and canonical_units("hPa") != "Pa"
+    ckpt, _ = _ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    spelled = ColumnLayout(LAYOUT.variables_3d, LAYOUT.variables_2d, LAYOUT.levels,
+                           units={"u": "m/s", "temperature": "K", "surface_pressure": "Pa"})
+    assert load_checkpoint(path, expected_layout=spelled).layout == LAYOUT  # the demo's 'm/s' data resume
+    hpa = ColumnLayout(LAYOUT.variables_3d, LAYOUT.variables_2d, LAYOUT.levels,
+                       units={"u": "m/s", "temperature": "K", "surface_pressure": "hPa"})
+    with pytest.raises(CheckpointError, match=r"another column layout:\n  units of surface_pressure: 'Pa' != 'hPa'\n"):
+        load_checkpoint(path, expected_layout=hpa)

@@ -93,3 +93,21 @@ def test_a_nan_names_file_variable_level_and_time_and_writes_nothing(tmp_path, c
     assert "No statistics file was written" in err
     assert not (tmp_path / "st.nc").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nc", "b.nc", "s.nml"]
+
+
+def test_an_unwritable_stats_path_fails_before_reading_the_data(tmp_path, capsys, monkeypatch):
+    import mlscam.data.stats as stats_mod
+
+    _two_files(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    read = []
+    monkeypatch.setattr(stats_mod, "compute_stats", lambda *a, **k: read.append(1))
+    nml = tmp_path / "s.nml"
+    nml.write_text(f"&data\n  files = '{tmp_path / 's*.nc'}'\n  stats_path = '{tmp_path / 'file.txt/sub/st.nc'}'\n"
+                   "/\n&output\n  progress = .false.\n/\n")
+    assert stats_mod.main([str(nml)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: &data stats_path = ") and "cannot be written" in err and "Traceback" not in err
+    assert "set &data stats_path to a file in a writable place" in err
+    assert read == []  # nothing computed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "s.nml", "s0.nc", "s1.nc"]

@@ -173,3 +173,14 @@ def test_zonal_mean_climate_of_shifted_run():
     assert res["u"]["finite"] and res["u"]["n_times"] == {"forecast": 3, "truth": 6}
     fc["surface_pressure"][1, 0, 0] = np.nan
     assert zonal_mean_climate(fc, tr, variables=["surface_pressure"])["surface_pressure"]["finite"] is False
+
+
+def test_an_unwritable_out_fails_before_reading_anything(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    # the forecast and truth do not even exist: --out is checked first, before the long work
+    assert main(["--forecast", str(tmp_path / "f.nc"), "--truth", str(tmp_path / "t.nc"),
+                 "--out", str(tmp_path / "file.txt" / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --out = " in err and "cannot be written" in err and "Traceback" not in err
+    assert "set --out to a directory in a writable place" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]

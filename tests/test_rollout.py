@@ -79,7 +79,7 @@ def test_decodes_only_at_output_steps(case, monkeypatch):
 
 
 @pytest.mark.parametrize("fail_at", [1, 5])
-def test_an_interrupted_rollout_leaves_no_file(case, monkeypatch, fail_at):
+def test_an_interrupted_rollout_leaves_no_file(case, monkeypatch, capsys, fail_at):
     out = case["dir"] / f"interrupted{fail_at}.nc"
     original = component_mod.Component.step
 
@@ -89,8 +89,9 @@ def test_an_interrupted_rollout_leaves_no_file(case, monkeypatch, fail_at):
         return original(self, n)
 
     monkeypatch.setattr(component_mod.Component, "step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        main([case["nml"], "--output-nc-path", str(out), "--num-steps", "6", "--output-every", "1"])
+    # a message and exit status 130 (as a shell reports SIGINT), not a traceback
+    assert main([case["nml"], "--output-nc-path", str(out), "--num-steps", "6", "--output-every", "1"]) == 130
+    assert "interrupted (injected at step" in capsys.readouterr().err
     assert not out.exists()
     assert [p.name for p in case["dir"].iterdir() if p.name.startswith(f".{out.name}")] == []
 
@@ -266,3 +267,58 @@ def test_num_steps_0_without_output_initial_is_an_error_that_says_what_to_do(cas
     assert main([str(nml), "--output-initial"]) == 0  # the namelist's 0 steps with the flag
     with xr.open_dataset(out) as ds:
         assert ds.lead_time.values.tolist() == [0.0]
+
+
+def test_an_unwritable_restart_out_fails_before_stepping(case, monkeypatch, capsys, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "fc.nc"
+    steps = []
+    original = component_mod.Component.step
+    monkeypatch.setattr(component_mod.Component, "step", lambda self, n=1: (steps.append(n), original(self, n)))
+    status = main([case["nml"], "--output-nc-path", str(out), "--num-steps", "4",
+                   "--restart-out", str(tmp_path / "file.txt" / "sub" / "r.rst")])
+    assert status == Status.FILE_ERROR != 0
+    err = capsys.readouterr().err
+    assert "restart_out (--restart-out) = " in err and "cannot be written" in err and "Traceback" not in err
+    assert steps == []  # not one step spent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # no forecast, no part file
+
+
+def test_a_stale_part_file_of_a_killed_run_is_removed_by_the_next_run(case, tmp_path, capsys):
+    out = tmp_path / "fc.nc"
+    stale = tmp_path / ".fc.nc.999999999.x1y2z3.part"  # a pid no process has: a SIGKILLed run's
+    legacy = tmp_path / ".fc.nc.8ab_c7d.part"  # the name older versions gave it
+    stale.write_bytes(b"\0" * 4096)
+    legacy.write_bytes(b"\0" * 4096)
+    assert main([case["nml"], "--output-nc-path", str(out), "--num-steps", "2"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fc.nc"]
+    assert f"removed {stale}, a partial file of fc.nc left by an interrupted run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_serial_driver_leaves_no_part_file(case, tmp_path, signame):
+    """Ctrl-C (SIGINT) or SIGTERM (what mpirun sends its ranks) during the steps: a message, exit 130,
+    and neither the forecast nor its hidden partial file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "fc.nc"
+    proc = subprocess.Popen([sys.executable, "-m", "mlscam.rollout", case["nml"], "--output-nc-path", str(out),
+                             "--num-steps", "1000000", "--output-every", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 90
+        while not any(p.stat().st_size > 40000 for p in tmp_path.glob(".fc.nc.*.part")):  # a few records in
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "no forecast written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

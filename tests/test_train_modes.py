@@ -203,3 +203,34 @@ def test_pushforward_windows_hold_the_pushforward_and_the_graded_steps(problem, 
     assert trainer.objective.engine.damping is not None
     result = trainer.run()
     assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])
+
+
+def test_an_unwritable_checkpoint_dir_fails_before_training(problem, tmp_path, capsys):
+    from mlscam.train.__main__ import main
+
+    (tmp_path / "file.txt").write_text("x")
+    nml = tmp_path / "t.nml"
+    nml.write_text(NAMELIST.format(mode="global", steps=2, batch=4, val_every=0, columns="", out=tmp_path / "o")
+                   .replace("'train.nc'", f"'{problem / 'train.nc'}'").replace("'val.nc'", f"'{problem / 'val.nc'}'")
+                   .replace("checkpoint_dir='ck'", f"checkpoint_dir='{tmp_path / 'file.txt' / 'ck'}'"))
+    assert main([str(nml)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: &train checkpoint_dir = ") and "cannot be written" in err
+    assert "set &train checkpoint_dir to a directory in a writable place" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "t.nml"]  # no statistics, no log
+
+
+def test_resume_with_another_model_says_which_keys_differ(problem, tmp_path):
+    from mlscam.checkpoint import CheckpointError
+
+    first = build_trainer(make_config(problem, "global", 1, out=tmp_path / "a"))
+    first.run()
+    ck = tmp_path / "a" / "ck" / "last.pt"
+    with pytest.raises(CheckpointError, match=r"(?s)&train resume = .*another &model.*\n  latent_dim = 16 in the "
+                                              r"checkpoint, 8 in this run\n  mixer = 'conv' in the checkpoint, "
+                                              r"'mlp' in this run\n.*init_from.*init_partial = .true."):
+        build_trainer(make_config(problem, "global", 2, out=tmp_path / "b",
+                                  overrides=["model.latent_dim=8", "model.mixer=mlp", f"train.resume={ck}"]))
+    with pytest.raises(CheckpointError, match=r"(?s)init_from .*\n  latent_dim = 16 in the checkpoint, 8 in this run"):
+        build_trainer(make_config(problem, "global", 2, out=tmp_path / "c",
+                                  overrides=["model.latent_dim=8", f"train.init_from={ck}"]))

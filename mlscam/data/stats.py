@@ -156,6 +156,12 @@ def run(data_cfg, *, progress: bool = True) -> Normalization:
 
     if not data_cfg.stats_path:
         raise DataError("data.stats_path is empty; set where the statistics file goes")
+    from mlscam.atomic import NotWritableError, check_writable
+
+    try:  # before reading all the data, not after
+        check_writable(data_cfg.stats_path, "&data stats_path")
+    except NotWritableError as exc:
+        raise DataError(str(exc)) from None
     with open_source(data_cfg) as src:
         norm, extras = compute_stats(src, progress=progress)
         write_stats(data_cfg.stats_path, norm, src.layout,

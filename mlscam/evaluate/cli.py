@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import NotWritableError, check_writable
 from .core import evaluate_forecast, combine_results
 from .inputs import EvaluationError, forecast_times, open_dataset, select_levels, truth_indices
 from .output import write_csv, write_json
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> dict:
     """Evaluate as the command line asks; returns the result dict."""
     from tqdm.auto import tqdm
 
-    out = Path(args.out)
+    out = check_writable(args.out, "--out", directory=True)  # before reading and scoring, not after
     truth = open_dataset(args.truth)
     clim = open_dataset(args.climatology) if args.climatology else None
     results, first = [], None
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except EvaluationError as exc:
+    except (EvaluationError, NotWritableError) as exc:
         print(f"python -m mlscam.evaluate: error: {exc}", file=sys.stderr)
         return 2
     return 0

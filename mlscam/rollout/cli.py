@@ -76,14 +76,21 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
+    from mlscam.atomic import interrupts_as_exceptions
+
+    comm = make_comm()
+    rank = comm.Get_rank()
+    with interrupts_as_exceptions():  # SIGTERM (mpirun's Ctrl-C) too: the partial forecast is discarded
+        return _drive(comm, rank, cfg, args, announce_every_rank)
+
+
+def _drive(comm, rank: int, cfg: Config, args, announce_every_rank: bool) -> int:
     from mlscam.runtime import Component, ComponentError, describe
     from mlscam.parallel import abort, is_mpi
 
     from .loop import run_forecast
     from .quicklook import write_quicklook
 
-    comm = make_comm()
-    rank = comm.Get_rank()
     component = None
     try:
         r = cfg.rollout
@@ -121,6 +128,12 @@ def drive(argv: list[str] | None, prog: str, description: str, make_comm: Callab
         if is_mpi(comm):
             abort(comm, exc.status)
         return exc.status
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM: the partial forecast is already discarded
+        print(f"error: rank {rank}: interrupted ({exc or 'SIGINT'}); no forecast written to "
+              f"{cfg.rollout.output_nc_path}", file=sys.stderr, flush=True)
+        if is_mpi(comm) and comm.Get_size() > 1:
+            abort(comm, 130)
+        return 130
     except BaseException as exc:  # a local failure outside the agreed checks: end the whole job
         if is_mpi(comm) and comm.Get_size() > 1:
             print(f"error: rank {rank} of {comm.Get_size()}: {type(exc).__name__}: {exc}", file=sys.stderr,

@@ -60,8 +60,9 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     and gathered to ``root``, which appends them to a
     :class:`mlscam.io.forecast.ForecastWriter` (memory flat in steps).  Valid
     times are the initial time plus ``step * dt``.  The file appears only when
-    complete: on any failure every rank raises and no file is left at
-    ``output_path``.  ``restart_out`` (optional) is written at the end, before
+    complete: on any failure (SIGINT or, under :func:`mlscam.atomic.interrupts_as_exceptions`,
+    SIGTERM included) every rank raises and no file, partial or not, is left at ``output_path``;
+    both ``output_path`` and ``restart_out`` are checked writable before the first step.  ``restart_out`` (optional) is written at the end, before
     the forecast file is moved into place.  ``output_initial``: the first
     record is the decoded state the run starts from (lead ``step * dt`` of the
     current step; 0 unless continuing a restart).  ``num_steps = 0`` needs it:
@@ -93,6 +94,16 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     writer, bar = None, None
     try:
         ok, msg = True, ""
+        if c.rank == root:
+            try:  # both outputs checked before any step: a restart that cannot be written fails now
+                from mlscam.atomic import check_writable
+
+                check_writable(output_path, "output_nc_path (--output-nc-path)")
+                if restart_out:
+                    check_writable(restart_out, "restart_out (--restart-out)")
+            except ValueError as exc:
+                ok, msg = False, str(exc)
+        _agree(c, ok, msg, "output paths", Status.FILE_ERROR)
         if c.rank == root:
             try:
                 writer = ForecastWriter(output_path, layout=c.layout, grid=c.grid, initial_time=c.initial_time,

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from ..atomic import check_writable
 from ..config import Config
 from ..data.datasets import ColumnTiles, OnTheFlyTiles
 from ..data.source import open_source
@@ -83,6 +84,10 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
         raise ValueError("&train resume and init_from are both set; resume continues a run exactly, init_from "
                          "starts a new run from its weights: set only one")
     progress = cfg.output.progress if progress is None else progress
+    if tile is None or tile.is_root:  # the writer: fail now, not after computing statistics or training
+        check_writable(t.checkpoint_dir, "&train checkpoint_dir", directory=True)
+        if cfg.data.stats_path and not Path(cfg.data.stats_path).is_file():
+            check_writable(cfg.data.stats_path, "&data stats_path")
     if not cfg.data.files:
         raise ValueError("&data files is empty: name the training NetCDF files (globs allowed)")
     source = open_source(cfg.data)

@@ -17,12 +17,12 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ..config import Config
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
@@ -109,8 +109,22 @@ class Trainer:
             metadata={"history_tail": self.history[-5:]},
         )
 
+    def _model_differences(self, ckpt) -> list[str]:
+        """``key: checkpoint value != run value`` for each &model key that changes the parameters."""
+        mine, theirs = self.config.model, ckpt.config.model
+        return [f"{f.name} = {getattr(theirs, f.name)!r} in the checkpoint, {getattr(mine, f.name)!r} in this run"
+                for f in fields(mine) if f.name not in mine.RUNTIME_KEYS
+                and getattr(mine, f.name) != getattr(theirs, f.name)]
+
     def resume_from(self, path) -> None:
         ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
+        differ = self._model_differences(ckpt)
+        if differ:
+            raise CheckpointError(
+                f"&train resume = {str(path)!r}: the checkpoint was trained with another &model, so its weights do "
+                "not fit this run's network:\n  " + "\n  ".join(differ) + "\nSet the checkpoint's &model values "
+                "to continue that run, or start a new run from its weights with &train init_from (and "
+                "init_partial = .true. to load only the tensors that fit).")
         self.model.load_state_dict(ckpt.state_dict)
         if ckpt.optimizer_state is None or ckpt.train_state is None:
             raise ValueError(f"{path} holds no optimizer/training state, so it cannot resume a run exactly; "
@@ -127,9 +141,11 @@ class Trainer:
             self.model.load_state_dict(ckpt.state_dict)
             return
         if not self.config.train.init_partial:
-            raise ValueError(f"{path} has another &model ({ckpt.config.model}); init_from needs the same &model "
-                             f"(except {', '.join(self.config.model.RUNTIME_KEYS)}), or set &train init_partial "
-                             "= .true. to load only the parameters that match")
+            raise CheckpointError(
+                f"&train init_from = {str(path)!r}: the checkpoint was trained with another &model:\n  "
+                + "\n  ".join(self._model_differences(ckpt)) + "\ninit_from needs the same &model (except "
+                f"{', '.join(self.config.model.RUNTIME_KEYS)}): set the checkpoint's values, or set &train "
+                "init_partial = .true. to load only the parameters that match")
         own = self.model.state_dict()
         match = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
         fresh = sorted(set(own) - set(match))
