@@ -24,6 +24,7 @@ only to rounding (``docs/component.md`` gives the measured difference).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ class BlasMode:
     message: str = ""
 
 
+@functools.lru_cache(maxsize=1)
 def _mkl():
-    """``(get, set)`` of MKL's CNR functions inside torch's CPU library, or None."""
+    """``(get, set)`` of MKL's CNR functions inside torch's CPU library, or None (looked up once)."""
     import torch
 
     lib_dir = Path(torch.__file__).parent / "lib"
