@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu/run.sh          on a GPU machine: the CUDA tests, then benchmarks/gpu_throughput.py
 #                                       (T21..T170, fp32/bf16, eager/CUDA graph, 1 vs 2 ranks): under 8 minutes
+#   bash benchmarks/gpu/run.sh --tests-only   on a GPU machine: the CUDA tests alone (about 20 s)
 #   bash benchmarks/gpu/run.sh --cpu    the CPU mode (also what a machine without CUDA gets): no tests, a tiny
 #                                       run of the same script in seconds (tests/test_gpu_script.py runs it)
 #
@@ -68,6 +69,7 @@ else
     prc=$?
     say "CUDA tests (pytest tests/test_gpu_cuda.py tests/test_gpu_path.py tests/test_parallel_device.py): exit $prc:"
     grep -E "^(FAILED|ERROR)|passed|failed|error" "$LOG" | tail -12 | sed 's/^/  /' | tee -a "$RESULTS"
+    if [ "${1:-}" = "--tests-only" ]; then say "total $(( $(date +%s) - T0 )) s"; exit $prc; fi
     timeout -k 10 300 "$PY" benchmarks/gpu_throughput.py --budget "${GPU_BUDGET_S:-180}" \
         --out "$DEST/throughput.txt" >"$DEST/bench.out" 2>&1
     rc=$?

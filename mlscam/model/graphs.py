@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import threading
 from typing import Callable
 
 import torch
@@ -33,6 +34,11 @@ __all__ = ["capture_unavailable", "StaticStepper", "GraphSteps"]
 
 #: Most steps one captured graph holds (longer runs replay it; the remainder has its own graph).
 MAX_GRAPH_STEPS = 8
+
+#: One capture at a time per process (torch's rule: the caching allocator tracks one capture underway). The
+#: ranks of an in-process fake world are threads; they queue here, and each captures on its own stream
+#: (torch's shared default capture stream would already be capturing for the other thread).
+_CAPTURE_LOCK = threading.Lock()
 
 Context = Callable[[], contextlib.AbstractContextManager]
 
@@ -99,7 +105,7 @@ class StaticStepper:
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads may use the GPU meanwhile (the ranks of a fake world are threads)
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with _CAPTURE_LOCK, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             self._body()
         self.z.copy_(start)
         return graph
