@@ -6,9 +6,10 @@
         --variant nu0.05=mlscam:demo/checkpoint.pt:0.05 --variant nu0.05p60=mlscam:demo/checkpoint.pt:0.05:60 \\
         [--inits 0 24 47] [--year-days 365] --out benchmarks/stability_ablation.txt
 
-A variant is ``LABEL=CHECKPOINT[:NU[:POLAR_LAT]]``: the checkpoint with its
+A variant is ``LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA]]]``: the checkpoint with its
 latent filter (``&model latent_filter``) replaced by ``NU`` (and
-``latent_filter_polar_lat``) at inference; without NU the checkpoint's own.
+``latent_filter_polar_lat``, and the manifold projection ``latent_projection``
+by ``ALPHA``) at inference; without NU the checkpoint's own.
 Every forecast steps through the one engine (``Emulator``), on 2 threads.
 
 Per variant (T = temperature, u = zonal wind; RMSE over all levels, area weighted):
@@ -28,7 +29,7 @@ Per variant (T = temperature, u = zonal wind; RMSE over all levels, area weighte
   30 days minus days 30-60); the truth's own year-to-year zonal-mean
   difference is printed as the noise floor;
 * speed: seconds per latent step on 1 thread against the same checkpoint
-  without a filter, side by side.
+  without stabilisers, side by side.
 """
 from __future__ import annotations
 
@@ -56,14 +57,15 @@ TRUNCATION = 21
 def parse_variant(text: str) -> tuple[str, Path, LatentFilter | None]:
     label, _, spec = text.partition("=")
     if not label or not spec:
-        raise SystemExit(f"error: --variant {text!r}: give LABEL=CHECKPOINT[:NU[:POLAR_LAT]]")
+        raise SystemExit(f"error: --variant {text!r}: give LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA]]]")
     parts = spec.split(":")
     if parts[0] == "mlscam" and len(parts) > 1:  # mlscam:demo/checkpoint.pt
         parts = [parts[0] + ":" + parts[1]] + parts[2:]
     path = resolve_asset(parts[0]) if is_asset(parts[0]) else Path(parts[0])
     filt = None
     if len(parts) > 1:
-        filt = LatentFilter(float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0)
+        filt = LatentFilter(float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0,
+                            float(parts[3]) if len(parts) > 3 else 0.0)
     return label, path, filt
 
 
@@ -190,7 +192,7 @@ def speed(em: Emulator, repeats: int = 5) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variant", action="append", required=True, help="LABEL=CHECKPOINT[:NU[:POLAR_LAT]]")
+    p.add_argument("--variant", action="append", required=True, help="LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA]]]")
     p.add_argument("--truth", required=True, help="hourly truth run of an unseen seed (weather)")
     p.add_argument("--climatology-from", required=True, help="file whose time mean is the climatology")
     p.add_argument("--climate-truth", help="multi-year daily truth run (climate); omit to skip the year")
@@ -220,8 +222,8 @@ def main() -> None:
         torch.set_num_threads(2)
         em = Emulator.from_checkpoint(path, latent_filter=filt)
         plain = Emulator.from_checkpoint(path, latent_filter=LatentFilter(0.0))
-        row = {"label": label, "filter": (em.engine.latent_filter.strength, em.engine.latent_filter.polar_lat)
-               if em.engine.latent_filter else (0.0, 0.0)}
+        lf = em.engine.latent_filter
+        row = {"label": label, "filter": (lf.strength, lf.polar_lat, lf.projection) if lf else (0.0, 0.0, 0.0)}
         row["weather"] = weather(em, truth, clim, args.inits)
         if tclim is not None:
             row["climate"] = climate(em, truth[args.inits[0]], args.year_days, tclim, wlat)
@@ -230,7 +232,8 @@ def main() -> None:
         row["speed"] = (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs))
         row["wall_s"] = time.perf_counter() - t0
         rows.append(row)
-        report(f"\n## {label}: nu {row['filter'][0]:g}, polar_lat {row['filter'][1]:g} ({row['wall_s']:.0f} s)")
+        report(f"\n## {label}: nu {row['filter'][0]:g}, polar_lat {row['filter'][1]:g}, projection "
+               f"{row['filter'][2]:g} ({row['wall_s']:.0f} s)")
         for v in VARS:
             wv = row["weather"][v]
             report(f"  {v:12s} " + "  ".join(f"{k} {x:.2f}" for k, x in wv.items() if k.startswith("day"))
@@ -246,7 +249,7 @@ def main() -> None:
                 f"{v} zonal bias RMS {c.get(f'{v}_zonal_bias_rms', float('nan')):.2f}, eddy ratio "
                 f"{c.get(f'{v}_eddy_ratio', float('nan')):.2f}, grid share {c.get(f'{v}_grid_share_year', float('nan')):.1%}"
                 for v in VARS))
-        report(f"  speed (1 thread): {row['speed'][0] * 1e3:.2f} ms/step with the filter, "
+        report(f"  speed (1 thread): {row['speed'][0] * 1e3:.2f} ms/step with the stabilisers, "
                f"{row['speed'][1] * 1e3:.2f} without ({row['speed'][0] / row['speed'][1]:.3f}x)")
     report()
     report(bc.load_warning(2))

@@ -112,12 +112,16 @@ class ModelConfig(Group):
                                    "a fraction nu per step; 0 = off); see mlscam/model/filters.py")
     latent_filter_polar_lat: float = _f(0.0, "poleward of this latitude (degrees) nu grows as cos(polar_lat) / cos(lat), "
                                              "capped at 1 (0 = the same nu everywhere)")
+    latent_projection: float = _f(0.0, "pull each stepped latent back towards the encoder's manifold: z <- z + alpha "
+                                       "(encode(decode(z)) - z), alpha in [0, 1] (1 = re-encode every step; 0 = off); "
+                                       "column-local, one decode and one encode per step")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
                        "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
-        self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat")
+        self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat", "latent_projection")
         self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
+        self._require(self.latent_projection <= 1.0, "latent_projection", "must be in [0, 1]")
         self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
@@ -135,7 +139,8 @@ class ModelConfig(Group):
         return build_model(self, layout)
 
     #: keys that do not change the parameters: how the step runs, not what it learned
-    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat")
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
+                                               "latent_projection")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -261,6 +266,7 @@ class RolloutConfig(Group):
     latent_filter: float = _f(-1.0, "override the checkpoint's &model latent_filter at inference (-1 = keep the "
                                     "checkpoint's; 0 = off)")
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
+    latent_projection: float = _f(-1.0, "override the checkpoint's &model latent_projection (-1 = keep; 0 = off)")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -274,6 +280,8 @@ class RolloutConfig(Group):
                       "must be -1 (keep the checkpoint's) or in [0, 1]")
         self._require(self.latent_filter_polar_lat == -1.0 or 0.0 <= self.latent_filter_polar_lat < 90.0,
                       "latent_filter_polar_lat", "must be -1 (keep the checkpoint's) or in [0, 90) degrees")
+        self._require(self.latent_projection == -1.0 or 0.0 <= self.latent_projection <= 1.0, "latent_projection",
+                      "must be -1 (keep the checkpoint's) or in [0, 1]")
         self._positive("output_every")
 
 

@@ -117,3 +117,60 @@ def test_training_unrolls_step_through_the_same_filtered_engine(tmp_path):
     assert loss_f.item() != loss_0.item()
     loss_f.backward()  # gradients flow through the damping term
     assert all(p.grad is not None for p in em.model.mixer.parameters())
+
+
+# -- the manifold projection (the second stabiliser) --------------------------------------------------------------
+def test_projection_is_validated_and_read_from_model_and_rollout_groups():
+    from mlscam.config import ModelConfig, RolloutConfig
+
+    with pytest.raises(ValueError, match=r"projection must be in \[0, 1\]"):
+        LatentFilter(0.0, 0.0, 1.5)
+    assert LatentFilter(0.0, 0.0, 0.5).active and not LatentFilter(0.0, 0.0, 0.5).damps
+    model = ModelConfig(latent_projection=0.25)
+    assert LatentFilter.of(model).projection == 0.25
+    assert LatentFilter.of(model, RolloutConfig()).projection == 0.25  # -1: keep the checkpoint's
+    assert LatentFilter.of(model, RolloutConfig(latent_projection=0.0)).projection == 0.0
+    assert model.same_parameters(ModelConfig())  # a runtime key: init_from and resume ignore it
+    with pytest.raises(ValueError, match="latent_projection"):
+        ModelConfig(latent_projection=2.0)
+
+
+def test_the_projected_step_relaxes_towards_encode_of_decode(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    plain = Emulator.from_checkpoint(ckpt)
+    z = plain.encode(torch.from_numpy(initial_states()[0])).reshape(1, GRID.ncol, -1)
+    e = plain.engine
+    with torch.no_grad():
+        z1 = z + e.advance(z)
+        reenc = e.encode_normalized(e.decode_normalized(z1))
+        full = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 1.0))
+        half = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 0.5))
+        assert torch.allclose(full.engine.step_once(z)[0], reenc, rtol=0, atol=1e-6)
+        assert torch.equal(half.engine.step_once(z)[0], z1 + 0.5 * (reenc - z1))
+        # alpha = 1 lands on the encoder's manifold: projecting again moves it only by the autoencoder's error
+        again = full.engine.step_once(z)[0]
+        drift = (full.engine.project(again) - again).abs().max()
+        assert drift < (z1 - reenc).abs().max()
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1))])
+def test_projected_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+    from dataclasses import replace
+
+    ckpt, init = make_checkpoint(tmp_path / "c.pt"), write_initial(tmp_path / "x.nc")
+    cfg = config(ckpt, init, latent_filter=0.1, latent_projection=0.5)
+    cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5))
+    ref = em.decode(em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)).numpy()
+
+    def rank_fn(comm):
+        c = Component.init(cfg, comm)
+        c.set_state_from_file(init, 1)
+        c.step(5)
+        x = c.gather_state(root=0)
+        c.finalize()
+        return x
+
+    got = run_fake_world(nranks, rank_fn)[0]
+    assert np.array_equal(got, ref)

@@ -85,7 +85,8 @@ class Engine:
       chunk_size: columns per network call (``mlscam.model.chunks``: bit for bit on any decomposition).
       domain: the owned columns; default the whole grid.
       grad_checkpointing: recompute each step's activations in the backward pass (training memory).
-      latent_filter: grid-scale damping added to every step (``mlscam.model.filters``); None or strength 0: off.
+      latent_filter: the step's stabilisers (``mlscam.model.filters``): grid-scale damping added to every step and
+        the projection towards the encoder's manifold after it; None or both 0: off.
 
     Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
     """
@@ -112,7 +113,8 @@ class Engine:
         self.crossed = torch.tensor(np.asarray(self.domain.crossed, dtype=bool), device=param.device)
         self.latent_filter = latent_filter if latent_filter is not None and latent_filter.active else None
         self.damping = None  # [ncol, 1]: nu per owned column
-        if self.latent_filter is not None:
+        self.projection = 0.0 if self.latent_filter is None else float(self.latent_filter.projection)
+        if self.latent_filter is not None and self.latent_filter.damps:
             lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
             self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
                                            device=param.device)
@@ -187,10 +189,19 @@ class Engine:
             dz = dz - self.damping * (z - smooth(z_src, self.tile_index))
         return dz
 
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """``z + alpha (encode(decode(z)) - z)`` for owned latents ``z [B, ncol, L]`` (the manifold projection of
+        ``mlscam.model.filters``; column-local)."""
+        return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
+
     def step_once(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z + dz, dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))``."""
+        """``(z[t+1], dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))`` (``dz``: the mixer's increment,
+        filter included), then the manifold projection when one is set."""
         dz = self.advance(z)
-        return z + dz, dz
+        z1 = z + dz
+        if self.projection > 0.0:
+            z1 = self.project(z1)
+        return z1, dz
 
     def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
         """``n`` latent steps of ``z [B, ncol, L]``."""
