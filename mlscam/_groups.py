@@ -22,12 +22,15 @@ from mlscam.assets import is_asset
 from mlscam.layout import DEFAULT_STATIC_FEATURES
 from mlscam.losses.registry import TERM_NAMES as _LOSS_TERMS  # pure Python: no torch
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "MetaConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConfig",
+__all__ = ["DEFAULT_CHUNK_SIZE", "LEVEL_SOURCES", "MetaConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConfig",
            "RolloutConfig", "ParallelConfig", "CouplerConfig", "OutputConfig", "Config", "GROUPS"]
 
 #: Columns per fixed-size chunk of the chunk engine (``&model chunk_size``). Code that runs a model without a
 #: ``ModelConfig`` at hand takes its chunk size from the checkpoint's config or from here.
 DEFAULT_CHUNK_SIZE = 1024
+
+#: ``&data level_source``: how a file's levels become sigma values (``mlscam.data.levels``).
+LEVEL_SOURCES = ("auto", "hybrid", "coordinate")
 
 
 def _f(default, doc, **meta):
@@ -62,8 +65,15 @@ class DataConfig(Group):
     val_files: tuple[str, ...] = _f((), "validation NetCDF files or globs", path="input")
     variables_3d: tuple[str, ...] = _f(("u", "v", "temperature"), "model names of the 3-D variables")
     variables_2d: tuple[str, ...] = _f(("surface_pressure",), "model names of the 2-D variables")
-    file_names_3d: tuple[str, ...] = _f((), "names in the files of variables_3d (default: the same)")
-    file_names_2d: tuple[str, ...] = _f((), "names in the files of variables_2d (default: the same)")
+    file_names_3d: tuple[str, ...] = _f((), "names in the files of variables_3d (default: the same); the "
+                                            "checkpoint keeps them: rollout and evaluate use them unless set here")
+    file_names_2d: tuple[str, ...] = _f((), "names in the files of variables_2d (default: the same); the "
+                                            "checkpoint keeps them: rollout and evaluate use them unless set here")
+    level_source: str = _f("auto", "how the sigma value of each level is read: 'hybrid' (hyam*P0/1e5 + hybm of a CAM "
+                                   "file; P0 = 1e5 Pa if absent), 'coordinate' (the level dimension's coordinate "
+                                   "variable; Pa, hPa and mb are divided by the surface value) or 'auto' (hybrid if "
+                                   "the file has hyam and hybm, else coordinate). Training records the one it used "
+                                   "in the checkpoint; rollout and evaluate use it unless set here")
     static_features: tuple[str, ...] = _f(DEFAULT_STATIC_FEATURES, "static per-column encoder inputs")
     time_step_hours: float = _f(6.0, "data interval = the model step, hours")
     stats_path: str = _f("", "normalization statistics NetCDF (python -m mlscam.data.stats)", path="output")
@@ -82,6 +92,7 @@ class DataConfig(Group):
             names, variables = f"file_names_{dim}", getattr(self, f"variables_{dim}")
             self._require(len(getattr(self, names)) in (0, len(variables)), names,
                           f"must be empty or give one name per entry of variables_{dim} ({len(variables)})")
+        self._choice("level_source", LEVEL_SOURCES)
         self._positive("time_step_hours")
         self._at_least(0, "columns_per_time", "seed")
 

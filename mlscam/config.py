@@ -30,14 +30,15 @@ import sys
 from dataclasses import fields, replace
 from typing import Iterable
 
-from mlscam._groups import (DEFAULT_CHUNK_SIZE, GROUPS, Config, CouplerConfig, DataConfig, LossConfig, MetaConfig,
-                            ModelConfig, OutputConfig, ParallelConfig, RolloutConfig, TrainConfig)
+from mlscam._groups import (DEFAULT_CHUNK_SIZE, GROUPS, LEVEL_SOURCES, Config, CouplerConfig, DataConfig, LossConfig,
+                            MetaConfig, ModelConfig, OutputConfig, ParallelConfig, RolloutConfig, TrainConfig)
 from mlscam._namelist import (REFERENCE_INTRO, ConfigError, closest, fortran, kind_of, parse_text, read_groups,
                               render_reference, resolve_path)
 
 __all__ = [
     "ConfigError",
     "DEFAULT_CHUNK_SIZE",
+    "LEVEL_SOURCES",
     "MetaConfig",
     "DataConfig",
     "ModelConfig",

@@ -27,8 +27,10 @@ class RestartError(ValueError):
 class Restart:
     """Latent state ``z [nlat * nlon, latent]`` after ``step`` steps, valid at ``time``.
 
-    ``time`` is the ISO string of the valid time; ``time_units`` and ``calendar``
-    are those of the initial-state file, so outputs keep them.
+    ``time`` is the ISO string of the valid time; ``time_units``, ``calendar`` and
+    ``lat_descending`` (latitude stored north to south) are those of the initial-state
+    file, so outputs keep them (a restart written before ``lat_descending`` existed reads
+    as False: south to north).
     """
 
     z: torch.Tensor
@@ -39,6 +41,7 @@ class Restart:
     checkpoint_hash: str
     grid_shape: tuple[int, int]
     initial_time: str
+    lat_descending: bool = False
 
 
 def write_restart(path, r: Restart) -> Path:
@@ -49,6 +52,7 @@ def write_restart(path, r: Restart) -> Path:
             "restart_version": RESTART_VERSION, "z": r.z.detach().cpu().contiguous(), "step": int(r.step),
             "time": r.time, "time_units": r.time_units, "calendar": r.calendar,
             "checkpoint_hash": r.checkpoint_hash, "grid_shape": list(r.grid_shape), "initial_time": r.initial_time,
+            "lat_descending": bool(r.lat_descending),
         }, tmp)
     return path
 
@@ -70,4 +74,4 @@ def read_restart(path, *, checkpoint_hash: str, grid_shape: tuple[int, int]) -> 
         raise RestartError(f"restart {path} is for a {tuple(d['grid_shape'])} grid, this run is {tuple(grid_shape)}")
     return Restart(z=d["z"], step=d["step"], time=d["time"], time_units=d["time_units"], calendar=d["calendar"],
                    checkpoint_hash=d["checkpoint_hash"], grid_shape=tuple(d["grid_shape"]),
-                   initial_time=d["initial_time"])
+                   initial_time=d["initial_time"], lat_descending=bool(d.get("lat_descending", False)))

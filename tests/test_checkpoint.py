@@ -124,3 +124,15 @@ def test_unit_spellings_are_the_same_layout_and_real_differences_are_listed(tmp_
                        units={"u": "m/s", "temperature": "K", "surface_pressure": "hPa"})
     with pytest.raises(CheckpointError, match=r"another column layout:\n  units of surface_pressure: 'Pa' != 'hPa'\n"):
         load_checkpoint(path, expected_layout=hpa)
+
+
+def test_a_checkpoint_from_before_level_source_loads_with_the_defaults(tmp_path):
+    """Checkpoints written before &data level_source existed (and without a name map) still load:
+    'auto' and model names, the behaviour they were made with."""
+    ckpt, _ = _ckpt()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    raw = torch.load(path, weights_only=True)
+    del raw["config"]["data"]["level_source"], raw["config"]["data"]["file_names_3d"]
+    torch.save(raw, tmp_path / "old.pt")
+    data = load_checkpoint(tmp_path / "old.pt").config.data
+    assert data.level_source == "auto" and data.file_names_3d == ()

@@ -62,6 +62,29 @@ def test_cam_history_file_with_hybrid_levels_and_optional_z3(tmp_path):
         np.testing.assert_array_equal(src.read_window(0, 5), canonical_state(fields))
 
 
+def test_level_source_chooses_hybrid_or_coordinate_and_the_source_says_which(tmp_path):
+    hyam, hybm = np.array([0.1, 0.05, 0.0]), np.array([0.0, 0.4, 0.9])
+    fields = make_fields(5, GRID, 3, seed=1)
+    path = tmp_path / "cam.h0.nc"
+    write_file(path, fields, GRID, HOURS, style="cam", hyam=hyam, hybm=hybm, p0=1e5, flip_lat=True)
+    c = cfg([path], file_names_3d=("U", "V", "T"), file_names_2d=("PS",))
+    with open_source(c) as src:
+        assert src.level_source == "hybrid" and src.lat_descending
+        np.testing.assert_allclose(src.layout.levels, hyam + hybm)
+    with open_source(cfg([path], file_names_3d=("U", "V", "T"), file_names_2d=("PS",),
+                         level_source="coordinate")) as src:  # the synthetic lev is 1000 * sigma, no units
+        assert src.level_source == "coordinate"
+        np.testing.assert_allclose(src.layout.levels, 1000 * (hyam + hybm))
+    cf, _ = cf_file(tmp_path)
+    with open_source(cfg([cf])) as src:
+        assert src.level_source == "coordinate" and not src.lat_descending
+    with pytest.raises(DataError, match=r"cf\.nc: level_source = 'hybrid' .* no hyam and no hybm; set &data "
+                                        r"level_source = 'coordinate'"):
+        open_source(cfg([cf], level_source="hybrid"))
+    with pytest.raises(ValueError, match=r"level_source = 'sigma': must be one of"):
+        cfg([cf], level_source="sigma")
+
+
 def test_pressure_levels_in_hpa_become_sigma_equivalent(tmp_path):
     fields = make_fields(5, GRID, 3, 0)
     write_file(tmp_path / "p.nc", fields, GRID, HOURS, levels=[200.0, 500.0, 900.0], level_units="hPa")

@@ -184,3 +184,58 @@ def test_an_unwritable_out_fails_before_reading_anything(tmp_path, capsys):
     assert "error: --out = " in err and "cannot be written" in err and "Traceback" not in err
     assert "set --out to a directory in a writable place" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def as_cam(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` in the style of a CAM history file: U, T, PS on ``lev`` (1000 * sigma, hPa) with hyam/hybm/P0
+    giving the same sigma, latitude north to south."""
+    cam = ds.rename({"u": "U", "temperature": "T", "surface_pressure": "PS", "level": "lev"})
+    cam = cam.assign_coords(lev=("lev", 1000.0 * LEV, {"units": "hPa"}))
+    cam["hyam"], cam["hybm"], cam["P0"] = ("lev", np.zeros(LEV.size)), ("lev", LEV), 1e5
+    return cam.isel(lat=slice(None, None, -1))
+
+
+CAM_NAMELIST = ("&data variables_3d = 'u', 'temperature' file_names_3d = 'U', 'T' variables_2d = 'surface_pressure' "
+                "file_names_2d = 'PS' /\n")
+
+
+def test_a_cam_truth_without_the_map_lists_every_variable_of_the_file(tmp_path, capsys):
+    tr = truth_dataset()
+    tpath = write(as_cam(tr), tmp_path / "cam.nc")
+    fpath = write(forecast_from(tr, 1, 3), tmp_path / "f.nc")
+    with pytest.raises(EvaluationError) as info:
+        evaluate_forecast(open_dataset(fpath), open_dataset(tpath))
+    message = str(info.value)
+    assert "['u', 'temperature', 'surface_pressure'] are not fields of the truth" in message
+    for listed in ("T(time, lev, lat, lon)", "U(time, lev, lat, lon)", "PS(time, lat, lon)", "hyam(lev)",
+                   "P0()", "lev(lev)", "lat(lat)", "time(time)"):
+        assert listed in message, (listed, message)
+    assert "--namelist" in message and "--checkpoint" in message
+    assert main(["--forecast", str(fpath), "--truth", str(tpath), "--out", str(tmp_path / "o"), "--no-plots"]) == 2
+    assert "T(time, lev, lat, lon)" in capsys.readouterr().err
+
+
+def test_a_cam_truth_with_the_namelists_map_scores_as_the_cf_truth(tmp_path, capsys):
+    tr = truth_dataset()
+    cf, cam = write(tr, tmp_path / "cf.nc"), write(as_cam(tr), tmp_path / "cam.nc")
+    fpath = write(forecast_from(tr, 1, 4, offset=0.5), tmp_path / "f.nc")
+    (tmp_path / "cam.nml").write_text(CAM_NAMELIST)
+    assert main(["--forecast", str(fpath), "--truth", str(cf), "--out", str(tmp_path / "a"), "--no-plots"]) == 0
+    assert main(["--forecast", str(fpath), "--truth", str(cam), "--out", str(tmp_path / "b"), "--no-plots",
+                 "--namelist", str(tmp_path / "cam.nml")]) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
+    assert sorted(b["metrics"]) == ["surface_pressure", "temperature", "u"]
+    for var, levels in a["metrics"].items():
+        for lk, metrics in levels.items():
+            for m, sources in metrics.items():
+                for s, leads in sources.items():
+                    assert list(leads.values()) == pytest.approx(list(b["metrics"][var][lk][m][s].values()),
+                                                                 rel=1e-12, abs=1e-12), (var, lk, m, s)
+    # a forecast that records the map (as mlscam.rollout writes it) needs no option
+    rec = forecast_from(tr, 1, 4, offset=0.5)
+    rec.attrs.update(input_file_names="u=U temperature=T surface_pressure=PS", input_level_source="hybrid")
+    assert main(["--forecast", str(write(rec, tmp_path / "rec.nc")), "--truth", str(cam),
+                 "--out", str(tmp_path / "c"), "--no-plots"]) == 0
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["metrics"]["temperature"].keys() == \
+        a["metrics"]["temperature"].keys()
+    capsys.readouterr()

@@ -294,3 +294,32 @@ def test_cli_mismatched_grid_missing_variable_and_truncation(tmp_path, capsys):
     assert "['vorticity'] are not fields of the forecast" in capsys.readouterr().err
     assert main(["climate", "--forecast", fc, *common, "--truncation", "8"]) == 2
     assert "--truncation 8 must be between 1 and 7" in capsys.readouterr().err
+
+
+def test_climate_mode_reads_a_cam_truth_with_the_forecasts_record_or_the_namelist(tmp_path, capsys):
+    """A truth in CAM style (T, U on lev with hyam/hybm, latitude north to south) gives the numbers of its CF twin."""
+    tr = make_run(np.arange(400.0))
+    cam = tr.rename({"temperature": "T", "u": "U", "level": "lev"}).assign_coords(lev=("lev", 1000.0 * LEV))
+    cam["hyam"], cam["hybm"] = ("lev", np.zeros(LEV.size)), ("lev", LEV)
+    cam = write(cam.isel(lat=slice(None, None, -1)), tmp_path / "cam.nc")
+    fc = make_run(np.arange(1.0, 200.0), lambda d: np.ones((d.size, LEV.size, NLAT)), lead=True)
+    plain = write(fc, tmp_path / "fc.nc")
+    fc.attrs.update(input_file_names="temperature=T u=U", input_level_source="hybrid")
+    recorded = write(fc, tmp_path / "fc_recorded.nc")
+    (tmp_path / "cam.nml").write_text("&data variables_3d = 'temperature', 'u' file_names_3d = 'T', 'U' "
+                                      "variables_2d = '' /\n")
+    common = ["--spinup-days", "20", "--truth-spinup-days", "0", "--truncation", "5", "--no-plots"]
+    assert main(["climate", "--forecast", plain, "--truth", write(tr, tmp_path / "cf.nc"),
+                 "--out", str(tmp_path / "cf"), *common]) == 0
+    assert main(["climate", "--forecast", recorded, "--truth", cam, "--out", str(tmp_path / "rec"), *common]) == 0
+    assert main(["climate", "--forecast", plain, "--truth", cam, "--out", str(tmp_path / "nml"), *common,
+                 "--namelist", str(tmp_path / "cam.nml")]) == 0
+    expect = json.loads((tmp_path / "cf" / "climate.json").read_text())["forecasts"][0]["variables"]
+    for out in ("rec", "nml"):
+        got = json.loads((tmp_path / out / "climate.json").read_text())["forecasts"][0]["variables"]
+        for v in ("temperature", "u"):
+            assert got[v]["zonal_mean_bias_rms"]["total"] == pytest.approx(expect[v]["zonal_mean_bias_rms"]["total"],
+                                                                           rel=1e-12), (out, v)
+    assert main(["climate", "--forecast", plain, "--truth", cam, "--out", str(tmp_path / "none"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "are not fields of the truth" in err and "T(time, lev, lat, lon)" in err

@@ -12,10 +12,11 @@ LAYOUT = ColumnLayout(("u", "temperature"), ("surface_pressure",), (0.25, 0.75),
 GRID = LatLonGrid.equiangular(4, 8)
 
 
-def _writer(path, calendar="noleap"):
+def _writer(path, calendar="noleap", lat_descending=False):
     t0 = cftime.datetime(2001, 2, 28, 18, calendar=calendar)
     return ForecastWriter(path, layout=LAYOUT, grid=GRID, initial_time=t0,
-                          time_units="hours since 2001-01-01 00:00:00", calendar=calendar, attrs={"seed": 3})
+                          time_units="hours since 2001-01-01 00:00:00", calendar=calendar, attrs={"seed": 3},
+                          lat_descending=lat_descending)
 
 
 def test_cf_file_with_valid_times_in_the_calendar(tmp_path):
@@ -36,6 +37,18 @@ def test_cf_file_with_valid_times_in_the_calendar(tmp_path):
     assert ds.temperature.attrs["units"] == "K"
     assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["seed"] == 3
     assert ds.lat.attrs["units"] == "degrees_north"
+
+
+def test_lat_descending_writes_north_to_south_the_canonical_states(tmp_path):
+    """States are given south to north (canonical); the file stores them north to south, bounds too."""
+    x = np.random.default_rng(1).normal(size=(4, 8, LAYOUT.n_state)).astype(np.float32)
+    with _writer(tmp_path / "f.nc", lat_descending=True) as w:
+        w.write(6 * 3600.0, x)
+    with xr.open_dataset(tmp_path / "f.nc") as ds:
+        np.testing.assert_array_equal(ds.lat.values, GRID.lat_array()[::-1])
+        assert ds.lat_bnds.values[0].tolist() == [90.0, 45.0] and ds.lat_bnds.values[-1].tolist() == [-45.0, -90.0]
+        np.testing.assert_array_equal(ds.u.values[0], np.moveaxis(x[::-1, :, 0:2], -1, 0))
+        np.testing.assert_array_equal(ds.surface_pressure.values[0], x[::-1, :, 4])
 
 
 def test_an_interrupted_forecast_leaves_no_file(tmp_path):
@@ -89,14 +102,16 @@ def test_without_surface_pressure_level_has_no_formula_terms(tmp_path):
         assert "formula_terms" not in ds["level"].ncattrs() and "ptop" not in ds.variables
 
 
-def test_ioos_compliance_checker_finds_no_cf18_errors(tmp_path):
-    """``compliance-checker --test=cf:1.8`` (the ``test`` extra): no error and no warning on a forecast."""
+@pytest.mark.parametrize("lat_descending", [False, True])
+def test_ioos_compliance_checker_finds_no_cf18_errors(tmp_path, lat_descending):
+    """``compliance-checker --test=cf:1.8`` (the ``test`` extra): no error and no warning on a forecast,
+    latitude either way."""
     pytest.importorskip("compliance_checker")
     import json
 
     from compliance_checker.runner import CheckSuite, ComplianceChecker
 
-    with _writer(tmp_path / "f.nc") as w:
+    with _writer(tmp_path / "f.nc", lat_descending=lat_descending) as w:
         w.write(6 * 3600.0, np.full((4, 8, LAYOUT.n_state), 1.0, np.float32))
     CheckSuite.load_all_available_checkers()
     report = tmp_path / "cc.json"

@@ -7,12 +7,14 @@ import pytest
 import torch
 import xarray as xr
 
-from component_case import GRID, LAYOUT, initial_states, make_checkpoint, serial_emulator, write_initial, write_namelist
+from component_case import (GRID, LAYOUT, LEVELS, TIME_UNITS, fields, initial_states, make_checkpoint, serial_emulator,
+                            write_initial, write_namelist)
 from mlscam.checkpoint import file_hash
 from mlscam.runtime import component as component_mod
 from mlscam.status import Status
 from mlscam.rollout import output_steps
 from mlscam.rollout.__main__ import main
+from synthetic import write_file
 
 torch.set_num_threads(1)
 VARS = ("u", "v", "temperature", "surface_pressure")
@@ -126,6 +128,26 @@ def test_restart_continues_bit_for_bit(case):
             assert np.array_equal(np.concatenate([a[v].values, b[v].values]), f[v].values), v
         assert list(b.time.values) == list(f.time.values[1:])
         assert b.lead_time.values.tolist() == [24.0, 36.0]
+
+
+def test_a_north_to_south_initial_state_gives_north_to_south_forecasts_also_after_a_restart(case):
+    """The forecast keeps the initial-state file's latitude order; a restart carries it to the continuation.
+    The numbers are those of the south-to-north file, flipped."""
+    d = case["dir"]
+    ns = d / "init_north_to_south.nc"
+    write_file(ns, fields(0), GRID, [0.0, 6.0, 12.0], levels=list(LEVELS), time_units=TIME_UNITS,
+               calendar="noleap", flip_lat=True)
+    assert main([case["nml"], "--output-nc-path", str(d / "sn.nc"), "--num-steps", "4"]) == 0
+    assert main([case["nml"], "--input-nc-path", str(ns), "--output-nc-path", str(d / "ns1.nc"), "--num-steps", "2",
+                 "--restart-out", str(d / "ns.rst")]) == 0
+    assert main([case["nml"], "--restart-in", str(d / "ns.rst"), "--output-nc-path", str(d / "ns2.nc"),
+                 "--num-steps", "2"]) == 0
+    with xr.open_dataset(d / "sn.nc") as sn, xr.open_dataset(d / "ns1.nc") as a, xr.open_dataset(d / "ns2.nc") as b:
+        assert sn["lat"].values.tolist() == list(GRID.lat_array())
+        assert a["lat"].values.tolist() == b["lat"].values.tolist() == list(GRID.lat_array()[::-1])
+        for v in VARS:
+            both = np.concatenate([a[v].values, b[v].values])
+            assert np.array_equal(both[..., ::-1, :], sn[v].values), v
 
 
 def test_restart_from_another_checkpoint_is_refused(case, capsys):

@@ -1,7 +1,10 @@
 """NetCDF data: lazy reading (CF and CAM history files), statistics, column tiles, datasets.
 
-Submodules: ``source`` (DataSource, open_source), ``stats`` (statistics; CLI),
-``columns`` / ``prepare_columns`` (tile shards; CLI), ``datasets`` (torch).
+Submodules: ``source`` (DataSource, open_source), ``ncfile`` (one file), ``naming`` (the ``&data``
+name map and level source, merged with a checkpoint's), ``levels`` (sigma from hybrid coefficients
+or a level coordinate), ``fields`` (whole fields under model names, for evaluation), ``stats``
+(statistics; CLI), ``columns`` / ``prepare_columns`` (tile shards; CLI), ``datasets`` (torch).
+See docs/data.md.
 Only the reader is imported here, so ``python -m mlscam.data.stats`` runs cleanly.
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Supports CF-style files (``u, v, temperature, surface_pressure`` on dims
 ``time, level, lat, lon``) and CAM history files (``U, V, T, PS`` on dims
-``time, lev, lat, lon`` with ``hyam, hybm, P0``).  The file may store latitude
+``time, lev, lat, lon`` with ``hyam, hybm, P0``); levels become sigma values as
+``&data level_source`` says (:mod:`mlscam.data.levels`).  The file may store latitude
 descending and longitude in any 360-degree range; :class:`NcFile` maps
 canonical indices (latitude ascending, longitude ascending from 0 east) to
 file indices and reads only the requested rows and columns.
@@ -14,6 +15,7 @@ import netCDF4
 import numpy as np
 
 from mlscam.data.errors import DataError
+from mlscam.data.levels import sigma_levels
 from mlscam.data.tiles import runs
 from mlscam.grid import LatLonGrid
 
@@ -22,7 +24,6 @@ __all__ = ["NcFile"]
 TIME_DIMS = ("time",)
 LAT_DIMS = ("lat", "latitude")
 LON_DIMS = ("lon", "longitude")
-_PRESSURE_UNITS = {"pa": 1e5, "hpa": 1e3, "mb": 1e3, "millibar": 1e3, "mbar": 1e3}
 
 
 class NcFile:
@@ -32,9 +33,15 @@ class NcFile:
       path: the file.
       names_3d: ``{model name: file name}`` of the 3-D variables.
       names_2d: ``{model name: file name}`` of the 2-D variables.
+      level_source: ``&data level_source`` (:mod:`mlscam.data.levels`); ``self.level_source`` is the
+        one used (``'hybrid'`` or ``'coordinate'``; as given when the file has no 3-D variables).
+
+    Attributes besides those: ``levels`` (sigma), ``grid`` (canonical), ``lat_perm`` / ``lon_perm``
+    (file index of each canonical row / column), ``lat_descending`` (the file stores latitude north
+    to south), ``times``, ``time_units``, ``calendar``, ``units``.
     """
 
-    def __init__(self, path: str, names_3d: dict[str, str], names_2d: dict[str, str]):
+    def __init__(self, path: str, names_3d: dict[str, str], names_2d: dict[str, str], level_source: str = "auto"):
         self.path = str(path)
         self.names_3d, self.names_2d = dict(names_3d), dict(names_2d)
         try:
@@ -45,8 +52,9 @@ class NcFile:
         try:
             self._check_variables()
             self.level_dim = self._check_dims()
-            self.levels = self._levels()
+            self.levels, self.level_source = self._levels(level_source)
             self.grid, self.lat_perm, self.lon_perm = self._grid()
+            self.lat_descending = bool(self.lat_perm.size > 1 and self.lat_perm[0] > self.lat_perm[-1])
             self.times, self.time_units, self.calendar = self._times()
             self.units = {m: str(getattr(self.ds[f], "units", "1")) for m, f in self._all_names().items()}
         except Exception:
@@ -85,24 +93,17 @@ class NcFile:
             )
         return level_dims.pop() if level_dims else None
 
-    def _levels(self) -> tuple[float, ...]:
+    def _levels(self, source: str) -> tuple[tuple[float, ...], str]:
         if self.level_dim is None:
-            return ()
-        ds, dim = self.ds, self.level_dim
-        if "hyam" in ds.variables and "hybm" in ds.variables:
-            p0 = float(ds["P0"][...]) if "P0" in ds.variables else 1e5
-            sigma = np.asarray(ds["hyam"][:], np.float64) * p0 / 1e5 + np.asarray(ds["hybm"][:], np.float64)
-            if sigma.shape != (len(ds.dimensions[dim]),):
-                raise DataError(f"{self.path}: hyam/hybm have shape {sigma.shape}, expected ({len(ds.dimensions[dim])},)")
-            return tuple(float(s) for s in sigma)
-        if dim not in ds.variables:
-            raise DataError(
-                f"{self.path}: the level dimension {dim!r} has no coordinate variable and there are no "
-                "hyam/hybm coefficients; add a sigma-valued coordinate variable {dim!r}"
-            )
-        values = np.asarray(ds[dim][:], np.float64)
-        scale = _PRESSURE_UNITS.get(str(getattr(ds[dim], "units", "")).strip().lower(), 1.0)
-        return tuple(float(v) for v in values / scale)
+            return (), source
+        ds = self.ds
+
+        def lookup(name: str):
+            if name not in ds.variables:
+                return None
+            return np.asarray(ds[name][...]), str(getattr(ds[name], "units", ""))
+
+        return sigma_levels(lookup, self.level_dim, len(ds.dimensions[self.level_dim]), self.path, source)
 
     def _coord(self, names: tuple[str, ...]) -> np.ndarray:
         f = next(iter(self._all_names().values()))

@@ -17,6 +17,7 @@ import numpy as np
 
 from mlscam.config import DataConfig
 from mlscam.data.errors import DataError
+from mlscam.data.naming import name_maps
 from mlscam.data.ncfile import NcFile
 from mlscam.data.tiles import tile_cells
 from mlscam.data.timeaxis import check_time_axis
@@ -40,20 +41,6 @@ def expand_files(patterns: Sequence[str]) -> list[str]:
     if not out:
         raise DataError("data.files is empty; list NetCDF files or globs")
     return out
-
-
-def name_maps(cfg: DataConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """``{model name: file name}`` of the 3-D and 2-D variables (file names default to model names)."""
-    maps = []
-    for model, files, key in ((cfg.variables_3d, cfg.file_names_3d, "3d"), (cfg.variables_2d, cfg.file_names_2d, "2d")):
-        files = tuple(files) or tuple(model)
-        if len(files) != len(model):
-            raise DataError(
-                f"data.file_names_{key} has {len(files)} names {list(files)} but data.variables_{key} has "
-                f"{len(model)} {list(model)}; give one file name per variable (or none)"
-            )
-        maps.append(dict(zip(model, files)))
-    return maps[0], maps[1]
 
 
 def _levels_equal(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -88,7 +75,9 @@ class DataSource:
     """Files concatenated in time, read lazily in the canonical layout.
 
     Attributes:
-      grid, layout, times (cftime datetimes), time_units, calendar, dt_seconds, paths.
+      grid, layout, times (cftime datetimes), time_units, calendar, dt_seconds, paths,
+      level_source (how the first file's levels were read: ``'hybrid'`` or ``'coordinate'``),
+      lat_descending (the first file stores latitude north to south; reads are south to north).
     """
 
     def __init__(self, files: list[NcFile], layout: ColumnLayout, dt_seconds: float):
@@ -98,6 +87,7 @@ class DataSource:
         first = files[0]
         self.grid: LatLonGrid = first.grid
         self.time_units, self.calendar = first.time_units, first.calendar
+        self.level_source, self.lat_descending = first.level_source, first.lat_descending
         self.times = [t for f in files for t in f.times]
         self.paths = [f.path for f in files]
         self._starts = np.cumsum([0] + [f.ntime for f in files])
@@ -188,7 +178,7 @@ def open_source(data_cfg: DataConfig, files: Sequence[str] | None = None, *, sta
     opened: list[NcFile] = []
     try:
         for p in paths:
-            f = NcFile(p, names_3d, names_2d)
+            f = NcFile(p, names_3d, names_2d, data_cfg.level_source)
             opened.append(f)
             _check_same(opened[0], f)
         first = opened[0]

@@ -14,6 +14,7 @@ import numpy as np
 from ..atomic import NotWritableError, check_writable
 from .core import evaluate_forecast, combine_results
 from .inputs import EvaluationError, forecast_times, open_dataset, select_levels, truth_indices
+from .naming import add_naming_arguments, truth_naming
 from .output import write_csv, write_json
 
 __all__ = ["main", "build_parser", "run"]
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", nargs="+", type=float, metavar="HOURS",
                    help="lead times (hours) to score (default: all; keeps a year-long rollout's output small)")
     p.add_argument("--no-plots", action="store_true", help="write only metrics.json and metrics.csv")
+    add_naming_arguments(p)
     return p
 
 
@@ -44,15 +46,15 @@ def run(args: argparse.Namespace) -> dict:
     from tqdm.auto import tqdm
 
     out = check_writable(args.out, "--out", directory=True)  # before reading and scoring, not after
-    truth = open_dataset(args.truth)
-    clim = open_dataset(args.climatology) if args.climatology else None
-    results, first = [], None
+    first = open_dataset(args.forecast[0])
+    naming = truth_naming(args, first)  # --namelist, --checkpoint or what the forecast records
+    truth = open_dataset(args.truth, naming)
+    clim = open_dataset(args.climatology, naming) if args.climatology else None
+    results = []
     for path in tqdm(args.forecast, desc="evaluating", unit="forecast", disable=None):
-        fc = open_dataset(path)
+        fc = first if path == args.forecast[0] else open_dataset(path)
         results.append(evaluate_forecast(fc, truth, climatology=clim, variables=args.variables, levels=args.levels,
                                        leads=args.leads))
-        if first is None:
-            first = fc
     result = combine_results(results)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)

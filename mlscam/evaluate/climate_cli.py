@@ -14,6 +14,7 @@ from pathlib import Path
 from .climate_metrics import check_truncation, evaluate_climate
 from .climate_stats import RunClimate, read_run_climate, spinup_mask
 from .inputs import EvaluationError, check_same_grid, field_variables, open_dataset, select_variables
+from .naming import add_naming_arguments, truth_naming
 from .output import atomic_write_bytes, write_json
 
 __all__ = ["build_parser", "run", "main", "markdown_table"]
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 21, T21)")
     p.add_argument("--chunk-times", type=int, metavar="N", help="times read at once (default: ~4 million values)")
     p.add_argument("--no-plots", action="store_true", help="write only climate.json, climate.md, truth_summary.json")
+    add_naming_arguments(p)
     return p
 
 
@@ -52,11 +54,12 @@ def _spinups(args) -> tuple[float, float]:
     return args.spinup_days, args.spinup_days if args.truth_spinup_days is None else args.truth_spinup_days
 
 
-def _open_truth(args, truth_spinup: float):
-    """``(dataset, None)`` for a NetCDF truth, ``(None, RunClimate)`` for a summary JSON."""
+def _open_truth(args, truth_spinup: float, forecast):
+    """``(dataset, None)`` for a NetCDF truth (named as :func:`truth_naming` says), ``(None, RunClimate)`` for a
+    summary JSON."""
     path = Path(args.truth)
     if path.suffix.lower() != ".json":
-        return open_dataset(path), None
+        return open_dataset(path, truth_naming(args, forecast)), None
     if not path.exists():
         raise EvaluationError(f"file not found: {path}")
     try:
@@ -91,8 +94,8 @@ def run(args: argparse.Namespace) -> dict:
     """Evaluate as the command line asks; returns the ``climate.json`` dict."""
     spinup, truth_spinup = _spinups(args)
     out = Path(args.out)
-    truth_ds, summary = _open_truth(args, truth_spinup)
     forecasts = [open_dataset(p) for p in args.forecast]
+    truth_ds, summary = _open_truth(args, truth_spinup, forecasts[0])
     # every check that needs no data first, so that a mistake costs no reading of long files
     truth_option = "--truth-spinup-days" if args.truth_spinup_days is not None else "--spinup-days"
     if summary is None:

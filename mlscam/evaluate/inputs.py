@@ -1,5 +1,8 @@
 """Reading and aligning forecast, truth and climatology datasets.
 
+Files are read as the data layer reads CF and CAM files (:func:`mlscam.data.fields.model_fields`):
+model names (a :class:`mlscam.data.naming.Naming` maps them to the file's, see
+:mod:`mlscam.evaluate.naming`), the level dimension ``level`` with sigma values, latitude ascending.
 A forecast dataset holds VALID times on ``time``, a ``lead_time`` coordinate
 (dim ``time``; timedelta or numbers with CF units such as ``hours``) and its
 initial time as a global attribute ``initial_time`` (ISO string), a scalar
@@ -16,6 +19,10 @@ import cftime
 import numpy as np
 import xarray as xr
 
+from ..data.errors import DataError
+from ..data.fields import describe_variables, model_fields
+from ..data.naming import Naming
+
 __all__ = ["EvaluationError", "open_dataset", "ForecastTimes", "forecast_times", "field_variables",
            "select_variables", "check_same_grid", "truth_indices", "select_levels", "level_key"]
 
@@ -29,18 +36,24 @@ _UNIT_HOURS = {"hours": 1.0, "hour": 1.0, "h": 1.0, "hr": 1.0, "minutes": 1 / 60
                "day": 24.0, "d": 24.0}
 
 
-def open_dataset(path) -> xr.Dataset:
-    """Open a CF NetCDF file with cftime times (any calendar) and undecoded lead times.
+def open_dataset(path, naming: Naming | None = None) -> xr.Dataset:
+    """Open a NetCDF file (CF or CAM style) with cftime times (any calendar) and undecoded lead times.
 
-    Latitude is sorted ascending if the file stores it north to south.  ``attrs["source_file"]``
-    is set to ``path`` (a file written from an opened dataset carries its parent's).
+    Read as the data layer reads files (:func:`mlscam.data.fields.model_fields`): variables under their
+    model names as ``naming`` says (default: the file's names), the level dimension of the 3-D fields
+    (``level``, CAM's ``lev``) as ``level`` with sigma values (``naming.level_source``), latitude
+    ascending (a file stored north to south is sorted), longitude ascending from 0 east.
+    ``attrs["source_file"]`` is set to ``path`` (a file written from an opened dataset carries its
+    parent's), ``attrs["file_variables"]`` lists every variable of the file (for error messages).
     """
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"file not found: {path}")
     ds = xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True), decode_timedelta=False)
-    if "lat" in ds.dims and ds.sizes["lat"] > 1 and float(ds["lat"][0]) > float(ds["lat"][-1]):
-        ds = ds.sortby("lat")
+    try:
+        ds = model_fields(ds, str(path), naming)
+    except DataError as exc:
+        raise EvaluationError(str(exc)) from None
     ds.attrs["source_file"] = str(path)  # the file read, even if it carries the attribute of another
     return ds
 
@@ -75,21 +88,31 @@ def select_variables(forecast: xr.Dataset, truth: xr.Dataset, variables=None) ->
     if not wanted:
         raise EvaluationError(
             f"the forecast {_name(forecast)} has no field variables with dims (time, [level,] lat, lon); "
-            f"its variables: {sorted(forecast.data_vars)}")
+            f"its variables: {_all_variables(forecast)}")
     miss_f = [v for v in wanted if v not in fvars]
     if miss_f:
         raise EvaluationError(
-            f"variables {miss_f} are not fields of the forecast {_name(forecast)}; it has {fvars}")
+            f"variables {miss_f} are not fields of the forecast {_name(forecast)}; it has {fvars} as fields "
+            f"(time, [level,] lat, lon), and in all the variables {_all_variables(forecast)}; pass --variables "
+            "with fields it holds")
     miss_t = [v for v in wanted if v not in tvars]
     if miss_t:
         raise EvaluationError(
-            f"variables {miss_t} are not fields of the truth {_name(truth)}; it has {tvars}; "
-            "pass --variables with the ones both files hold")
+            f"variables {miss_t} are not fields of the truth {_name(truth)}; it has {tvars} as fields "
+            f"(time, [level,] lat, lon), and in all the variables {_all_variables(truth)}. If the file names "
+            "them otherwise (a CAM history file: T, U, V, PS on lev), map the names: --namelist NML (its &data "
+            "file_names_3d/2d) or --checkpoint CKPT (the training's map); else pass --variables with the ones "
+            "both files hold")
     for v in wanted:
         if forecast[v].dims != truth[v].dims:
             raise EvaluationError(
                 f"variable {v!r} has dims {forecast[v].dims} in the forecast but {truth[v].dims} in the truth")
     return wanted
+
+
+def _all_variables(ds: xr.Dataset) -> str:
+    """Every variable of the file ``ds`` was opened from, with dims, under the file's names."""
+    return ds.attrs.get("file_variables") or describe_variables(ds)
 
 
 def _name(ds: xr.Dataset) -> str:

@@ -192,17 +192,19 @@ def add_bounds(ds, name: str, edges, coordinate_dim: str, bounds_dim: str):
     return add_variable(ds, name, (coordinate_dim, bounds_dim), np.stack([edges[:-1], edges[1:]], axis=-1))
 
 
-def add_lat_lon(ds, grid, *, bounds_dim: str | None = None) -> None:
+def add_lat_lon(ds, grid, *, bounds_dim: str | None = None, lat_descending: bool = False) -> None:
     """The ``lat`` and ``lon`` coordinates of ``grid`` (a ``LatLonGrid``, cell centres in degrees).
 
     With ``bounds_dim``, also ``lat_bnds [lat, bounds_dim]`` from ``grid.lat_bounds()``.
-    The dimensions ``lat`` and ``lon`` must exist.
+    ``lat_descending``: latitude north to south (the grid's rows reversed; the writer must reverse
+    the data's latitude axis too). The dimensions ``lat`` and ``lon`` must exist.
     """
+    order = slice(None, None, -1) if lat_descending else slice(None)
     if bounds_dim is None:
-        add_coordinate(ds, "lat", grid.lat_array())
+        add_coordinate(ds, "lat", grid.lat_array()[order])
     else:
-        add_coordinate(ds, "lat", grid.lat_array(), bounds="lat_bnds")
-        add_bounds(ds, "lat_bnds", grid.lat_bounds(), "lat", bounds_dim)
+        add_coordinate(ds, "lat", grid.lat_array()[order], bounds="lat_bnds")
+        add_bounds(ds, "lat_bnds", np.asarray(grid.lat_bounds())[order], "lat", bounds_dim)
     add_coordinate(ds, "lon", grid.lon_array())
 
 

@@ -23,7 +23,8 @@ __all__ = ["ForecastWriter", "cf_attributes"]
 
 
 class ForecastWriter:
-    """Write decoded states ``[nlat, nlon, S]`` (canonical layout) as CF NetCDF, one lead at a time.
+    """Write decoded states ``[nlat, nlon, S]`` (canonical layout) as CF NetCDF, one lead at a time,
+    latitude south to north, or north to south with ``lat_descending``.
 
     Args:
       path: final file name; the data go to a temporary file beside it until ``close()``.
@@ -31,12 +32,15 @@ class ForecastWriter:
       initial_time: a cftime datetime (its calendar is kept).
       time_units: CF units of the time axis, e.g. ``"hours since 2000-01-01 00:00:00"``.
       attrs: extra global attributes (provenance).
+      lat_descending: store latitude north to south (the order of the file the run started from);
+        the states given to :meth:`write` are south to north all the same (canonical).
     """
 
     def __init__(self, path, *, layout: ColumnLayout, grid: LatLonGrid, initial_time, time_units: str,
-                 calendar: str, attrs: dict | None = None):
+                 calendar: str, attrs: dict | None = None, lat_descending: bool = False):
         self.path = Path(path)
         self.layout, self.grid = layout, grid
+        self.lat_descending = bool(lat_descending)
         self.time_units, self.calendar = time_units, calendar
         self.initial_time = initial_time
         self._n = 0
@@ -49,7 +53,7 @@ class ForecastWriter:
         add_coordinate(ds, "lead_time", dims=("time",))
         add_coordinate(ds, "forecast_reference_time", cftime.date2num(initial_time, time_units, calendar), dims=(),
                        units=time_units, calendar=calendar)
-        add_lat_lon(ds, grid, bounds_dim="bnds")
+        add_lat_lon(ds, grid, bounds_dim="bnds", lat_descending=self.lat_descending)
         if layout.variables_3d:
             # CF 4.3.3 atmosphere_sigma_coordinate: formula_terms only when the file has the surface pressure
             # (every term must name a variable of the file); without it level stays a bare sigma coordinate
@@ -80,6 +84,8 @@ class ForecastWriter:
         expect = (self.grid.nlat, self.grid.nlon, self.layout.n_state)
         if x.shape != expect:
             raise ValueError(f"forecast state has shape {x.shape}, expected {expect} (lat, lon, state)")
+        if self.lat_descending:
+            x = x[::-1]  # canonical south to north -> the file's north to south
         k = self._n
         valid = self.initial_time + _dt.timedelta(seconds=float(lead_seconds))
         self._ds["time"][k] = cftime.date2num(valid, self.time_units, self.calendar)

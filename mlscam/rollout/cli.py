@@ -143,13 +143,20 @@ def _drive(comm, rank: int, cfg: Config, args, announce_every_rank: bool) -> int
 
 
 def _input_grid(cfg: Config):
-    """The grid of ``&rollout input_nc_path`` (None if it cannot be read: the component reports why)."""
+    """The grid of ``&rollout input_nc_path`` (None if it cannot be read: the component reports why).
+
+    The file is opened with the names the component will read it with (the namelist's ``&data`` over
+    the checkpoint's), so the checkpoint's config is read here too.
+    """
+    from mlscam.checkpoint import load_checkpoint
+    from mlscam.data.naming import Naming, name_maps
     from mlscam.data.ncfile import NcFile
-    from mlscam.data.source import name_maps
 
     try:
-        f = NcFile(cfg.rollout.input_nc_path, *name_maps(cfg.data))
-    except Exception:  # noqa: BLE001 - set_state_from_file gives the full message on every rank
+        ckpt = load_checkpoint(cfg.rollout.checkpoint_path, allow_other_grid=True)
+        data = Naming.of(cfg.data).over(Naming.of(ckpt.config.data)).data_config(cfg.data, ckpt.layout)
+        f = NcFile(cfg.rollout.input_nc_path, *name_maps(data), data.level_source)
+    except Exception:  # noqa: BLE001 - Component.init and set_state_from_file give the full message on every rank
         return None
     try:
         return f.grid

@@ -25,7 +25,9 @@ def output_steps(start: int, num_steps: int, output_every: int) -> list[int]:
 
 
 def provenance(component: Component, extra: dict | None = None) -> dict[str, Any]:
-    """Global attributes of a forecast file: checkpoint and its sha256, configuration, version, ranks."""
+    """Global attributes of a forecast file: checkpoint and its sha256, configuration, version, ranks, and how
+    input files name the variables and levels (``input_file_names``, ``input_level_source``: the
+    component's naming, which ``mlscam.evaluate`` applies to the truth)."""
     from mlscam.config import config_to_namelist
 
     c = component
@@ -37,6 +39,8 @@ def provenance(component: Component, extra: dict | None = None) -> dict[str, Any
         "decomposition": "; ".join(str(t) for t in c.decomposition.tiles),
         "time_step_seconds": c.dt_seconds,
         "namelist": config_to_namelist(c.config),
+        "input_file_names": c.naming.describe(c.layout.variables),
+        "input_level_source": c.naming.level_source,
     }
     attrs.update(extra or {})
     return attrs
@@ -58,7 +62,8 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
     communicator.  Steps stay in latent space; at output steps (global step
     counts that are multiples of ``output_every``) the tile states are decoded
     and gathered to ``root``, which appends them to a
-    :class:`mlscam.io.forecast.ForecastWriter` (memory flat in steps).  Valid
+    :class:`mlscam.io.forecast.ForecastWriter` (memory flat in steps; latitude in the order of the
+    initial-state file, ``component.lat_descending``).  Valid
     times are the initial time plus ``step * dt``.  The file appears only when
     complete: on any failure (SIGINT or, under :func:`mlscam.atomic.interrupts_as_exceptions`,
     SIGTERM included) every rank raises and no file, partial or not, is left at ``output_path``;
@@ -108,7 +113,7 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
             try:
                 writer = ForecastWriter(output_path, layout=c.layout, grid=c.grid, initial_time=c.initial_time,
                                         time_units=c.time_units, calendar=c.calendar,
-                                        attrs=provenance(c, attrs))
+                                        attrs=provenance(c, attrs), lat_descending=c.lat_descending)
             except Exception as exc:  # noqa: BLE001 - agreed on below
                 ok, msg = False, f"cannot create {output_path}: {type(exc).__name__}: {exc}"
         _agree(c, ok, msg, "output file", Status.FILE_ERROR)

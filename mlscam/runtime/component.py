@@ -13,7 +13,9 @@ Lifecycle (every call is collective over the component's communicator)::
 Arrays are this rank's tile ``[tile.nlat, tile.nlon, feature]`` (latitude
 ascending south -> north, longitude from 0 east; C order), features in the
 checkpoint's :class:`ColumnLayout` order.  Latents live on the rank's device as
-``z [tile.nlat, tile.nlon, latent]``.
+``z [tile.nlat, tile.nlon, latent]``.  Files are another matter: an initial-state file may store
+latitude either way (and name its variables as ``&data`` or the checkpoint says), and the files the
+component writes (``write_output``, the forecasts of ``mlscam.rollout``) keep that file's latitude order.
 
 A component is an :class:`~mlscam.emulator.Emulator` on this rank's tile
 (its :class:`~mlscam.model.engine.Domain` carries the halo plan and the MPI halo
@@ -63,7 +65,9 @@ class Component:
     :class:`Tile`), ``plan`` (:class:`HaloPlan`), ``dt_seconds``, ``device``,
     ``threads``, ``step_count``, ``rank``, ``size``, ``checkpoint_path``,
     ``checkpoint_hash``, ``initial_time`` / ``time_units`` / ``calendar``
-    (set by :meth:`set_state_from_file`, :meth:`read_restart` or :meth:`set_time`),
+    (set by :meth:`set_state_from_file`, :meth:`read_restart` or :meth:`set_time`), ``lat_descending``
+    (outputs store latitude north to south: the initial-state file did, or the run the restart continues),
+    ``naming`` (how input files name variables and levels),
     ``timings`` (seconds this rank spent in halo exchanges and in latent compute during :meth:`step`).
     """
 
@@ -146,6 +150,7 @@ class Component:
         self.initial_time = None
         self.time_units = "hours since 2000-01-01 00:00:00"
         self.calendar = "standard"
+        self.lat_descending = False  # the latitude order of outputs: that of the file the state came from
         self._z: torch.Tensor | None = None          # [nlat_t, nlon_t, L]
         self._z_prev: torch.Tensor | None = None     # latents one step earlier (tendencies)
         self._pending: np.ndarray | None = None      # [nlat_t, nlon_t, n_state] float64 from set_variable
@@ -180,6 +185,14 @@ class Component:
     @property
     def has_state(self) -> bool:
         return self._z is not None or self._pending_set == set(self.layout.variables)
+
+    @property
+    def naming(self):
+        """How input files name the variables and levels (:class:`mlscam.data.naming.Naming`): the namelist's
+        ``&data file_names_3d/2d`` and ``level_source`` where it sets them, else the checkpoint's (training's)."""
+        from mlscam.data.naming import Naming  # the data layer (netCDF4) only when a file is read or written
+
+        return Naming.of(self.config.data).over(Naming.of(self.checkpoint.config.data))
 
     @property
     def valid_time(self):
@@ -292,15 +305,18 @@ class Component:
         self.step_count = int(step_count)
 
     def _read_tile(self, path: str, time_index: int):
-        """This rank's tile of ``path`` at ``time_index``: ``(x [nlat_t, nlon_t, n_state], time, units, calendar)``."""
+        """This rank's tile of ``path`` at ``time_index``:
+        ``(x [nlat_t, nlon_t, n_state], time, units, calendar, lat_descending)``."""
         return files.read_tile(self, path, time_index)
 
     def set_state_from_file(self, path, time_index: int = 0) -> None:
-        """Read ONLY this rank's tile at ``time_index`` of a NetCDF file, encode it, take its valid time."""
-        x, time, units, calendar = self._collect(lambda: files.read_initial_tile(self, str(path), int(time_index)),
-                                                 "set_state_from_file", Status.FILE)
+        """Read ONLY this rank's tile at ``time_index`` of a NetCDF file, encode it, take its valid time
+        (and its latitude order: outputs are written north to south if the file is)."""
+        x, time, units, calendar, lat_descending = self._collect(
+            lambda: files.read_initial_tile(self, str(path), int(time_index)), "set_state_from_file", Status.FILE)
         self._set_encoded(x)
         self.initial_time, self.time_units, self.calendar = time, units, calendar
+        self.lat_descending = bool(lat_descending)
         self.step_count = 0
 
     # ------------------------------------------------------------------ step
@@ -379,6 +395,7 @@ class Component:
         self.step_count = int(r.step)
         self.time_units, self.calendar = r.time_units, r.calendar
         self.initial_time = files.parse_time(r.initial_time, r.time_units, r.calendar)
+        self.lat_descending = bool(r.lat_descending)
 
     # -------------------------------------------------------------- finalize
     def _free_comm(self) -> None:

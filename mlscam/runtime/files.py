@@ -6,7 +6,6 @@ component's methods of the same names call them.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,17 +39,19 @@ def parse_time(iso: str, units: str, calendar: str):
 
 
 def read_tile(c: "Component", path: str, time_index: int):
-    """This rank's tile of ``path`` at ``time_index``: ``(x [nlat_t, nlon_t, n_state], time, units, calendar)``."""
+    """This rank's tile of ``path`` at ``time_index``:
+    ``(x [nlat_t, nlon_t, n_state], time, units, calendar, lat_descending)``.
+
+    The file is read with the component's naming (:attr:`Component.naming`: the namelist's ``&data``
+    file names and level source where it sets them, else the checkpoint's), so a model trained on CAM
+    files reads CAM files without repeating the map.
+    """
     from mlscam.data import open_source
 
     if not Path(path).is_file():
         raise LocalError(f"initial-state file not found: {path}; set &rollout input_nc_path "
                          "(or --input-nc-path)", Status.FILE)
-    data = c.config.data
-    if (tuple(data.variables_3d), tuple(data.variables_2d)) != (c.layout.variables_3d, c.layout.variables_2d):
-        data = replace(data, variables_3d=c.layout.variables_3d, variables_2d=c.layout.variables_2d,
-                       file_names_3d=(), file_names_2d=())
-    data = replace(data, time_step_hours=c.dt_seconds / 3600.0, static_features=c.layout.static_features)
+    data = c.naming.data_config(c.config.data, c.layout, c.dt_seconds)
     with _FILE_LOCK, open_source(data, [str(path)], states_only=True) as src:
         if src.grid.shape != c.grid.shape:
             raise LocalError(
@@ -64,12 +65,12 @@ def read_tile(c: "Component", path: str, time_index: int):
                              "&rollout start_time (or --start-time)", Status.ARGUMENT)
         t = c.tile
         x = src.read_tile(time_index, (t.lat0, t.lat1), (t.lon0, t.lon1), halo=0)
-        return x, src.times[time_index], src.time_units, src.calendar
+        return x, src.times[time_index], src.time_units, src.calendar, src.lat_descending
 
 
 def read_initial_tile(c: "Component", path: str, time_index: int):
     """:func:`read_tile` through the component's ``_read_tile`` (tests replace it), checked (local)."""
-    x, time, units, calendar = c._read_tile(path, time_index)
+    x, time, units, calendar, lat_descending = c._read_tile(path, time_index)
     t = c.tile
 
     def where(idx: tuple[int, ...]) -> str:  # variable, level and global cell of the first non-finite value
@@ -77,7 +78,7 @@ def read_initial_tile(c: "Component", path: str, time_index: int):
         return f"{c.layout.describe_feature(k)}, global cell (lat index {t.lat0 + j}, lon index {t.lon0 + i})"
 
     check_array(x, (t.nlat, t.nlon, c.n_state), f"the initial state of {path} at time index {time_index}", where)
-    return x, time, units, calendar
+    return x, time, units, calendar, lat_descending
 
 
 def gather_state(c: "Component", root: int) -> np.ndarray | None:
@@ -119,7 +120,7 @@ def write_output(c: "Component", path: Path, attrs: dict | None) -> Path:
         if c.rank != 0:
             return
         with ForecastWriter(path, layout=c.layout, grid=c.grid, initial_time=c.initial_time,
-                            time_units=c.time_units, calendar=c.calendar,
+                            time_units=c.time_units, calendar=c.calendar, lat_descending=c.lat_descending,
                             attrs={"checkpoint": c.checkpoint_path, "checkpoint_sha256": c.checkpoint_hash,
                                    "mpi_ranks": c.size, **(attrs or {})}) as w:
             w.write(c.step_count * c.dt_seconds, x)
@@ -140,7 +141,8 @@ def write_restart(c: "Component", path: Path) -> Path:
             z=z, step=c.step_count, time=valid.isoformat() if valid is not None else "",
             time_units=c.time_units, calendar=c.calendar, checkpoint_hash=c.checkpoint_hash,
             grid_shape=c.grid.shape,
-            initial_time=c.initial_time.isoformat() if c.initial_time is not None else ""))
+            initial_time=c.initial_time.isoformat() if c.initial_time is not None else "",
+            lat_descending=c.lat_descending))
 
     c._collect(write, "write_restart", Status.FILE)
     return path

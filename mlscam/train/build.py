@@ -10,6 +10,7 @@ communicator (one rank = serial).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -91,6 +92,9 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
     if not cfg.data.files:
         raise ValueError("&data files is empty: name the training NetCDF files (globs allowed)")
     source = open_source(cfg.data)
+    # the checkpoint keeps &data as read: 'auto' becomes the level source used, so a rollout or an
+    # evaluation reads its files' levels the same way (validation files too)
+    cfg = replace(cfg, data=replace(cfg.data, level_source=source.level_source))
     val_source = open_source(cfg.data, files=cfg.data.val_files) if cfg.data.val_files else None
     if val_source is not None:
         val_source.check_compatible(source.layout, source.grid, source.dt_seconds)
