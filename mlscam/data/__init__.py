@@ -1,6 +1,7 @@
 """NetCDF data: lazy reading (CF and CAM history files), statistics, column tiles, datasets.
 
-Submodules: ``source`` (DataSource, open_source), ``stats`` (statistics; CLI),
+Submodules: ``source`` (DataSource, open_source), ``finite`` (the NaN/Inf report and scan),
+``stats`` (statistics; CLI),
 ``columns`` / ``prepare_columns`` (tile shards; CLI), ``datasets`` (torch).
 Only the reader is imported here, so ``python -m mlscam.data.stats`` runs cleanly.
 """

@@ -47,7 +47,7 @@ class NcFile:
             self.level_dim = self._check_dims()
             self.levels = self._levels()
             self.grid, self.lat_perm, self.lon_perm = self._grid()
-            self.times, self.time_units, self.calendar = self._times()
+            self.times, self.time_values, self.time_units, self.calendar = self._times()
             self.units = {m: str(getattr(self.ds[f], "units", "1")) for m, f in self._all_names().items()}
         except Exception:
             self.ds.close()
@@ -141,7 +141,7 @@ class NcFile:
         calendar = str(getattr(tvar, "calendar", "standard"))
         values = np.atleast_1d(np.asarray(tvar[:]))
         times = cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
-        return list(np.atleast_1d(times)), str(units), calendar
+        return list(np.atleast_1d(times)), [v.item() for v in values], str(units), calendar
 
     @property
     def ntime(self) -> int:
