@@ -11,7 +11,11 @@ is still alive.
 :func:`check_writable` tells, before any long work, whether an output can be
 written at all; :func:`interrupts_as_exceptions` turns SIGTERM (what ``mpirun``
 sends its ranks on Ctrl-C) into ``KeyboardInterrupt`` so that the partial
-files are discarded as on any other failure.
+files are discarded as on any other failure, and removes them at once from a
+thread too, for a process that cannot get back to Python before it is killed
+(an MPI rank waiting for a rank that has already aborted).  Temporary files are
+ended with :func:`finish_part` (moved into place or removed), so the process
+knows which of its part files are live.
 """
 from __future__ import annotations
 
@@ -21,10 +25,14 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
-__all__ = ["temp_path_beside", "atomic_path", "check_writable", "NotWritableError", "remove_stale_parts",
-           "interrupts_as_exceptions"]
+__all__ = ["temp_path_beside", "finish_part", "atomic_path", "check_writable", "NotWritableError",
+           "remove_stale_parts", "remove_live_parts", "interrupts_as_exceptions"]
+
+_LIVE_PARTS: set[str] = set()  # temporary files of temp_path_beside not yet finished (finish_part)
+_LIVE_LOCK = threading.Lock()
 
 
 class NotWritableError(ValueError):
@@ -107,7 +115,29 @@ def temp_path_beside(path, suffix: str = ".part") -> Path:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o666 & ~mask)
+    with _LIVE_LOCK:
+        _LIVE_PARTS.add(tmp)
     return Path(tmp)
+
+
+def finish_part(tmp, path=None) -> None:
+    """End the temporary file ``tmp`` of :func:`temp_path_beside`: move it to ``path``, or remove it
+    (``path=None``; a missing ``tmp`` is fine then)."""
+    if path is None:
+        Path(tmp).unlink(missing_ok=True)
+    else:
+        os.replace(tmp, path)
+    with _LIVE_LOCK:  # not before: a part that could not be moved is still this process's to remove
+        _LIVE_PARTS.discard(str(tmp))
+
+
+def remove_live_parts() -> None:
+    """Remove every temporary file this process is still writing (what an interrupt leaves)."""
+    with _LIVE_LOCK:
+        parts = list(_LIVE_PARTS)
+    for tmp in parts:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -116,33 +146,84 @@ def atomic_path(path, suffix: str = ".part"):
     tmp = temp_path_beside(path, suffix)
     try:
         yield str(tmp)
-        os.replace(tmp, path)
+        finish_part(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        finish_part(tmp)
 
 
 def _raise_interrupt(signum, frame):
+    for s in (signal.SIGTERM, signal.SIGINT):  # once: a second signal must not break the clean-up
+        signal.signal(s, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _watch(fd: int, signums: set[int]) -> None:
+    """Thread body: on each of ``signums`` written to the wakeup pipe ``fd``, remove the live part files."""
+    try:
+        while data := os.read(fd, 64):  # the pipe's write end closed: done
+            if signums.intersection(data):
+                remove_live_parts()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _parts_removed_on_signal(signums: set[int]):
+    """Remove the live part files as soon as a signal in ``signums`` arrives, from a thread.
+
+    Python runs a signal handler only when the main thread is back in the interpreter; an MPI rank
+    waiting in a collective for a rank that has already aborted never is, and is killed (SIGKILL)
+    a second later with its part file still on disk.  CPython writes the number of every handled
+    signal to the wakeup fd at once, from C; a thread reading it removes the files then (MPI, torch
+    and netCDF release the GIL while they wait).  Not installed if another wakeup fd is set.
+    """
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        previous = None
+    if previous != -1:  # someone else's (e.g. asyncio's), or none could be set: leave it alone
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
+        yield
+        return
+    watcher = threading.Thread(target=_watch, args=(read, set(signums)), name="mlscam-part-cleanup", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(write)  # the thread reads what is left, then end-of-file, and ends
+        watcher.join(timeout=10)
 
 
 @contextlib.contextmanager
 def interrupts_as_exceptions():
     """Within the block SIGTERM (and SIGINT, as usual) raise ``KeyboardInterrupt``, so ``finally`` and
-    ``except`` clauses discard partial outputs; the previous handlers come back afterwards.
+    ``except`` clauses discard partial outputs; the previous handlers come back afterwards.  Only the
+    first signal raises: later ones (mpirun's, or an MPI abort's, SIGTERM to every rank) are ignored
+    until the block ends, so they cannot interrupt the clean-up and its message.  The part
+    files of this process are also removed from a thread the moment either signal arrives, so that
+    they go even when the main thread cannot get back to Python before the process is killed (an
+    MPI rank stuck in a collective; :func:`_parts_removed_on_signal`).
 
     Only in the main thread (elsewhere signal handlers cannot be set, and the block runs unchanged).
     """
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    if old[signal.SIGINT] in (signal.SIG_DFL, None):
+    if old[signal.SIGINT] in (signal.SIG_DFL, None, signal.default_int_handler):  # not a host's own handler
         signal.signal(signal.SIGINT, _raise_interrupt)
     try:
-        yield
+        with _parts_removed_on_signal({signal.SIGTERM, signal.SIGINT}):
+            yield
     finally:
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)

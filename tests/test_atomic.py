@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from mlscam.atomic import atomic_path
+from mlscam.atomic import atomic_path, temp_path_beside
 
 
 def test_complete_file_appears_with_usual_permissions(tmp_path):
@@ -62,3 +62,72 @@ def test_stale_part_files_of_dead_processes_are_removed_by_the_next_write(tmp_pa
     assert (tmp_path / "out.nc").read_text() == "new"
     assert not stale.exists() and not legacy.exists() and live.exists() and other.exists()
     assert f"note: removed {stale}, a partial file of out.nc left by an interrupted run" in capsys.readouterr().err
+
+
+CHILD_STUCK_IN_C = """
+import signal, sys, time
+from mlscam.atomic import interrupts_as_exceptions, temp_path_beside
+
+with interrupts_as_exceptions():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # the main thread never sees it: as if stuck in C
+    print(temp_path_beside(sys.argv[1]), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_an_interrupt_removes_the_part_files_even_while_the_main_thread_is_stuck(tmp_path):
+    """An MPI rank waiting in a collective for a rank that has aborted cannot run a Python handler before it
+    is killed; its part file must go anyway: a thread removes the live part files the moment SIGTERM comes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_STUCK_IN_C, str(tmp_path / "out.nc")], cwd=root,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        part = Path(proc.stdout.readline().strip())
+        assert part.parent == tmp_path and part.name.startswith(".out.nc.") and part.exists()
+        time.sleep(0.5)  # the main thread is asleep now, with SIGTERM blocked
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while part.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not part.exists()  # only the thread removes it: the script has no clean-up of its own
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finished_part_files_are_no_longer_live(tmp_path):
+    from mlscam import atomic
+
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        assert tmp in atomic._LIVE_PARTS
+        open(tmp, "w").write("a")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.txt") as failed:
+        raise RuntimeError("x")
+    assert tmp not in atomic._LIVE_PARTS and failed not in atomic._LIVE_PARTS
+    atomic.remove_live_parts()  # nothing live: the finished file stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_only_the_first_signal_interrupts_and_the_handlers_come_back(tmp_path):
+    import signal
+
+    from mlscam.atomic import interrupts_as_exceptions
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    cleaned = False
+    with interrupts_as_exceptions():
+        part = temp_path_beside(tmp_path / "out.nc")
+        with pytest.raises(KeyboardInterrupt, match="signal SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one (mpirun's, an abort's) during the clean-up: ignored
+        os.kill(os.getpid(), signal.SIGINT)
+        cleaned = True
+    assert cleaned and not part.exists()  # removed by the thread on the first signal, before the block ended
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

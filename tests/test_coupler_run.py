@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 
 from component_case import make_checkpoint, write_initial, write_namelist
-from mpirun import mpirun
+from mpirun import kill_mpirun, mpirun, start_mpirun
 from mlscam.rollout.__main__ import main as rollout_main
 
 torch.set_num_threads(1)
@@ -88,6 +88,38 @@ def test_nan_on_rank_1_ends_every_rank_and_leaves_no_output(case):
     assert "error: Component.set_state_from_file: rank 1 of 2 failed" in proc.stderr, output[-3000:]
     assert "non-finite" in proc.stderr and "rank 0 of 2 failed" not in output
     assert not out.exists() and not [p for p in case["dir"].iterdir() if p.name.startswith(".nan.nc")]
+
+
+@pytest.mark.mpi
+def test_ctrl_c_to_mpirun_leaves_the_previous_forecast_and_no_part_file(case, tmp_path):
+    """SIGINT to mpirun (it sends SIGTERM to every rank, then SIGKILL a second later) while the ranks step:
+    a non-zero exit, a message, no hidden part file, and the complete forecast already at the output path
+    untouched (issue 14 item 7). Rank 0, the writer, may be waiting in a collective for a rank that has
+    already aborted when the signal comes; its part file must go all the same."""
+    import hashlib
+    import shutil
+    import signal
+
+    out = tmp_path / "fc.nc"
+    shutil.copyfile(case["serial"], out)  # a previous, complete forecast
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    proc = start_mpirun(2, ["-m", "mlscam.coupler.run", case["nml"], "--start-time", "1", "--num-steps", "1000000",
+                            "--output-every", "1", "--output-nc-path", str(out)])
+    try:
+        deadline = time.monotonic() + 180  # two torch imports on a busy 2-core machine
+        while not any(p.stat().st_size > 40000 for p in tmp_path.glob(".fc.nc.*.part")):  # records written
+            assert proc.poll() is None, f"exit {proc.returncode} before stepping:\n{proc.communicate()}"
+            assert time.monotonic() < deadline, "no record written in 180 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        kill_mpirun(proc)
+    assert proc.returncode not in (0, -signal.SIGKILL), f"exit {proc.returncode}:\n{stdout}\n{stderr}"
+    assert "interrupted (signal SIGTERM); no forecast written to " in stderr, stderr
+    assert "Traceback" not in stderr and f"forecast written to {out}" not in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fc.nc"]  # no .fc.nc.PID.*.part
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.mpi

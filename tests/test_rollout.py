@@ -112,6 +112,28 @@ def test_a_blow_up_is_an_error_and_leaves_no_file(case, monkeypatch, capsys):
     assert "step 4" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_nan_in_the_initial_file_is_named_by_variable_level_and_cell(case, tmp_path, capsys):
+    """``python -m mlscam.rollout`` on an initial state with a NaN: variable, level and global (lat, lon) cell
+    in words, not a tile/feature index; a status, no traceback, no file (issue 14 item 4)."""
+    from component_case import LEVELS, TIME_UNITS, fields
+    from synthetic import write_file
+
+    f = fields(0)
+    f["temperature"][1, 1, 4, 7] = np.nan  # time 1, level 1, lat index 4, lon index 7
+    write_file(tmp_path / "init.nc", f, GRID, [0.0, 6.0, 12.0], levels=list(LEVELS), time_units=TIME_UNITS,
+               calendar="noleap")
+    out = tmp_path / "fc.nc"
+    status = main([case["nml"], "--input-nc-path", str(tmp_path / "init.nc"), "--start-time", "1",
+                   "--output-nc-path", str(out)])
+    assert status == Status.NON_FINITE
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Component.set_state_from_file: rank 0 of 1 failed: the initial state of "
+                          f"{tmp_path / 'init.nc'} at time index 1 has 1 non-finite value(s) (NaN/Inf), first at "
+                          f"temperature level 1 (sigma {LEVELS[1]:g}), global cell (lat index 4, lon index 7): nan"), err
+    assert "tile index" not in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init.nc"]
+
+
 @pytest.mark.decomposition
 def test_restart_continues_bit_for_bit(case):
     d = case["dir"]

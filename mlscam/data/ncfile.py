@@ -55,7 +55,7 @@ class NcFile:
             self.levels, self.level_source = self._levels(level_source)
             self.grid, self.lat_perm, self.lon_perm = self._grid()
             self.lat_descending = bool(self.lat_perm.size > 1 and self.lat_perm[0] > self.lat_perm[-1])
-            self.times, self.time_units, self.calendar = self._times()
+            self.times, self.time_values, self.time_units, self.calendar = self._times()
             self.units = {m: str(getattr(self.ds[f], "units", "1")) for m, f in self._all_names().items()}
         except Exception:
             self.ds.close()
@@ -142,7 +142,7 @@ class NcFile:
         calendar = str(getattr(tvar, "calendar", "standard"))
         values = np.atleast_1d(np.asarray(tvar[:]))
         times = cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
-        return list(np.atleast_1d(times)), str(units), calendar
+        return list(np.atleast_1d(times)), [v.item() for v in values], str(units), calendar
 
     @property
     def ntime(self) -> int:

@@ -96,12 +96,23 @@ class DataSource:
     def ntime(self) -> int:
         return len(self.times)
 
-    def locate(self, t: int) -> tuple[str, int]:
-        """The file holding global time index ``t`` and the index of that time within the file."""
-        n = int(np.searchsorted(self._starts, t, side="right")) - 1
+    def _file_of(self, t: int) -> tuple[int, int]:
         if not 0 <= t < self.ntime:
             raise IndexError(f"time {t} is outside 0..{self.ntime - 1}")
-        return self.paths[n], int(t - self._starts[n])
+        n = int(np.searchsorted(self._starts, t, side="right")) - 1
+        return n, int(t - self._starts[n])
+
+    def locate(self, t: int) -> tuple[str, int]:
+        """The file holding global time index ``t`` and the index of that time within the file."""
+        n, local = self._file_of(t)
+        return self.paths[n], local
+
+    def describe_time(self, t: int) -> str:
+        """Global time ``t`` as its file sees it: ``"time index 2 of the file (time = 12 hours since
+        2000-01-01 00:00:00, i.e. 2000-01-01 12:00:00)"`` (the stored value, its units and the date)."""
+        n, local = self._file_of(t)
+        f = self.files[n]
+        return f"time index {local} of the file (time = {f.time_values[local]:g} {f.time_units}, i.e. {f.times[local]})"
 
     # -- reads ------------------------------------------------------------------
     def _read(self, t: int, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

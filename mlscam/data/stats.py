@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mlscam.data.errors import DataError
+from mlscam.data.finite import check_states
 from mlscam.data.source import DataSource
 from mlscam.io.cf import add_dimensions, add_variable, atomic_dataset, set_global_attributes
 from mlscam.layout import ColumnLayout
@@ -57,25 +58,6 @@ class RunningMoments:
         return np.sqrt(self.m2 / max(self.count, 1))
 
 
-def _check_finite(source: DataSource, t: int, x: np.ndarray) -> None:
-    """DataError naming the file, its time index, the variable (and level) and the cell of the first NaN/Inf."""
-    bad = ~np.isfinite(x)
-    if not bad.any():
-        return
-    j, i, k = (int(v) for v in np.argwhere(bad)[0])
-    path, local = source.locate(t)
-    name, level = source.layout.feature_of(k)
-    sl = source.layout.slice_of(name)
-    count = int(bad[..., sl].sum())
-    what = name if level is None else f"{name} at level index {level} (sigma {source.layout.levels[level]:g})"
-    grid = source.grid
-    raise DataError(
-        f"{path}: {what} has non-finite values (NaN/Inf) at time index {local} ({source.times[t]}) of the file: "
-        f"{count} value(s) of {name} at that time, the first at lat {grid.lat_array()[j]:g}, "
-        f"lon {grid.lon_array()[i]:g}; statistics need finite data: fix or fill the values, or drop that time "
-        "from data.files (python -m mlscam.data.subset). No statistics file was written")
-
-
 def compute_stats(source: DataSource, *, progress: bool = True) -> tuple[Normalization, dict]:
     """Mean and std per state channel of states and of ``x[t+1] - x[t]`` over all times and columns.
 
@@ -89,7 +71,7 @@ def compute_stats(source: DataSource, *, progress: bool = True) -> tuple[Normali
     prev = None
     for t in tqdm(range(source.ntime), desc="stats", disable=not progress, unit="time"):
         x = source.read(t).astype(np.float64)
-        _check_finite(source, t, x)
+        check_states(source, t, x[None], needs="statistics need", outcome="No statistics file was written")
         states.add(x)
         if prev is not None:
             tend.add(x - prev)

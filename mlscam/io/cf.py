@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mlscam.atomic import atomic_path, temp_path_beside
+from mlscam.atomic import atomic_path, finish_part, temp_path_beside
 
 __all__ = [
     "CONVENTIONS", "CF_ATTRIBUTES", "cf_attributes", "AtomicDataset", "atomic_dataset", "to_netcdf_atomic",
@@ -113,13 +113,13 @@ class AtomicDataset:
         try:
             self.ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
         except BaseException:
-            self._tmp.unlink(missing_ok=True)
+            finish_part(self._tmp)
             raise
 
     def commit(self) -> Path:
         """Close the dataset and rename it to ``path`` (atomic)."""
         self.ds.close()
-        os.replace(self._tmp, self.path)
+        finish_part(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:
@@ -129,7 +129,7 @@ class AtomicDataset:
                 self.ds.close()
         except Exception:  # noqa: BLE001 - a broken dataset; the file goes anyway
             pass
-        self._tmp.unlink(missing_ok=True)
+        finish_part(self._tmp)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import torch
 from ..atomic import check_writable
 from ..config import Config
 from ..data.datasets import ColumnTiles, OnTheFlyTiles
+from ..data.finite import check_finite
 from ..data.source import open_source
 from ..data.stats import compute_stats, load_stats, write_stats
 from ..parallel import agree, choose_device
@@ -32,10 +33,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _has_stats(cfg: Config) -> bool:
+    return bool(cfg.data.stats_path) and Path(cfg.data.stats_path).is_file()
+
+
+def _check_data(cfg: Config, source, val_source, progress: bool) -> bool:
+    """Every time of the training and validation files is finite, before any training (else a DataError
+    naming file, variable, level, time and cell). Computing statistics checks the training files itself."""
+    outcome = "Nothing was trained and no checkpoint was written"
+    if val_source is not None:
+        check_finite(val_source, needs="validation (&data val_files) needs", outcome=outcome, progress=progress)
+    if _has_stats(cfg):
+        check_finite(source, needs="training (&data files) needs", outcome=outcome, progress=progress)
+    return True
+
+
 def _normalization(cfg: Config, source, progress: bool):
     """Statistics from data.stats_path, computed (and written there) when the file does not exist yet."""
     path = cfg.data.stats_path
-    if path and Path(path).is_file():
+    if _has_stats(cfg):
         return load_stats(path, source.layout)
     norm, _ = compute_stats(source, progress=progress)
     if path:
@@ -76,7 +92,9 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
 
     ``tile``: this rank's :class:`TileContext` (tile-parallel training; collective over its world, every
     rank must call); default one rank owning the whole grid (serial). ``device`` default: ``&parallel
-    device`` (``mlscam.parallel.choose_device``). Normalisation statistics are loaded (or computed and
+    device`` (``mlscam.parallel.choose_device``). World rank 0 first reads every time of the training and
+    validation files (in chunks) and refuses a NaN/Inf (``mlscam.data.finite``: a ``DataError`` naming file,
+    variable, level, time and cell, before any training). Normalisation statistics are loaded (or computed and
     written) by world rank 0 and broadcast; ``&train resume`` or ``init_from`` is read by every rank, then
     every rank takes rank 0's parameters.
     """
@@ -105,6 +123,7 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
         decomposed = (tile.decomposition.nlat, tile.decomposition.nlon)
         raise ValueError(f"the tile context decomposes a {decomposed} grid but the data's grid is "
                          f"{grid.shape}; build it with TileContext.build(comm, {grid.nlat}, {grid.nlon}, ...)")
+    tile.from_root(lambda: _check_data(cfg, source, val_source, progress), "training data")
     norm = tile.from_root(lambda: _normalization(cfg, source, progress), "statistics")
     train_batches, val_batches = _batches(cfg, source, val_source, tile, source.layout)
     if device is None:
