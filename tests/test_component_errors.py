@@ -196,8 +196,10 @@ def test_nan_in_the_initial_state_names_variable_level_and_global_cell(case):
     code, message = outs[0]
     assert code == Status.NON_FINITE and "rank 1 of 4 failed" in message
     lat, lon = where["cell"]
+    from component_case import GRID
+
     assert (f"first at temperature level 1 (sigma {LAYOUT.levels[1]:g}), global cell (lat index {lat}, "
-            f"lon index {lon})") in message, message
+            f"lon index {lon}; lat {GRID.lat_array()[lat]:g}, lon {GRID.lon_array()[lon]:g} degrees)") in message, message
     assert "tile index" not in message
 
 

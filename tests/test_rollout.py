@@ -129,7 +129,8 @@ def test_a_nan_in_the_initial_file_is_named_by_variable_level_and_cell(case, tmp
     err = capsys.readouterr().err
     assert err.startswith(f"error: Component.set_state_from_file: rank 0 of 1 failed: the initial state of "
                           f"{tmp_path / 'init.nc'} at time index 1 has 1 non-finite value(s) (NaN/Inf), first at "
-                          f"temperature level 1 (sigma {LEVELS[1]:g}), global cell (lat index 4, lon index 7): nan"), err
+                          f"temperature level 1 (sigma {LEVELS[1]:g}), global cell (lat index 4, lon index 7; lat 45, lon 210 "
+                          f"degrees): nan"), err
     assert "tile index" not in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["init.nc"]
 

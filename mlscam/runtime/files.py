@@ -75,7 +75,10 @@ def read_initial_tile(c: "Component", path: str, time_index: int):
 
     def where(idx: tuple[int, ...]) -> str:  # variable, level and global cell of the first non-finite value
         j, i, k = idx
-        return f"{c.layout.describe_feature(k)}, global cell (lat index {t.lat0 + j}, lon index {t.lon0 + i})"
+        jg, ig = t.lat0 + j, t.lon0 + i
+        lat, lon = float(c.grid.lat_array()[jg]), float(c.grid.lon_array()[ig])
+        return (f"{c.layout.describe_feature(k)}, global cell (lat index {jg}, lon index {ig}; lat {lat:g}, "
+                f"lon {lon:g} degrees)")
 
     check_array(x, (t.nlat, t.nlon, c.n_state), f"the initial state of {path} at time index {time_index}", where)
     return x, time, units, calendar, lat_descending
