@@ -39,8 +39,8 @@ def _all_level_rmse(a, b, weights, sl):
 
 
 def test_demo_beats_persistence_at_24_hours_on_an_unseen_run():
-    """The shipped model at 24 h on hours 48 -> 72 of the seed-2 run: 0.46x persistence in temperature and
-    zonal wind when it was shipped (docs/skill.md); fail if a change loses more than a quarter of that."""
+    """The shipped model at 24 h on hours 48 -> 72 of the seed-2 run: 0.565x (temperature) and 0.534x (zonal
+    wind) persistence when stage 9 was shipped (docs/skill.md); fail if a change loses more than a quarter."""
     torch.set_num_threads(1)
     em = Emulator.from_checkpoint(CKPT)
     src = open_source(DataConfig(files=(str(TRUTH),), variables_3d=("u", "v", "temperature"),
@@ -52,7 +52,7 @@ def test_demo_beats_persistence_at_24_hours_on_an_unseen_run():
     for name in ("temperature", "u"):
         sl = em.layout.slice_of(name)
         model, persistence = _all_level_rmse(forecast, x24, w, sl), _all_level_rmse(x0, x24, w, sl)
-        assert model < 0.6 * persistence, (name, model, persistence)
+        assert model < 0.7 * persistence, (name, model, persistence)
 
 
 ARGS = ["namelists/demo.nml", "--num-steps", "3", "--output-every", "3", "--set", "output.quicklook=false",
