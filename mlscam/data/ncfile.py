@@ -10,6 +10,8 @@ file indices and reads only the requested rows and columns.
 """
 from __future__ import annotations
 
+import threading
+
 import cftime
 import netCDF4
 import numpy as np
@@ -18,6 +20,10 @@ from mlscam.data.errors import DataError
 from mlscam.data.levels import sigma_levels
 from mlscam.data.tiles import runs
 from mlscam.grid import LatLonGrid
+
+#: The netCDF-C/HDF5 libraries are not thread-safe: every open, read and close of this module holds this
+#: lock (ranks of an in-process fake world are threads; MPI ranks are processes and never wait on it).
+NETCDF_LOCK = threading.RLock()
 
 __all__ = ["NcFile"]
 
@@ -44,6 +50,10 @@ class NcFile:
     def __init__(self, path: str, names_3d: dict[str, str], names_2d: dict[str, str], level_source: str = "auto"):
         self.path = str(path)
         self.names_3d, self.names_2d = dict(names_3d), dict(names_2d)
+        with NETCDF_LOCK:
+            self._open(level_source)
+
+    def _open(self, level_source: str) -> None:
         try:
             self.ds = netCDF4.Dataset(self.path, "r")
         except OSError as e:
@@ -156,6 +166,10 @@ class NcFile:
         variables in ``order`` (3-D ones contribute every level).  Only the
         contiguous runs of the requested file rows and columns are read.
         """
+        with NETCDF_LOCK:
+            return self._read(t0, t1, rows, cols, order)
+
+    def _read(self, t0: int, t1: int, rows: np.ndarray, cols: np.ndarray, order: list[str]) -> np.ndarray:
         frows = self.lat_perm[np.asarray(rows)]
         fcols = self.lon_perm[np.asarray(cols)]
         ur, rinv = np.unique(frows, return_inverse=True)
@@ -174,5 +188,6 @@ class NcFile:
         return np.concatenate(parts, axis=-1)
 
     def close(self) -> None:
-        if self.ds.isopen():
-            self.ds.close()
+        with NETCDF_LOCK:
+            if self.ds.isopen():
+                self.ds.close()
