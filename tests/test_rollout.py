@@ -351,9 +351,12 @@ def test_a_signal_to_the_serial_driver_leaves_no_part_file(case, tmp_path, signa
     from pathlib import Path
 
     out = tmp_path / "fc.nc"
+    # SIGINT as a terminal delivers it: a test run started in the background (`cmd &` in a script) inherits
+    # SIGINT ignored, and a program started so keeps ignoring it (POSIX), as the driver does
     proc = subprocess.Popen([sys.executable, "-m", "mlscam.rollout", case["nml"], "--output-nc-path", str(out),
                              "--num-steps", "1000000", "--output-every", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while not any(p.stat().st_size > 40000 for p in tmp_path.glob(".fc.nc.*.part")):  # a few records in
