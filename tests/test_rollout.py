@@ -352,11 +352,14 @@ def test_a_signal_to_the_serial_driver_leaves_no_part_file(case, tmp_path, signa
 
     out = tmp_path / "fc.nc"
     # SIGINT as a terminal delivers it: a test run started in the background (`cmd &` in a script) inherits
-    # SIGINT ignored, and a program started so keeps ignoring it (POSIX), as the driver does
-    proc = subprocess.Popen([sys.executable, "-m", "mlscam.rollout", case["nml"], "--output-nc-path", str(out),
-                             "--num-steps", "1000000", "--output-every", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # SIGINT ignored, and a program started so keeps ignoring it (POSIX), as the driver does; so the driver is
+    # exec'd from a stub that restores SIGINT's default first (a disposition survives exec)
+    argv = [sys.executable, "-m", "mlscam.rollout", str(case["nml"]), "--output-nc-path", str(out),
+            "--num-steps", "1000000", "--output-every", "1"]
+    stub = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "os.execv(sys.executable, sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", stub, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
         deadline = time.monotonic() + 90
         while not any(p.stat().st_size > 40000 for p in tmp_path.glob(".fc.nc.*.part")):  # a few records in
