@@ -71,15 +71,13 @@ def test_a_strong_filter_damps_the_grid_scale_of_a_rollout(tmp_path):
     assert abs(board_amplitude(filtered)) < 0.2 * abs(board_amplitude(plain))
 
 
-@pytest.mark.decomposition
-@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (4, (2, 2)), (3, (3, 1))])
-def test_filtered_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+def _component_on_ranks_equals_the_serial_emulator(tmp_path, nranks, layout, filt: LatentFilter, **rollout):
     from dataclasses import replace
 
     ckpt, init = make_checkpoint(tmp_path / "c.pt"), write_initial(tmp_path / "x.nc")
-    cfg = config(ckpt, init, latent_filter=0.2, latent_filter_polar_lat=50.0)
+    cfg = config(ckpt, init, **rollout)
     cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
-    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.2, 50.0))
+    em = Emulator.from_checkpoint(ckpt, latent_filter=filt)
     ref = em.decode(em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)).numpy()
 
     def rank_fn(comm):
@@ -92,6 +90,13 @@ def test_filtered_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_
 
     got = run_fake_world(nranks, rank_fn)[0]
     assert np.array_equal(got, ref)
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (4, (2, 2)), (3, (3, 1))])
+def test_filtered_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+    _component_on_ranks_equals_the_serial_emulator(tmp_path, nranks, layout, LatentFilter(0.2, 50.0),
+                                                   latent_filter=0.2, latent_filter_polar_lat=50.0)
 
 
 def test_training_unrolls_step_through_the_same_filtered_engine(tmp_path):
@@ -156,21 +161,5 @@ def test_the_projected_step_relaxes_towards_encode_of_decode(tmp_path):
 @pytest.mark.decomposition
 @pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1))])
 def test_projected_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
-    from dataclasses import replace
-
-    ckpt, init = make_checkpoint(tmp_path / "c.pt"), write_initial(tmp_path / "x.nc")
-    cfg = config(ckpt, init, latent_filter=0.1, latent_projection=0.5)
-    cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
-    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5))
-    ref = em.decode(em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)).numpy()
-
-    def rank_fn(comm):
-        c = Component.init(cfg, comm)
-        c.set_state_from_file(init, 1)
-        c.step(5)
-        x = c.gather_state(root=0)
-        c.finalize()
-        return x
-
-    got = run_fake_world(nranks, rank_fn)[0]
-    assert np.array_equal(got, ref)
+    _component_on_ranks_equals_the_serial_emulator(tmp_path, nranks, layout, LatentFilter(0.1, 0.0, 0.5),
+                                                   latent_filter=0.1, latent_projection=0.5)
