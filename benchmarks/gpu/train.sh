@@ -139,11 +139,15 @@ else
     DATA_DAYS=${GPU_DATA_DAYS:-180}; VAL_DAYS=${GPU_VAL_DAYS:-10}; SPINUP=${GPU_SPINUP_DAYS:-200}
     PLATFORM=${GPU_DATAGEN_PLATFORM:-auto}; DATAGEN_TIMEOUT=${GPU_DATAGEN_TIMEOUT_S:-330}
     TRAIN_S=${GPU_TRAIN_S:-300}; TOTAL_S=${GPU_TOTAL_S:-540}; DEVICE=cuda
-    # stage 7's settings (docs/demo_model.md), continued from the shipped checkpoint on the new data: 24-step
-    # unrolls, 8 windows per step, one 16384-column chunk per latent step (a GPU runs large chunks faster;
-    # chunk_size is a runtime key, so init_from accepts it), a constant learning rate (the wall budget stops it)
+    # stage 9's settings (docs/demo_model.md), continued from the shipped checkpoint on the new data: the step's
+    # stabilisers (filter and manifold projection: runtime keys the namelist must repeat, init_from does not
+    # copy them), 24 pushforward + 12 graded steps, 8 windows per step, one 16384-column chunk per latent step
+    # (a GPU runs large chunks faster; chunk_size is a runtime key, so init_from accepts it), a constant
+    # learning rate (the wall budget stops it). The 2026-11-27 run used these settings from stage 9's weights.
     DEFAULT_SETS="--set model.stencil_width=128 --set loss.increment=0.2 --set loss.latent_mse=0.1
-        --set train.mode=global_rollout --set train.rollout_steps=24 --set train.batch_size=8 --set train.lr=1e-4
+        --set model.latent_filter=0.05 --set model.latent_filter_polar_lat=60 --set model.latent_projection=0.1
+        --set train.mode=global_rollout --set train.pushforward_steps=24 --set train.rollout_steps=12
+        --set train.batch_size=8 --set train.lr=1e-4
         --set train.schedule=constant --set train.warmup_steps=20 --set train.max_steps=100000
         --set train.val_every=100 --set train.val_batches=4 --set train.checkpoint_every=50
         --set model.chunk_size=16384 --set train.init_from=mlscam/assets/demo/checkpoint.pt"
