@@ -126,10 +126,14 @@ class ModelConfig(Group):
     latent_projection: float = _f(0.0, "pull each stepped latent back towards the encoder's manifold: z <- z + alpha "
                                        "(encode(decode(z)) - z), alpha in [0, 1] (1 = re-encode every step; 0 = off); "
                                        "column-local, one decode and one encode per step")
+    latent_projection_every: int = _f(1, "apply the manifold projection on every M-th step only (the steps that "
+                                         "bring the run's step count to M, 2M, ...; restarts keep the count), "
+                                         "1 = every step; M > 1 saves M-1 of every M decode+encode pairs")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
-                       "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size")
+                       "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size",
+                       "latent_projection_every")
         self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat", "latent_projection")
         self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
         self._require(self.latent_projection <= 1.0, "latent_projection", "must be in [0, 1]")
@@ -151,7 +155,7 @@ class ModelConfig(Group):
 
     #: keys that do not change the parameters: how the step runs, not what it learned
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
-                                               "latent_projection")
+                                               "latent_projection", "latent_projection_every")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -278,6 +282,7 @@ class RolloutConfig(Group):
                                     "checkpoint's; 0 = off)")
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
     latent_projection: float = _f(-1.0, "override the checkpoint's &model latent_projection (-1 = keep; 0 = off)")
+    latent_projection_every: int = _f(0, "override the checkpoint's &model latent_projection_every (0 = keep)")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -285,7 +290,7 @@ class RolloutConfig(Group):
                                 "bfloat16 autocast, latents kept in float32; encode/decode stay fp32)")
 
     def _validate(self) -> None:
-        self._at_least(0, "start_time", "num_steps", "chunk_size")
+        self._at_least(0, "start_time", "num_steps", "chunk_size", "latent_projection_every")
         self._choice("precision", ("fp32", "bf16"))
         self._require(self.latent_filter == -1.0 or 0.0 <= self.latent_filter <= 1.0, "latent_filter",
                       "must be -1 (keep the checkpoint's) or in [0, 1]")

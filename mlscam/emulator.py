@@ -149,20 +149,25 @@ class Emulator:
         return self._shaped(self.engine.encode(flat), x.shape[:-3])
 
     @torch.no_grad()
-    def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
-        """``n`` latent steps ``z[t+1] = z[t] + mixer(tile(z[t]))``: ``[..., nlat, nlon, L]`` -> same shape."""
+    def step(self, z: torch.Tensor, n: int = 1, *, start: int = 0) -> torch.Tensor:
+        """``n`` latent steps ``z[t+1] = z[t] + mixer(tile(z[t]))``: ``[..., nlat, nlon, L]`` -> same shape.
+
+        ``start``: the steps the run took before these (from the encode of its initial state); it matters
+        only with ``&model latent_projection_every`` > 1, which projects the steps that bring the count to a
+        multiple of it (a run stepped in several calls passes its count, as ``Component.step`` does).
+        """
         flat = self._flat(z, self.latent_dim, "z")
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
         if self.cuda_graph:
             reason = capture_unavailable(flat.device)
             if reason is None:
-                return self._graph_steps().step(flat, n).reshape(z.shape)
+                return self._graph_steps().step(flat, n, start=start).reshape(z.shape)
             if not self._warned_graph:
                 warnings.warn(f"Emulator(cuda_graph=True): {reason}", RuntimeWarning, stacklevel=2)
                 self._warned_graph = True
         with autocast(self.precision, flat.device):
-            return self.engine.step(flat, n).reshape(z.shape)
+            return self.engine.step(flat, n, start=start).reshape(z.shape)
 
     def _graph_steps(self) -> GraphSteps:
         if self._graphs is None:
@@ -196,6 +201,6 @@ class Emulator:
         z = self.encode(x0)
         done = 0
         for target in range(output_every, n_steps + 1, output_every):
-            z = self.step(z, target - done)
+            z = self.step(z, target - done, start=done)
             done = target
             yield target, self.decode(z)

@@ -121,11 +121,26 @@ def test_static_buffer_stepping_equals_eager_bit_for_bit(precision):
     graphs = GraphSteps(em.engine, capture=False, context=lambda: autocast(precision, "cpu"), max_steps=3)
     with torch.no_grad():
         static = graphs.step(z, 7)  # 2 x a 3-step stepper + a 1-step one
-        assert sorted(graphs._steppers) == [1, 3]
+        assert sorted(graphs._steppers) == [(1, 0), (3, 0)]
         again = graphs.step(z, 7)  # replayed: the same steppers, the same bits
         assert torch.equal(graphs.step(z, 0), z)
     assert torch.equal(static, eager) and torch.equal(again, eager)
-    assert static.data_ptr() != graphs._steppers[1].z.data_ptr()  # the static buffers stay private
+    assert static.data_ptr() != graphs._steppers[1, 0].z.data_ptr()  # the static buffers stay private
+
+
+def test_static_buffer_stepping_keeps_the_projection_phase():
+    """With latent_projection_every = 3 the steppers are kept per phase and step as the eager engine does."""
+    from mlscam.model.filters import LatentFilter
+
+    base = make_emulator("conv", chunk_size=24)
+    em = Emulator(base.model, base.layout, base.grid, base.normalization, base.dt_seconds, chunk_size=24,
+                  latent_filter=LatentFilter(0.1, 0.0, 0.5, 3))
+    z = em.encode(random_state(em, 2)).reshape(2, -1, 8)
+    graphs = GraphSteps(em.engine, capture=False, max_steps=4)
+    with torch.no_grad():
+        for start, n in ((0, 9), (1, 9), (2, 3), (5, 1)):
+            assert torch.equal(graphs.step(z, n, start=start), em.engine.step(z, n, start=start)), (start, n)
+    assert sorted(graphs._steppers) == [(1, 0), (1, 2), (3, 2), (4, 0), (4, 1), (4, 2)]
 
 
 def test_static_buffer_stepping_with_a_halo_exchange_equals_the_serial_step():

@@ -187,3 +187,71 @@ def test_the_projected_step_relaxes_towards_encode_of_decode(tmp_path):
 def test_projected_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
     _component_on_ranks_equals_the_serial_emulator(tmp_path, nranks, layout, LatentFilter(0.1, 0.0, 0.5),
                                                    latent_filter=0.1, latent_projection=0.5)
+
+
+def test_projection_every_is_validated_and_read_from_model_and_rollout_groups():
+    from mlscam.config import ModelConfig, RolloutConfig
+
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=r"projection_every must be an integer >= 1"):
+            LatentFilter(0.0, 0.0, 0.5, bad)
+    model = ModelConfig(latent_projection=0.5, latent_projection_every=3)
+    assert LatentFilter.of(model).projection_every == 3
+    assert LatentFilter.of(model, RolloutConfig()).projection_every == 3  # 0: keep the checkpoint's
+    assert LatentFilter.of(model, RolloutConfig(latent_projection_every=1)).projection_every == 1
+    assert ModelConfig().latent_projection_every == 1 and model.same_parameters(ModelConfig())  # a runtime key
+    with pytest.raises(ValueError, match="latent_projection_every"):
+        ModelConfig(latent_projection_every=0)
+    with pytest.raises(ValueError, match="latent_projection_every"):
+        RolloutConfig(latent_projection_every=-1)
+
+
+def test_projection_every_m_projects_the_steps_that_bring_the_count_to_multiples_of_m(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    every3 = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5, 3)).engine
+    every1 = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5)).engine
+    z = every1.encode(torch.from_numpy(initial_states()[0]).reshape(1, GRID.ncol, -1))
+    assert [every3.projects_after(k) for k in range(7)] == [False, False, True, False, False, True, False]
+    assert all(every1.projects_after(k) for k in range(7))
+    with torch.no_grad():
+        want = z
+        for k in range(1, 6):  # steps 2..6 of a run: the ones bringing the count to 3 and 6 project
+            want, _ = every3.step_once(want, project=k in (2, 5))
+        assert torch.equal(every3.step(z, 5, start=1), want)
+        # a run stepped in pieces is the run stepped at once
+        assert torch.equal(every3.step(every3.step(z, 2, start=1), 3, start=3), want)
+        assert not torch.equal(every1.step(z, 5, start=1), want)  # M = 3 is another run than M = 1
+        # the default (M = 1) projects every step, whatever the start
+        assert torch.equal(every1.step(z, 2, start=4), every1.step_once(every1.step_once(z)[0])[0])
+
+
+@pytest.mark.decomposition
+def test_projection_every_restarts_and_ranks_bit_for_bit(tmp_path):
+    """M = 3 from the &rollout override: 5 steps on 1 rank equal 2 steps on 2 ranks, a restart, 3 steps on 3 ranks
+    (the step count, hence the projection's phase, comes back from the restart), and the serial emulator."""
+    ckpt, init = make_checkpoint(tmp_path / "c.pt"), write_initial(tmp_path / "x.nc")
+    cfg = config(ckpt, init, latent_projection=0.5, latent_projection_every=3)
+    path = tmp_path / "r.rst"
+
+    def run(nsteps, restart_in=None, restart_out=None):
+        def rank_fn(comm):
+            c = Component.init(cfg, comm)
+            if restart_in:
+                c.read_restart(restart_in)
+            else:
+                c.set_state_from_file(init, 1)
+            c.step(nsteps)
+            if restart_out:
+                c.write_restart(restart_out)
+            z = c.gather_latent()
+            c.finalize()
+            return z
+        return rank_fn
+
+    full = run_fake_world(1, run(5))[0]
+    run_fake_world(2, run(2, restart_out=path))
+    continued = run_fake_world(3, run(3, restart_in=path))[0]
+    assert torch.equal(continued, full)
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 0.5, 3))
+    serial = em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)
+    assert torch.equal(serial.reshape(full.shape), full)

@@ -114,6 +114,7 @@ class Engine:
         self.latent_filter = latent_filter if latent_filter is not None and latent_filter.active else None
         self.damping = None  # [ncol, 1]: nu per owned column
         self.projection = 0.0 if self.latent_filter is None else float(self.latent_filter.projection)
+        self.projection_every = 1 if self.latent_filter is None else int(self.latent_filter.projection_every)
         if self.latent_filter is not None and self.latent_filter.damps:
             lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
             self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
@@ -199,19 +200,26 @@ class Engine:
         ``mlscam.model.filters``; column-local)."""
         return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
 
-    def step_once(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def projects_after(self, steps_done: int) -> bool:
+        """Whether the step taken after ``steps_done`` steps of a run ends with the manifold projection: one is
+        set and the new step count ``steps_done + 1`` is a multiple of ``projection_every`` (1: every step)."""
+        return self.projection > 0.0 and (steps_done + 1) % self.projection_every == 0
+
+    def step_once(self, z: torch.Tensor, *, project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z[t+1], dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))`` (``dz``: the mixer's increment,
-        filter included), then the manifold projection when one is set."""
+        filter included), then the manifold projection when one is set and ``project`` (a run passes
+        :meth:`projects_after` of its step count)."""
         dz = self.advance(z)
         z1 = z + dz
-        if self.projection > 0.0:
+        if project and self.projection > 0.0:
             z1 = self.project(z1)
         return z1, dz
 
-    def step(self, z: torch.Tensor, n: int = 1) -> torch.Tensor:
-        """``n`` latent steps of ``z [B, ncol, L]``."""
+    def step(self, z: torch.Tensor, n: int = 1, *, start: int = 0) -> torch.Tensor:
+        """``n`` latent steps of ``z [B, ncol, L]``, the first one after ``start`` steps of the run (which steps
+        project, :meth:`projects_after`)."""
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
-        for _ in range(n):
-            z, _ = self.step_once(z)
+        for k in range(n):
+            z, _ = self.step_once(z, project=self.projects_after(start + k))
         return z

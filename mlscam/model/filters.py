@@ -26,7 +26,11 @@ where the decoder and the mixer were never trained; alpha = 1 re-encodes every
 step (the rollout is then the trained one-step operator repeated), smaller alpha
 relaxes with an e-folding of about 1/alpha steps. It is column-local (no halo),
 hence bit for bit on any decomposition, and costs one decode and one encode per
-step (about +30% at T21, ``benchmarks/latent_vs_reencode.txt``).
+step (about +30% at T21, ``benchmarks/latent_vs_reencode.txt``). With
+``projection_every`` M > 1 only every M-th step projects (the steps that bring
+the run's step count to M, 2M, ...: the count since the initial state, which
+restarts keep, so a restarted run is the uninterrupted one); the other steps
+save the decode and the encode.
 """
 from __future__ import annotations
 
@@ -44,11 +48,13 @@ SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 1
 @dataclass(frozen=True)
 class LatentFilter:
     """The latent step's stabilisers: the grid-scale filter (``strength`` nu in [0, 1], 0: off; ``polar_lat``
-    in degrees, 0: the same nu on every row) and the manifold ``projection`` alpha in [0, 1] (0: off)."""
+    in degrees, 0: the same nu on every row) and the manifold ``projection`` alpha in [0, 1] (0: off), applied
+    on every ``projection_every``-th step."""
 
     strength: float = 0.0
     polar_lat: float = 0.0
     projection: float = 0.0
+    projection_every: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -59,18 +65,24 @@ class LatentFilter:
         if not 0.0 <= self.projection <= 1.0:
             raise ValueError(f"latent projection must be in [0, 1] (the fraction of the way back to "
                              f"encode(decode(z)) per step), got {self.projection}")
+        if isinstance(self.projection_every, bool) or int(self.projection_every) != self.projection_every \
+                or self.projection_every < 1:
+            raise ValueError(f"latent projection_every must be an integer >= 1 (project on every M-th step), "
+                             f"got {self.projection_every!r}")
 
     @classmethod
     def of(cls, model_cfg, override=None) -> "LatentFilter":
         """The stabilisers of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
-        ``latent_projection``); an ``&rollout`` group as ``override`` replaces each value it sets (>= 0)."""
+        ``latent_projection``, ``latent_projection_every``); an ``&rollout`` group as ``override`` replaces
+        each value it sets (>= 0; ``latent_projection_every`` >= 1)."""
         nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
-        alpha = float(model_cfg.latent_projection)
+        alpha, every = float(model_cfg.latent_projection), int(model_cfg.latent_projection_every)
         if override is not None:
             nu = nu if override.latent_filter < 0 else float(override.latent_filter)
             lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
             alpha = alpha if override.latent_projection < 0 else float(override.latent_projection)
-        return cls(nu, lat, alpha)
+            every = every if override.latent_projection_every < 1 else int(override.latent_projection_every)
+        return cls(nu, lat, alpha, every)
 
     @property
     def active(self) -> bool:

@@ -61,11 +61,13 @@ class StaticStepper:
     workspaces; the buffer is restored after them); ``capture=False`` runs the same body
     eagerly. ``context`` (e.g. ``mlscam.model.precision.autocast``) is entered around the
     steps, captured or not. With a halo exchange, every run calls it once per step, on every
-    rank alike (it is collective), and nothing else does.
+    rank alike (it is collective), and nothing else does. ``start``: the run's step count before
+    the first of the steps (which of them project, ``Engine.projects_after``; a run of the
+    same stepper repeats that pattern).
     """
 
     def __init__(self, engine: Engine, z_like: torch.Tensor, steps: int, *, capture: bool,
-                 context: Context = contextlib.nullcontext):
+                 context: Context = contextlib.nullcontext, start: int = 0):
         if steps < 1:
             raise ValueError(f"a static stepper needs steps >= 1, got {steps}")
         self.exchange = engine.domain.exchange
@@ -75,6 +77,7 @@ class StaticStepper:
         if capture and capture_unavailable(z_like.device) is not None:
             raise RuntimeError(f"cannot capture a CUDA graph: {capture_unavailable(z_like.device)}")
         self.steps, self.capture, self.context = int(steps), bool(capture), context
+        self.project = [engine.projects_after(int(start) + k) for k in range(self.steps)]
         self.z = torch.empty_like(z_like)  # [B, ncol, L], updated in place by every run
         self.src: torch.Tensor | None = None  # [B, nsrc, L] when there is an exchange (set by the first run)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -90,8 +93,8 @@ class StaticStepper:
     def _body(self) -> None:
         z = self.z
         with self.context():
-            for _ in range(self.steps):
-                z, _ = self._engine.step_once(z)
+            for project in self.project:
+                z, _ = self._engine.step_once(z, project=project)
         self.z.copy_(z)
 
     def _capture(self) -> "torch.cuda.CUDAGraph":
@@ -137,8 +140,8 @@ class GraphSteps:
     """``n`` steps of an engine from CUDA graphs of at most ``max_steps`` steps, captured on first use.
 
     Graphs are kept per step count (one of ``max_steps`` and one for a remainder: a rollout
-    that decodes every ``k`` steps keeps at most two) for one shape, dtype, device and
-    chunk size; anything else rebuilds them. ``capture=False`` uses the same static buffers
+    that decodes every ``k`` steps keeps at most two; with ``projection_every`` M > 1, per phase
+    too) for one shape, dtype, device and chunk size; anything else rebuilds them. ``capture=False`` uses the same static buffers
     without capture (see :class:`StaticStepper`).
     """
 
@@ -147,29 +150,34 @@ class GraphSteps:
         self.engine, self.capture, self.context = engine, bool(capture), context
         self.max_steps = 1 if engine.domain.exchange is not None else int(max_steps)
         self._key: tuple | None = None
-        self._steppers: dict[int, StaticStepper] = {}
+        self._steppers: dict[tuple[int, int], StaticStepper] = {}  # (steps, phase: start mod projection_every)
 
     def clear(self) -> None:
         """Drop every captured graph (their memory pools go with them)."""
         self._steppers.clear()
         self._key = None
 
-    def _stepper(self, z: torch.Tensor, steps: int) -> StaticStepper:
+    def _stepper(self, z: torch.Tensor, steps: int, phase: int) -> StaticStepper:
         key = (tuple(z.shape), z.dtype, z.device, self.engine.chunk_size)
         if key != self._key:
             self.clear()
             self._key = key
-        if steps not in self._steppers:
-            self._steppers[steps] = StaticStepper(self.engine, z, steps, capture=self.capture, context=self.context)
-        return self._steppers[steps]
+        if (steps, phase) not in self._steppers:
+            self._steppers[steps, phase] = StaticStepper(self.engine, z, steps, capture=self.capture,
+                                                         context=self.context, start=phase)
+        return self._steppers[steps, phase]
 
-    def step(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        """``n >= 0`` steps of ``z [B, ncol, L]``; a new tensor (the static buffers stay private)."""
+    def step(self, z: torch.Tensor, n: int, *, start: int = 0) -> torch.Tensor:
+        """``n >= 0`` steps of ``z [B, ncol, L]`` after ``start`` steps of the run (``Engine.step``); a new tensor
+        (the static buffers stay private)."""
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
-        full, rest = divmod(int(n), self.max_steps)
-        if full:
-            z = self._stepper(z, self.max_steps).run(z, full)
-        if rest:
-            z = self._stepper(z, rest).run(z)
+        every = self.engine.projection_every if self.engine.projection > 0.0 else 1
+        done, n = 0, int(n)
+        while done < n:
+            steps = min(self.max_steps, n - done)
+            # a graph repeats while every repeat starts at the same phase
+            repeats = (n - done) // steps if steps % every == 0 else 1
+            z = self._stepper(z, steps, (start + done) % every).run(z, repeats)
+            done += steps * repeats
         return z.clone()

@@ -331,8 +331,8 @@ class Component:
         if n == 0:
             return
         with self._timer.step():
-            z_prev = self.emulator.step(self._z, int(n) - 1)
-            self._z, self._z_prev = self.emulator.step(z_prev, 1), z_prev
+            z_prev = self.emulator.step(self._z, int(n) - 1, start=self.step_count)
+            self._z, self._z_prev = self.emulator.step(z_prev, 1, start=self.step_count + int(n) - 1), z_prev
         self.step_count += int(n)
 
     # ------------------------------------------------------------------- get

@@ -151,7 +151,7 @@ class Objective:
         total = 0.0
         sums: dict[str, float] = {}
         for k in range(p + 1, kp1):
-            z, dz = e.step_once(z)  # halo exchange (tile-parallel), then the mixer
+            z, dz = e.step_once(z, project=e.projects_after(k - 1))  # halo exchange (tile-parallel), the mixer
             pred = e.decode_normalized(z)
             dx = (x[:, k] - x[:, k - 1]).flatten(1, 2)
             # encoded truth for the latent terms (never a decoded state)
