@@ -1,15 +1,24 @@
 """The latent step time of two source trees, side by side in one run (before/after a change).
 
     git worktree add ../before <commit>
-    python benchmarks/ab_step_time.py --tree before=../before --tree after=. [--rounds 7] [--out FILE]
+    python benchmarks/ab_step_time.py --tree before=../before --tree after=. [--rounds 7] [--threads 1 2]
+        [--dycore] [--out FILE]
 
 Each measurement runs in a fresh child process whose working directory is the
 tree, so that tree's ``mlscam`` is imported; it builds the demo ``Emulator``
 (T21), pins the BLAS as the entry points do, encodes a state and times
-``step(z, 24)`` (median of 5 calls after a warm-up). The trees take turns,
-round after round, on 1 and 2 threads; reported is the median over rounds of
-seconds per step and the ratio to the first tree. The children also check that
-both trees give the same latents after 24 steps (bit for bit).
+``step(z, 24)`` (median of 5 calls after a warm-up) and a latent-only simulated
+day, ``decode(step(encode(x), 1 day))`` as ``rollout_throughput.py`` times it
+(median of 5). The trees take turns, round after round, on every thread count;
+reported is the median over rounds of seconds per step and the ratio to the
+first tree. The children also check that both trees give the same latents after
+24 steps (bit for bit).
+
+``--dycore``: every round also times the Dinosaur Held-Suarez dycore at T21 L10
+(``mlscam.datagen.dycore``, its jitted one-day ``advance_fn``, 3 days after the
+JIT warm-up, JAX's default threading) in a child of the first tree, so each
+tree's latent-only day gets the ratio emulator-days-per-second /
+dycore-days-per-second of ``rollout_throughput.py``, from the same run.
 """
 from __future__ import annotations
 
@@ -43,23 +52,45 @@ z24 = em.step(z, 24)
 times = []
 for _ in range(6):
     t0 = time.perf_counter(); em.step(z, 24); times.append(time.perf_counter() - t0)
-print(json.dumps({"s_per_step": statistics.median(times[1:]) / 24,
+per_day = round(86400 / em.dt_seconds)
+days = []
+for _ in range(5):
+    t0 = time.perf_counter(); em.decode(em.step(em.encode(x), per_day)); days.append(time.perf_counter() - t0)
+print(json.dumps({"s_per_step": statistics.median(times[1:]) / 24, "s_per_day": statistics.median(days),
                   "digest": __import__("hashlib").sha256(z24.numpy().tobytes()).hexdigest()}))
 """
 
+DYCORE = r"""
+import json, statistics, time
+import jax
+from mlscam.datagen.dycore import HeldSuarezModel
+hs = HeldSuarezModel("T21", 10)
+advance = hs.advance_fn(round(1440 / hs.dt_minutes))
+state = jax.block_until_ready(advance(hs.initial_state(0)))  # compile + first day
+days = []
+for _ in range(3):
+    t0 = time.perf_counter(); state = jax.block_until_ready(advance(state)); days.append(time.perf_counter() - t0)
+print(json.dumps({"s_per_day": statistics.median(days)}))
+"""
 
-def measure(tree: Path, threads: int) -> dict:
-    p = subprocess.run([sys.executable, "-c", CHILD, str(threads)], cwd=tree, capture_output=True, text=True,
-                       timeout=600)
+
+def _child(code: str, tree: Path, *args: str) -> dict:
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=tree, capture_output=True, text=True, timeout=600)
     if p.returncode:
         raise SystemExit(f"error: the child in {tree} failed:\n{p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def measure(tree: Path, threads: int) -> dict:
+    return _child(CHILD, tree, str(threads))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tree", action="append", required=True, help="LABEL=PATH of a source tree (two or more)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--dycore", action="store_true", help="also time the T21 dycore every round (ratio column)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     trees = [(t.partition("=")[0], Path(t.partition("=")[2]).resolve()) for t in args.tree]
@@ -73,21 +104,37 @@ def main() -> None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
                                capture_output=True, text=True).stdout.strip()
         report(f"tree {label}: {path} at {rev.stdout.strip()}{' (+ uncommitted changes)' if dirty else ''}")
-    report()
-    report("threads tree           s/step    ratio to first   same latents as first")
-    for threads in (1, 2):
-        times: dict[str, list[float]] = {label: [] for label, _ in trees}
-        digests: dict[str, str] = {}
-        for _ in range(args.rounds):
+    times = {(t, label): [] for t in args.threads for label, _ in trees}
+    days = {(t, label): [] for t in args.threads for label, _ in trees}
+    digests: dict[tuple[int, str], str] = {}
+    dycore: list[float] = []
+    loads = []
+    for _ in range(args.rounds):
+        loads.append(bc.load_average().split()[0])
+        if args.dycore:
+            dycore.append(_child(DYCORE, trees[0][1])["s_per_day"])
+        for threads in args.threads:
             for label, path in trees:
                 r = measure(path, threads)
-                times[label].append(r["s_per_step"])
-                digests[label] = r["digest"]
-        base = statistics.median(times[trees[0][0]])
+                times[threads, label].append(r["s_per_step"])
+                days[threads, label].append(r["s_per_day"])
+                digests[threads, label] = r["digest"]
+    report(f"{args.rounds} rounds; 1-minute load at the start of each: {' '.join(loads)}")
+    if dycore:
+        report(f"dycore T21 L10 (JAX default threads), s per simulated day: "
+               f"{' '.join(f'{d:.3f}' for d in dycore)} -> median {statistics.median(dycore):.3f}")
+    report()
+    report("threads tree           s/step    ratio to first   same latents as first   latent-only s/day"
+           + ("   ratio to dycore (days/s)" if dycore else ""))
+    for threads in args.threads:
+        base = statistics.median(times[threads, trees[0][0]])
         for label, _ in trees:
-            med = statistics.median(times[label])
-            report(f"{threads:7d} {label:12s} {med:10.5f}   {med / base:10.3f}       "
-                   f"{digests[label] == digests[trees[0][0]]}")
+            med, day = statistics.median(times[threads, label]), statistics.median(days[threads, label])
+            line = (f"{threads:7d} {label:12s} {med:10.5f}   {med / base:10.3f}       "
+                    f"{str(digests[threads, label] == digests[threads, trees[0][0]]):>5}               {day:10.3f}")
+            if dycore:
+                line += f"          {statistics.median(dycore) / day:10.2f}"
+            report(line)
     report(bc.load_warning(2))
     report.save()
 
