@@ -2,7 +2,7 @@
 
     git worktree add ../before <commit>
     python benchmarks/ab_step_time.py --tree before=../before --tree after=. [--rounds 7] [--threads 1 2]
-        [--dycore] [--out FILE]
+        [--dycore] [--tree after-M2=. --every after-M2=2] [--out FILE]
 
 Each measurement runs in a fresh child process whose working directory is the
 tree, so that tree's ``mlscam`` is imported; it builds the demo ``Emulator``
@@ -19,6 +19,8 @@ first tree. The children also check that both trees give the same latents after
 JIT warm-up, JAX's default threading) in a child of the first tree, so each
 tree's latent-only day gets the ratio emulator-days-per-second /
 dycore-days-per-second of ``rollout_throughput.py``, from the same run.
+``--every LABEL=M`` runs that tree with ``&model latent_projection_every = M``
+(its latents then differ from the others': another run, not a faster one).
 """
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ except ImportError:  # trees from before the one-engine layout
     from mlscam.model import Emulator  # noqa: F401 - the layout before mlscam.emulator
 torch.set_num_threads(int(sys.argv[1]))
 em = Emulator.from_checkpoint("mlscam/assets/demo/checkpoint.pt")
+if len(sys.argv) > 2:  # --every: the checkpoint's stabilisers with latent_projection_every = M
+    import dataclasses
+    em = Emulator.from_checkpoint("mlscam/assets/demo/checkpoint.pt", latent_filter=dataclasses.replace(
+        em.engine.latent_filter, projection_every=int(sys.argv[2])))
 g = torch.Generator().manual_seed(0)
 n = em.normalization
 x = (torch.from_numpy(n.state_mean) + torch.from_numpy(n.state_std) * torch.randn(
@@ -81,8 +87,8 @@ def _child(code: str, tree: Path, *args: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def measure(tree: Path, threads: int) -> dict:
-    return _child(CHILD, tree, str(threads))
+def measure(tree: Path, threads: int, every: int | None = None) -> dict:
+    return _child(CHILD, tree, str(threads), *([] if every is None else [str(every)]))
 
 
 def main() -> None:
@@ -91,9 +97,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--dycore", action="store_true", help="also time the T21 dycore every round (ratio column)")
+    p.add_argument("--every", action="append", default=[], metavar="LABEL=M",
+                   help="run tree LABEL with &model latent_projection_every = M (a tree may be listed twice under "
+                        "two labels, with and without)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     trees = [(t.partition("=")[0], Path(t.partition("=")[2]).resolve()) for t in args.tree]
+    every = {e.partition("=")[0]: int(e.partition("=")[2]) for e in args.every}
     report = bc.Report(args.out)
     report("# latent step time, source trees side by side (demo model, T21, 24 steps per call)")
     report(f"command: {bc.command_line(__file__)}")
@@ -103,7 +113,8 @@ def main() -> None:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
                                capture_output=True, text=True).stdout.strip()
-        report(f"tree {label}: {path} at {rev.stdout.strip()}{' (+ uncommitted changes)' if dirty else ''}")
+        report(f"tree {label}: {path} at {rev.stdout.strip()}{' (+ uncommitted changes)' if dirty else ''}"
+               + (f", latent_projection_every = {every[label]}" if label in every else ""))
     times = {(t, label): [] for t in args.threads for label, _ in trees}
     days = {(t, label): [] for t in args.threads for label, _ in trees}
     digests: dict[tuple[int, str], str] = {}
@@ -115,7 +126,7 @@ def main() -> None:
             dycore.append(_child(DYCORE, trees[0][1])["s_per_day"])
         for threads in args.threads:
             for label, path in trees:
-                r = measure(path, threads)
+                r = measure(path, threads, every.get(label))
                 times[threads, label].append(r["s_per_step"])
                 days[threads, label].append(r["s_per_day"])
                 digests[threads, label] = r["digest"]
