@@ -11,8 +11,10 @@ tree, so that tree's ``mlscam`` is imported; it builds the demo ``Emulator``
 day, ``decode(step(encode(x), 1 day))`` as ``rollout_throughput.py`` times it
 (median of 5). The trees take turns, round after round, on every thread count;
 reported is the median over rounds of seconds per step and the ratio to the
-first tree. The children also check that both trees give the same latents after
-24 steps (bit for bit).
+first tree, in wall time and in CPU time of the child (``time.process_time``: on
+one thread, the step's own work, less disturbed by other processes taking turns
+on the cores; on two threads it includes OpenMP's waiting). The children also
+check that both trees give the same latents after 24 steps (bit for bit).
 
 ``--dycore``: every round also times the Dinosaur Held-Suarez dycore at T21 L10
 (``mlscam.datagen.dycore``, its jitted one-day ``advance_fn``, 3 days after the
@@ -55,14 +57,16 @@ x = (torch.from_numpy(n.state_mean) + torch.from_numpy(n.state_std) * torch.rand
     em.grid.nlat, em.grid.nlon, n.n_state, generator=g, dtype=torch.float64)).float()
 z = em.encode(x)
 z24 = em.step(z, 24)
-times = []
+times, cpu = [], []
 for _ in range(6):
-    t0 = time.perf_counter(); em.step(z, 24); times.append(time.perf_counter() - t0)
+    t0, c0 = time.perf_counter(), time.process_time(); em.step(z, 24)
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
 per_day = round(86400 / em.dt_seconds)
 days = []
 for _ in range(5):
     t0 = time.perf_counter(); em.decode(em.step(em.encode(x), per_day)); days.append(time.perf_counter() - t0)
-print(json.dumps({"s_per_step": statistics.median(times[1:]) / 24, "s_per_day": statistics.median(days),
+print(json.dumps({"s_per_step": statistics.median(times[1:]) / 24, "cpu_s_per_step": statistics.median(cpu[1:]) / 24,
+                  "s_per_day": statistics.median(days),
                   "digest": __import__("hashlib").sha256(z24.numpy().tobytes()).hexdigest()}))
 """
 
@@ -116,6 +120,7 @@ def main() -> None:
         report(f"tree {label}: {path} at {rev.stdout.strip()}{' (+ uncommitted changes)' if dirty else ''}"
                + (f", latent_projection_every = {every[label]}" if label in every else ""))
     times = {(t, label): [] for t in args.threads for label, _ in trees}
+    cpu = {(t, label): [] for t in args.threads for label, _ in trees}
     days = {(t, label): [] for t in args.threads for label, _ in trees}
     digests: dict[tuple[int, str], str] = {}
     dycore: list[float] = []
@@ -128,6 +133,7 @@ def main() -> None:
             for label, path in trees:
                 r = measure(path, threads, every.get(label))
                 times[threads, label].append(r["s_per_step"])
+                cpu[threads, label].append(r["cpu_s_per_step"])
                 days[threads, label].append(r["s_per_day"])
                 digests[threads, label] = r["digest"]
     report(f"{args.rounds} rounds; 1-minute load at the start of each: {' '.join(loads)}")
@@ -135,14 +141,16 @@ def main() -> None:
         report(f"dycore T21 L10 (JAX default threads), s per simulated day: "
                f"{' '.join(f'{d:.3f}' for d in dycore)} -> median {statistics.median(dycore):.3f}")
     report()
-    report("threads tree           s/step    ratio to first   same latents as first   latent-only s/day"
-           + ("   ratio to dycore (days/s)" if dycore else ""))
+    report("threads tree           s/step    ratio to first   CPU s/step  ratio   same latents as first   "
+           "latent-only s/day" + ("   ratio to dycore (days/s)" if dycore else ""))
     for threads in args.threads:
         base = statistics.median(times[threads, trees[0][0]])
+        cpu_base = statistics.median(cpu[threads, trees[0][0]])
         for label, _ in trees:
             med, day = statistics.median(times[threads, label]), statistics.median(days[threads, label])
-            line = (f"{threads:7d} {label:12s} {med:10.5f}   {med / base:10.3f}       "
-                    f"{str(digests[threads, label] == digests[threads, trees[0][0]]):>5}               {day:10.3f}")
+            cpu_med = statistics.median(cpu[threads, label])
+            line = (f"{threads:7d} {label:12s} {med:10.5f}   {med / base:10.3f}     {cpu_med:10.5f} {cpu_med / cpu_base:6.3f}"
+                    f"   {str(digests[threads, label] == digests[threads, trees[0][0]]):>5}                 {day:10.3f}")
             if dycore:
                 line += f"          {statistics.median(dycore) / day:10.2f}"
             report(line)
