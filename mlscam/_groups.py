@@ -61,7 +61,8 @@ class DataConfig(Group):
     """``&data``: training/evaluation files and the column layout."""
 
     GROUP: ClassVar[str] = "data"
-    files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time)", path="input")
+    files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time unless independent_files)",
+                                path="input")
     val_files: tuple[str, ...] = _f((), "validation NetCDF files or globs", path="input")
     variables_3d: tuple[str, ...] = _f(("u", "v", "temperature"), "model names of the 3-D variables")
     variables_2d: tuple[str, ...] = _f(("surface_pressure",), "model names of the 2-D variables")
@@ -76,6 +77,9 @@ class DataConfig(Group):
                                    "in the checkpoint; rollout and evaluate use it unless set here")
     static_features: tuple[str, ...] = _f(DEFAULT_STATIC_FEATURES, "static per-column encoder inputs")
     time_step_hours: float = _f(6.0, "data interval = the model step, hours")
+    independent_files: bool = _f(False, "every file is a trajectory of its own (ensemble members, restarts from "
+                                        "other states): windows and tendencies never span two files, and the times "
+                                        "need not continue from one file to the next")
     stats_path: str = _f("", "normalization statistics NetCDF (python -m mlscam.data.stats)", path="output")
     columns_dir: str = _f("", "single-column tile shards (python -m mlscam.data.prepare_columns)", path="output")
     columns_per_time: int = _f(0, "tiles cut per time when preparing columns (0 = every column)")

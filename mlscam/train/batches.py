@@ -28,15 +28,18 @@ class GlobalBatches:
 
     def __init__(self, source, *, steps: int, batch_size: int, seed: int, stream: int = 0):
         self.source, self.steps, self.batch_size, self.seed, self.stream = source, steps, batch_size, seed, stream
-        self.n_start = source.ntime - steps
+        self.starts = source.window_starts(steps)  # windows never span two independent files
+        self.n_start = len(self.starts)
         if self.n_start < 1:
+            longest = max(b - a for a, b in source.segments)
             raise ValueError(
-                f"the data have {source.ntime} times, too few for windows of {steps + 1} "
-                f"(train.rollout_steps={steps}); give more data or fewer rollout steps"
+                f"the data have {source.ntime} times (longest trajectory {longest}), too few for windows of "
+                f"{steps + 1} (train.rollout_steps={steps}, with the pushforward steps); give more data or fewer "
+                "rollout steps"
             )
 
     def times(self, step: int) -> np.ndarray:
-        return batch_rng(self.seed, step, self.stream).integers(0, self.n_start, size=self.batch_size)
+        return self.starts[batch_rng(self.seed, step, self.stream).integers(0, self.n_start, size=self.batch_size)]
 
     def __call__(self, step: int) -> dict:
         xs = [self.source.read_window(int(t), self.steps + 1) for t in self.times(step)]
