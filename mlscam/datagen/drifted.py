@@ -127,8 +127,9 @@ def generate(run: DriftedRun, *, command_line: str = "", progress: bool = True) 
     bar = tqdm(total=snaps[-1] + len(snaps) * run.members * run.hours, unit="step", disable=not progress,
                desc="drifted states")
     for step in snaps:
-        z = em.step(z, step - done)
-        bar.update(step - done)
+        for _ in range(step - done):  # one step at a time: the bar moves on long rollouts
+            z = em.step(z)
+            bar.update(1)
         done = step
         x = em.decode(z).numpy().astype(np.float64)
         for m in range(run.members):
