@@ -246,6 +246,12 @@ class TrainConfig(Group):
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
+    mirror: bool = _f(False, "hemispheric mirror augmentation ('global', 'global_rollout'): each training window is "
+                             "flipped north-south with probability 1/2 and the variables of mirror_negate change "
+                             "sign; valid where the forcing is symmetric about the equator (Held-Suarez, "
+                             "aquaplanets), not for real geography")
+    mirror_negate: tuple[str, ...] = _f(("v",), "variables whose sign flips in a mirrored window (the meridional "
+                                                "wind; model names of &data variables_3d/variables_2d)")
     seed: int = _f(0, "seed of initialisation, sampling and noise")
 
     def _validate(self) -> None:
@@ -256,6 +262,9 @@ class TrainConfig(Group):
                        "pushforward_steps")
         self._require(self.pushforward_steps == 0 or self.mode == "global_rollout", "pushforward_steps",
                       "applies to mode = 'global_rollout' only; set 0 or use that mode")
+        self._require(not self.mirror or self.mode != "single_column", "mirror",
+                      "applies to the whole-globe modes 'global' and 'global_rollout'; set .false. for "
+                      "'single_column'")
         self._at_least(0.0, "weight_decay", "clip_grad_norm")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
