@@ -130,6 +130,11 @@ class ModelConfig(Group):
     latent_projection: float = _f(0.0, "pull each stepped latent back towards the encoder's manifold: z <- z + alpha "
                                        "(encode(decode(z)) - z), alpha in [0, 1] (1 = re-encode every step; 0 = off); "
                                        "column-local, one decode and one encode per step")
+    mass_fixer: bool = _f(False, "conserve the global dry mass: inside the manifold projection, shift the decoded "
+                                 "surface_pressure uniformly so its area-weighted global mean stays that of the "
+                                 "rollout's initial state (reproducible global sum, bit for bit on any number of "
+                                 "ranks); decoded outputs get the same shift. Needs latent_projection > 0 and "
+                                 "surface_pressure in the column layout; not with &train mode = 'single_column'")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
@@ -137,6 +142,9 @@ class ModelConfig(Group):
         self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat", "latent_projection")
         self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
         self._require(self.latent_projection <= 1.0, "latent_projection", "must be in [0, 1]")
+        self._require(not self.mass_fixer or self.latent_projection > 0.0, "mass_fixer",
+                      "needs the manifold projection it acts in: set &model latent_projection > 0 (e.g. 0.1), "
+                      "or mass_fixer = .false.")
         self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
@@ -155,7 +163,7 @@ class ModelConfig(Group):
 
     #: keys that do not change the parameters: how the step runs, not what it learned
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
-                                               "latent_projection")
+                                               "latent_projection", "mass_fixer")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -291,6 +299,8 @@ class RolloutConfig(Group):
                                     "checkpoint's; 0 = off)")
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
     latent_projection: float = _f(-1.0, "override the checkpoint's &model latent_projection (-1 = keep; 0 = off)")
+    mass_fixer: int = _f(-1, "override the checkpoint's &model mass_fixer (-1 = keep; 0 = off; 1 = on, which needs "
+                             "a latent projection > 0)")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -306,6 +316,11 @@ class RolloutConfig(Group):
                       "latent_filter_polar_lat", "must be -1 (keep the checkpoint's) or in [0, 90) degrees")
         self._require(self.latent_projection == -1.0 or 0.0 <= self.latent_projection <= 1.0, "latent_projection",
                       "must be -1 (keep the checkpoint's) or in [0, 1]")
+        self._require(self.mass_fixer in (-1, 0, 1), "mass_fixer",
+                      "must be -1 (keep the checkpoint's), 0 (off) or 1 (on)")
+        self._require(self.mass_fixer != 1 or self.latent_projection != 0.0, "mass_fixer",
+                      "= 1 needs the manifold projection it acts in, but &rollout latent_projection = 0 switches it "
+                      "off: set latent_projection > 0 (or -1 to keep the checkpoint's), or mass_fixer = 0")
         self._positive("output_every")
 
 
@@ -375,6 +390,10 @@ class Config:
         for name, cls in GROUPS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"Config.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        if self.model.mass_fixer and self.train.mode == "single_column":
+            raise ConfigError("&model mass_fixer = .true. with &train mode = 'single_column': the fixer conserves a "
+                              "global mean, and single-column training steps independent 3x3 tiles with no globe; "
+                              "train with mode = 'global' or 'global_rollout', or set mass_fixer = .false.")
 
 
 #: group name -> dataclass, in namelist order.

@@ -65,6 +65,34 @@ def test_mpirun_forecast_equals_serial_rollout(case, nranks):
     assert torch.equal(torch.load(rst)["z"], torch.load(case["dir"] / "serial.rst")["z"])
 
 
+#: the mass fixer (inside a projection, which the tiny checkpoint lacks): one reproducible global sum per step
+FIXER = ["--set", "rollout.latent_projection=0.5", "--set", "rollout.mass_fixer=1"]
+
+
+@pytest.fixture(scope="module")
+def fixer_serial(case):
+    d = case["dir"]
+    assert rollout_main([case["nml"], *FIXER, "--start-time", "1", "--output-nc-path", str(d / "fixer.nc"),
+                         "--restart-out", str(d / "fixer.rst")]) == 0
+    return d / "fixer.nc"
+
+
+@pytest.mark.decomposition
+@pytest.mark.mpi
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
+def test_mpirun_forecast_with_the_mass_fixer_equals_serial_rollout(case, fixer_serial, nranks):
+    out, rst = case["dir"] / f"fixer_mpi{nranks}.nc", case["dir"] / f"fixer_mpi{nranks}.rst"
+    proc = _mpirun(nranks, ["-m", "mlscam.coupler.run", case["nml"], *FIXER, "--start-time", "1",
+                            "--output-nc-path", str(out), "--restart-out", str(rst)])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"mpirun -n {nranks} failed (exit {proc.returncode}):\n{output[-3000:]}"
+    _same_forecast(fixer_serial, out)
+    with xr.open_dataset(fixer_serial) as a, xr.open_dataset(case["serial"]) as b:
+        assert not np.array_equal(a["surface_pressure"].values, b["surface_pressure"].values)  # the fixer acted
+    serial, mpi = torch.load(case["dir"] / "fixer.rst"), torch.load(rst)
+    assert torch.equal(mpi["z"], serial["z"]) and mpi["mass_target"] == serial["mass_target"] is not None
+
+
 @pytest.mark.decomposition
 @pytest.mark.mpi
 def test_mpirun_continues_a_serial_restart_bit_for_bit(case):

@@ -25,11 +25,11 @@ def data_path(tmp_path_factory):
     return case.write_data(tmp_path_factory.mktemp("tileparallel") / "synthetic.nc")
 
 
-def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH):
+def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH, model=None):
     """Every rank's loss and the rank-averaged gradients (what TileContext.average_gradients computes)."""
     from mlscam.parallel import Decomposition, HaloPlan
 
-    cfg, source, norm, model = case.problem(data_path, mode)
+    cfg, source, norm, model = case.problem(data_path, mode, model)
     # netCDF reads happen here, in one thread: each rank's own tile at the serial sampler's times
     batches = []
     per_group = nranks // time_groups
@@ -68,6 +68,19 @@ class _RankOnly:
 def _max_rel(g, ref):
     top = max(np.abs(v).max() for v in ref.values())
     return max(np.abs(g[n] - ref[n]).max() for n in ref) / top
+
+
+@pytest.mark.parametrize("mode", ["global", "global_rollout"])
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1))])
+def test_tiled_mass_fixer_loss_and_gradients_equal_serial_float64(data_path, mode, nranks, layout):
+    """The fixer's global mean is the reproducible sum over the spatial group: tiles train the serial loss."""
+    fixer = {"latent_projection": 0.5, "mass_fixer": True}
+    loss1, g1 = case.serial_loss_and_grads(data_path, mode, "float64", model=fixer)
+    assert loss1 != case.serial_loss_and_grads(data_path, mode, "float64", model={"latent_projection": 0.5})[0]
+    losses, gn = _fake_tiled(data_path, mode, nranks, layout, model=fixer)
+    for loss in losses:
+        assert abs(loss - loss1) <= 1e-12 * abs(loss1), (losses, loss1)
+    assert _max_rel(gn, g1) < 1e-10
 
 
 @pytest.mark.parametrize("mode", ["global", "global_rollout"])

@@ -27,6 +27,11 @@ step (the rollout is then the trained one-step operator repeated), smaller alpha
 relaxes with an e-folding of about 1/alpha steps. It is column-local (no halo),
 hence bit for bit on any decomposition, and costs one decode and one encode per
 step (about +30% at T21, ``benchmarks/latent_vs_reencode.txt``).
+
+``mass_fixer`` (needs ``projection > 0``) conserves the global-mean surface
+pressure inside that projection: the decoded state's surface pressure is shifted
+uniformly to the rollout's initial global mean before it is re-encoded
+(``mlscam.model.mass``; one reproducible global sum per step).
 """
 from __future__ import annotations
 
@@ -44,11 +49,13 @@ SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 1
 @dataclass(frozen=True)
 class LatentFilter:
     """The latent step's stabilisers: the grid-scale filter (``strength`` nu in [0, 1], 0: off; ``polar_lat``
-    in degrees, 0: the same nu on every row) and the manifold ``projection`` alpha in [0, 1] (0: off)."""
+    in degrees, 0: the same nu on every row), the manifold ``projection`` alpha in [0, 1] (0: off) and, inside
+    it, the global dry-mass fixer (``mass_fixer``; needs ``projection > 0``)."""
 
     strength: float = 0.0
     polar_lat: float = 0.0
     projection: float = 0.0
+    mass_fixer: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -59,18 +66,25 @@ class LatentFilter:
         if not 0.0 <= self.projection <= 1.0:
             raise ValueError(f"latent projection must be in [0, 1] (the fraction of the way back to "
                              f"encode(decode(z)) per step), got {self.projection}")
+        if self.mass_fixer and not self.projection > 0.0:
+            raise ValueError(f"the mass fixer acts inside the manifold projection, which is off (latent projection "
+                             f"{self.projection}): set &model latent_projection > 0 (e.g. 0.1; or &rollout "
+                             "latent_projection), or switch the fixer off (&model mass_fixer = .false., &rollout "
+                             "mass_fixer = 0)")
 
     @classmethod
     def of(cls, model_cfg, override=None) -> "LatentFilter":
         """The stabilisers of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
-        ``latent_projection``); an ``&rollout`` group as ``override`` replaces each value it sets (>= 0)."""
+        ``latent_projection``, ``mass_fixer``); an ``&rollout`` group as ``override`` replaces each value it
+        sets (>= 0; ``mass_fixer``: 0 off, 1 on)."""
         nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
-        alpha = float(model_cfg.latent_projection)
+        alpha, fixer = float(model_cfg.latent_projection), bool(model_cfg.mass_fixer)
         if override is not None:
             nu = nu if override.latent_filter < 0 else float(override.latent_filter)
             lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
             alpha = alpha if override.latent_projection < 0 else float(override.latent_projection)
-        return cls(nu, lat, alpha)
+            fixer = fixer if override.mass_fixer < 0 else bool(override.mass_fixer)
+        return cls(nu, lat, alpha, fixer)
 
     @property
     def active(self) -> bool:

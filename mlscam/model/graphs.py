@@ -12,6 +12,11 @@ times in a row, on a static latent buffer ``z [B, ncol, L]`` that it updates in 
   exchange fills a static source buffer ``z_src [B, nsrc, L]`` from ``z``, and the captured
   step reads it through a stand-in exchange. ``steps`` must then be 1.
 
+With the mass fixer on, the step reads its target from a static buffer ``[B]`` float64
+that every run fills first; the fixer's serial global sum (``mlscam.fixedsum``) runs on the
+device without a host synchronisation, so it is captured with the step. A domain whose
+global sum is an MPI collective cannot be captured (``Emulator`` steps it eagerly).
+
 Without capture (``capture=False``: any CPU, or a test) :meth:`StaticStepper.run` executes
 the very same body eagerly on the same static buffers, so this logic is tested on CPU, and
 its results equal :meth:`Engine.step` bit for bit. Nothing in the step may synchronise with
@@ -76,6 +81,9 @@ class StaticStepper:
             raise RuntimeError(f"cannot capture a CUDA graph: {capture_unavailable(z_like.device)}")
         self.steps, self.capture, self.context = int(steps), bool(capture), context
         self.z = torch.empty_like(z_like)  # [B, ncol, L], updated in place by every run
+        # [B] float64: the mass fixer's target, filled by every run (None: the fixer is off)
+        self.target = (torch.zeros(z_like.shape[0], dtype=torch.float64, device=z_like.device)
+                       if engine.mass is not None else None)
         self.src: torch.Tensor | None = None  # [B, nsrc, L] when there is an exchange (set by the first run)
         self.graph: torch.cuda.CUDAGraph | None = None
         if self.exchange is None:
@@ -91,7 +99,7 @@ class StaticStepper:
         z = self.z
         with self.context():
             for _ in range(self.steps):
-                z, _ = self._engine.step_once(z)
+                z, _ = self._engine.step_once(z, self.target)
         self.z.copy_(z)
 
     def _capture(self) -> "torch.cuda.CUDAGraph":
@@ -110,11 +118,14 @@ class StaticStepper:
         self.z.copy_(start)
         return graph
 
-    def run(self, z: torch.Tensor, repeats: int = 1) -> torch.Tensor:
-        """``repeats * steps`` steps from ``z [B, ncol, L]``; returns the static buffer (copy it to keep it)."""
+    def run(self, z: torch.Tensor, repeats: int = 1, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``repeats * steps`` steps from ``z [B, ncol, L]`` (``mass_target [B]``: with the mass fixer, required);
+        returns the static buffer (copy it to keep it)."""
         if z.shape != self.z.shape or z.dtype != self.z.dtype or z.device != self.z.device:
             raise ValueError(f"this stepper holds z {tuple(self.z.shape)} {self.z.dtype} on {self.z.device}, got "
                              f"{tuple(z.shape)} {z.dtype} on {z.device}")
+        if self.target is not None:
+            self.target.copy_(self._engine.check_mass_target(mass_target, z))
         if z.data_ptr() != self.z.data_ptr():
             self.z.copy_(z)
         for _ in range(repeats):
@@ -163,13 +174,14 @@ class GraphSteps:
             self._steppers[steps] = StaticStepper(self.engine, z, steps, capture=self.capture, context=self.context)
         return self._steppers[steps]
 
-    def step(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        """``n >= 0`` steps of ``z [B, ncol, L]``; a new tensor (the static buffers stay private)."""
+    def step(self, z: torch.Tensor, n: int, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``n >= 0`` steps of ``z [B, ncol, L]`` (``mass_target [B]``: with the mass fixer); a new tensor (the
+        static buffers stay private)."""
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
         full, rest = divmod(int(n), self.max_steps)
         if full:
-            z = self._stepper(z, self.max_steps).run(z, full)
+            z = self._stepper(z, self.max_steps).run(z, full, mass_target)
         if rest:
-            z = self._stepper(z, rest).run(z)
+            z = self._stepper(z, rest).run(z, 1, mass_target)
         return z.clone()
