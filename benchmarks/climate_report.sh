@@ -9,7 +9,8 @@
 # difference is the noise floor). OUT_DIR (default docs/skill/climate) gets the report, summary JSON and plots
 # of mlscam.evaluate climate; the forecasts go to mlscam_output/climate/. About 4 minutes per year on 2 threads.
 # Environment: CLIMATE_DAYS (365), CLIMATE_STARTS (initial days, "0 365 730"), CLIMATE_THREADS (2),
-# CLIMATE_FORECAST_DIR (mlscam_output/climate). Choosing between models uses a validation truth instead, e.g.
+# CLIMATE_FORECAST_DIR (mlscam_output/climate), CLIMATE_ROLLOUT_ARGS (more arguments of mlscam.rollout, e.g.
+# "--set rollout.mass_fixer=1"). Choosing between models uses a validation truth instead, e.g.
 #   CLIMATE_STARTS=0 bash benchmarks/climate_report.sh data/hs_climate_seed1_2y.nc OUT CKPT   (seed 1 = validation)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,7 @@ for day in $STARTS; do
     start=$(date +%s)
     python -m mlscam.rollout namelists/demo.nml --checkpoint-path "$CKPT" --input-nc-path "$TRUTH" \
         --start-time "$day" --num-steps $((DAYS * 24)) --output-every 24 --output-nc-path "$ROOT/$f" \
-        --set output.quicklook=false --set output.progress=false --set parallel.threads="$THREADS"
+        --set output.quicklook=false --set output.progress=false --set parallel.threads="$THREADS" ${CLIMATE_ROLLOUT_ARGS:-}
     echo "rollout from day $day of $TRUTH: $(( $(date +%s) - start )) s -> $f"
     forecasts+=("$f")
 done
