@@ -8,8 +8,12 @@ would go on from there. This tool makes that data:
 2. decode each member every ``every_days`` from ``first_day`` to ``days``
    (the drifted states);
 3. restart the Held-Suarez dycore from every drifted state
-   (:meth:`mlscam.datagen.dycore.HeldSuarezModel.from_latlon`) and record it hourly
-   for ``hours`` (the targets: what the true dynamics do from the model's own states);
+   (:meth:`mlscam.datagen.dycore.HeldSuarezModel.from_latlon`), balance it with a
+   forward digital filter over ``dfi_hours`` (a decoded state restarted as it is
+   rings with gravity waves: surface-pressure tendencies of ~300 Pa/h for days,
+   against ~20 Pa/h in the dycore's own run; filtered, ~20 Pa/h), and record it
+   hourly for ``hours`` (the targets: what the true dynamics do from the model's
+   own states);
 4. write one CF file per trajectory into ``output_dir``.
 
 Train on them beside the original data with ``&data independent_files = .true.``
@@ -51,6 +55,7 @@ class DriftedRun:
     every_days: float = 3.0
     days: float = 60.0
     hours: int = 36
+    dfi_hours: float = 24.0
     seed: int = 0
     resolution: str = "T21"
     threads: int = 0
@@ -62,6 +67,8 @@ class DriftedRun:
             raise ValueError(f"need 0 < first_day <= days, got first_day={self.first_day}, days={self.days}")
         if self.every_days <= 0:
             raise ValueError(f"every_days must be > 0, got {self.every_days}")
+        if self.dfi_hours < 0:
+            raise ValueError(f"dfi_hours must be >= 0 (0 = no digital filter), got {self.dfi_hours}")
         if self.hours < 1:
             raise ValueError(f"hours must be >= 1, got {self.hours}")
 
@@ -81,12 +88,35 @@ def _fields(layout, x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def write_trajectory(dycore, advance, fields: dict[str, np.ndarray], hours0: float, run: DriftedRun, path: str,
+                     attrs: dict, on_hour=None) -> None:
+    """The dycore restarted from ``fields`` (a decoded state at time ``hours0``), balanced by the digital
+    filter over ``run.dfi_hours`` (0: as it is), then ``run.hours`` hourly states: one CF file at ``path``."""
+    from mlscam.datagen.cf_writer import CFStateWriter
+    from mlscam.datagen.held_suarez import CALENDAR, TIME_UNITS
+
+    state = dycore.from_latlon(fields)
+    t = hours0
+    if run.dfi_hours > 0:
+        state = dycore.digital_filter(state, run.dfi_hours)
+        t += run.dfi_hours / 2.0
+    with CFStateWriter(path, dycore.grid, dycore.sigma, dycore.sigma_bounds, time_units=TIME_UNITS,
+                       calendar=CALENDAR, global_attrs=attrs) as writer:
+        writer.append(t, dycore.to_latlon(state))
+        for _ in range(run.hours):
+            state = advance(state)
+            t += 1.0
+            writer.append(t, dycore.to_latlon(state))
+            if on_hour is not None:
+                on_hour()
+        writer.commit()
+
+
 def generate(run: DriftedRun, *, command_line: str = "", progress: bool = True) -> list[str]:
     """Make the trajectories of ``run``; returns the paths written (each atomically)."""
     import cftime
 
     from mlscam.data.source import open_source
-    from mlscam.datagen.cf_writer import CFStateWriter
     from mlscam.datagen.dycore import HeldSuarezModel, dinosaur_version
     from mlscam.datagen.held_suarez import CALENDAR, TIME_UNITS
     from mlscam.emulator import Emulator
@@ -147,24 +177,17 @@ def generate(run: DriftedRun, *, command_line: str = "", progress: bool = True) 
                 "member": m,
                 "start_time_index": int(starts[m]),
                 "emulator_steps": int(step),
-                "comment": "time 0 is the decoded emulator state after emulator_steps steps from time index "
-                           "start_time_index of seed_data; later times are the dycore's, restarted from it",
+                "dfi_hours": run.dfi_hours,
+                "comment": "the dycore restarted from the decoded emulator state after emulator_steps steps from "
+                           "time index start_time_index of seed_data, balanced by a forward digital filter over "
+                           "dfi_hours (time 0 = the filtered state, dfi_hours/2 after the emulator's), then hourly",
                 "command_line": command_line,
                 "created": created,
                 "history": f"{created}: {command_line or 'mlscam.datagen.drifted.generate'}",
             }
             path = os.path.join(run.output_dir, name)
-            t0 = start_hours[m] + step * dt_hours
-            with CFStateWriter(path, grid, dycore.sigma, dycore.sigma_bounds, time_units=TIME_UNITS,
-                               calendar=CALENDAR, global_attrs=attrs) as writer:
-                writer.append(t0, fields)
-                state = dycore.from_latlon(fields)
-                for _ in range(run.hours):
-                    state = advance(state)
-                    t0 += 1.0
-                    writer.append(t0, dycore.to_latlon(state))
-                    bar.update(1)
-                writer.commit()
+            write_trajectory(dycore, advance, fields, start_hours[m] + step * dt_hours, run, path, attrs,
+                             on_hour=lambda: bar.update(1))
             written.append(path)
     bar.close()
     return written
@@ -176,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the training file the rollouts start from")
     p.add_argument("--output-dir", required=True, help="one NetCDF file per trajectory goes here")
     for name, default, kind in (("members", 8, int), ("first-day", 6.0, float), ("every-days", 3.0, float),
-                                ("days", 60.0, float), ("hours", 36, int), ("seed", 0, int), ("threads", 0, int)):
+                                ("days", 60.0, float), ("hours", 36, int), ("dfi-hours", 24.0, float),
+                                ("seed", 0, int), ("threads", 0, int)):
         p.add_argument(f"--{name}", type=kind, default=default, help=f"default {default}")
     p.add_argument("--resolution", default="T21", help="the dycore's truncation (the checkpoint's grid)")
     p.add_argument("--no-progress", action="store_true")
@@ -187,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run = DriftedRun(args.checkpoint, args.data, args.output_dir, args.members, args.first_day,
-                         args.every_days, args.days, args.hours, args.seed, args.resolution, args.threads)
+                         args.every_days, args.days, args.hours, args.dfi_hours, args.seed, args.resolution,
+                         args.threads)
         paths = generate(run, command_line="python -m mlscam.datagen.drifted " + shlex.join(sys.argv[1:] if argv is None else argv),
                          progress=not args.no_progress)
     except (ValueError, OSError) as e:
