@@ -1,6 +1,9 @@
 """&train mirror: hemispheric mirror augmentation of whole-globe training windows (serial and per tile)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,9 @@ from mlscam.parallel import Decomposition, HaloPlan
 from mlscam.parallel.context import TileContext
 from mlscam.train.batches import GlobalBatches, TiledGlobalBatches, batch_rng, mirror_channels
 from synthetic import canonical_state, make_fields, write_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi"))
+import tileparallel_case as case  # noqa: E402
 
 GRID = LatLonGrid.equiangular(4, 8)
 
@@ -31,17 +37,6 @@ def _mirror(x, negate):
     y = x[:, ::-1].copy()  # [k+1, lat, lon, S]: north and south swap
     y[..., negate] *= -1.0
     return y
-
-
-class _Rank:
-    def __init__(self, rank, size):
-        self.rank, self.size = rank, size
-
-    def Get_rank(self):
-        return self.rank
-
-    def Get_size(self):
-        return self.size
 
 
 def test_mirrored_windows_are_the_flipped_globe_with_v_negated(data):
@@ -72,7 +67,7 @@ def test_each_tile_reads_its_part_of_the_mirrored_globe(data):
                                    negate=negate)(0)["x"].numpy()
         d = Decomposition.cartesian(GRID.nlat, GRID.nlon, 4, (2, 2))
         for r in range(4):
-            ctx = TileContext(comm=_Rank(r, 4), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
+            ctx = TileContext(comm=case.RankOnly(r, 4), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
             t = ctx.tile
             part = TiledGlobalBatches(src, ctx, steps=1, batch_size=6, seed=2, negate=negate)(0)["x"].numpy()
             np.testing.assert_array_equal(part, whole[:, :, t.lat0:t.lat1, t.lon0:t.lon1])

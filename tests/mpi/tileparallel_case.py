@@ -122,3 +122,16 @@ def tiled_local(cfg, source, norm, model, tile, dtype: str, step: int = 0, batch
     loss, _ = obj({"x": batch["x"].to(tdtype)})
     loss.backward()
     return float(loss.detach()), model
+
+
+class RankOnly:
+    """Just enough of a communicator for TileContext.tile in the main thread (rank ``rank`` of ``size``)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
