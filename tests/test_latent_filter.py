@@ -8,7 +8,7 @@ import torch
 from component_case import GRID, LAYOUT, config, initial_states, make_checkpoint, write_initial
 from mlscam.emulator import Emulator
 from mlscam.grid import LatLonGrid
-from mlscam.model.filters import LatentFilter, smooth
+from mlscam.model.filters import LatentFilter, smooth, smooth_tiles
 from mlscam.parallel import run_fake_world
 from mlscam.runtime import Component
 
@@ -54,6 +54,30 @@ def test_the_filtered_step_is_the_mixer_step_minus_the_damping(tmp_path):
     with torch.no_grad():
         expected = flat + (plain.engine.advance(flat) - nu_col * (flat - smooth(flat, plain.engine.tile_index)))
     assert torch.equal(filtered.step(z).reshape(1, GRID.ncol, -1), expected)
+
+
+def test_the_step_smooths_the_tiles_the_mixer_gathered_bit_for_bit(tmp_path):
+    """``S z`` from the mixer's chunks (``apply_plan(tile_fn=smooth_tiles)``, no second gather; chunks that pad)
+    equals :func:`smooth`, and the checkpointed path of training gives the same increment."""
+    from mlscam.model.chunks import apply_plan
+    from mlscam.model.engine import Engine
+
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.3, 50.0), chunk_size=20)  # 72 = 3*20 + 12
+    e = em.engine
+    z = em.encode(torch.from_numpy(initial_states()[0])).reshape(1, GRID.ncol, -1)
+    z2 = torch.cat([z, z.flip(1)])  # two batch members
+    with torch.no_grad():
+        plain = apply_plan(em.model.mixer, z2, e.tile_plan(z2))
+        dz, smoothed = apply_plan(em.model.mixer, z2, e.tile_plan(z2), tile_fn=smooth_tiles)
+        assert torch.equal(dz, plain)
+        assert torch.equal(smoothed, smooth(z2, e.tile_index))
+        want = e.advance(z2)
+    ckpt_engine = Engine(em.model, em.layout, em.grid, em.normalization, chunk_size=20, grad_checkpointing=True,
+                         latent_filter=LatentFilter(0.3, 50.0))
+    with torch.enable_grad():
+        got = ckpt_engine.advance(z2.clone().requires_grad_())
+    assert torch.equal(got.detach(), want)
 
 
 def test_a_strong_filter_damps_the_grid_scale_of_a_rollout(tmp_path):

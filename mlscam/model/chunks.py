@@ -118,11 +118,15 @@ def plan_tiles(tile_index: torch.Tensor, crossed: torch.Tensor, *, batch: int, n
                     int(batch), int(nsrc), int(ncent), int(chunk_size), call_rows)
 
 
-def apply_plan(mixer: nn.Module, z_src: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+def apply_plan(mixer: nn.Module, z_src: torch.Tensor, plan: TilePlan, *, tile_fn=None):
     """``dz [batch, ncent, L]`` of the plan's centre columns from ``z_src [batch, nsrc, L]``.
 
     No host synchronisation, no allocation that depends on values: safe inside a CUDA graph.
     Bit for bit the same as :func:`advance_columns` (which is this, after :func:`plan_tiles`).
+
+    ``tile_fn``: a second per-tile function, ``tiles [call_rows, 9, L] -> [call_rows, G]``, run on the
+    tiles each chunk already gathered for the mixer (the latent filter's smoothing: no second gather);
+    then the result is ``(dz, tile_fn of the tiles [batch, ncent, G])``.
     """
     batch, nsrc, latent = z_src.shape
     if (batch, nsrc) != (plan.batch, plan.nsrc):
@@ -132,13 +136,22 @@ def apply_plan(mixer: nn.Module, z_src: torch.Tensor, plan: TilePlan) -> torch.T
         # through the mixer all the same: the empty result stays in the autograd graph of z_src and the mixer,
         # so a training rank without centres runs the same loss collectives in the backward as the others
         tiles = z_src.reshape(batch * nsrc, latent)[:0].view(0, 9, latent)
-        return mixer(tiles, plan.crossed.reshape(-1, 9)[:0]).view(batch, 0, latent)
+        dz = mixer(tiles, plan.crossed.reshape(-1, 9)[:0]).view(batch, 0, latent)
+        if tile_fn is None:
+            return dz
+        extra = tile_fn(tiles)
+        return dz, extra.view(batch, 0, extra.shape[-1])
     flat = z_src.reshape(batch * nsrc, latent)
-    out = []
+    out, extra = [], []
     for idx, cr in zip(plan.index, plan.crossed):
         tiles = flat.index_select(0, idx).view(plan.call_rows, 9, latent)
         out.append(mixer(tiles, cr))
-    return _unchunked(out, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, latent)
+        if tile_fn is not None:
+            extra.append(tile_fn(tiles))
+    dz = _unchunked(out, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, latent)
+    if tile_fn is None:
+        return dz
+    return dz, _unchunked(extra, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, -1)
 
 
 def advance_columns(
@@ -147,7 +160,9 @@ def advance_columns(
     tile_index: torch.Tensor,
     crossed: torch.Tensor,
     chunk_size: int,
-) -> torch.Tensor:
+    *,
+    tile_fn=None,
+):
     """Latent increments ``dz`` of the centre columns named by ``tile_index``.
 
     Args:
@@ -158,11 +173,12 @@ def advance_columns(
         token order (serial: ``grid.stencil().index``).
       crossed: ``[ncent, 9]`` bool, tokens that came across a pole.
       chunk_size: tiles per mixer call.
+      tile_fn: optional second function of the gathered tiles (see :func:`apply_plan`).
 
     Returns:
       ``dz [B, ncent, L]``. Differentiable with respect to ``z_src`` and the mixer.
       Rows are taken batch-major (all centres of batch 0, then batch 1, ...) and
-      cut into chunks of exactly ``chunk_size`` rows.
+      cut into chunks of exactly ``chunk_size`` rows. With ``tile_fn``: ``(dz, tile_fn of the tiles)``.
 
     Works out the gather (:func:`plan_tiles`, which checks the indices on the host) on every
     call; a stepping loop keeps the plan instead (:meth:`mlscam.model.engine.Engine.advance`).
@@ -171,7 +187,7 @@ def advance_columns(
         raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
     plan = plan_tiles(tile_index, crossed, batch=z_src.shape[0], nsrc=z_src.shape[1], chunk_size=chunk_size,
                       device=z_src.device)
-    return apply_plan(mixer, z_src, plan)
+    return apply_plan(mixer, z_src, plan, tile_fn=tile_fn)
 
 
 def map_columns(fn, *xs: torch.Tensor, chunk_size: int) -> torch.Tensor:

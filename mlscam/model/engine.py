@@ -32,7 +32,7 @@ from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
 from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_tiles
-from .filters import LatentFilter, smooth
+from .filters import LatentFilter, smooth_tiles
 from .mass import MassFixer
 from .network import LatentModel
 
@@ -193,14 +193,16 @@ class Engine:
         return self.norm.inverse_tendency(map_columns(self.model.tendency_decoder, dz, chunk_size=self.chunk_size))
 
     # -- the latent step ------------------------------------------------------
-    def advance_tiles(self, z_src: torch.Tensor, tile_index: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
-        """The mixer's increment of the centres named by ``tile_index [n, 9]`` into ``z_src [B, nsrc, L]``."""
+    def advance_tiles(self, z_src: torch.Tensor, tile_index: torch.Tensor, crossed: torch.Tensor, *,
+                      tile_fn=None):
+        """The mixer's increment of the centres named by ``tile_index [n, 9]`` into ``z_src [B, nsrc, L]``
+        (with ``tile_fn``: ``(dz, tile_fn of the tiles)``, ``mlscam.model.chunks.apply_plan``)."""
         if self.grad_checkpointing and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(advance_columns, self.model.mixer, z_src, tile_index, crossed, self.chunk_size,
-                              use_reentrant=False)
-        return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size)
+                              tile_fn=tile_fn, use_reentrant=False)
+        return advance_columns(self.model.mixer, z_src, tile_index, crossed, self.chunk_size, tile_fn=tile_fn)
 
     def tile_plan(self, z_src: torch.Tensor) -> TilePlan:
         """The domain's :class:`TilePlan` for ``z_src [B, nsrc, L]``: built and checked on the first step of a
@@ -212,17 +214,20 @@ class Engine:
 
     def advance(self, z: torch.Tensor) -> torch.Tensor:
         """One step's increment ``dz [B, ncol, L]`` of the owned latents ``z [B, ncol, L]`` (halo exchange first):
-        the mixer's, minus the latent filter's damping ``nu (z - S z)`` when one is set."""
+        the mixer's, minus the latent filter's damping ``nu (z - S z)`` when one is set (``S z`` from the tiles
+        the mixer gathers)."""
         z_src = z if self.domain.exchange is None else self.domain.exchange(z)
+        tile_fn = None if self.damping is None else smooth_tiles
         if self.grad_checkpointing and torch.is_grad_enabled():
-            dz = self.advance_tiles(z_src, self.tile_index, self.crossed)
+            out = self.advance_tiles(z_src, self.tile_index, self.crossed, tile_fn=tile_fn)
         else:
             if z_src.ndim != 3:
                 raise ValueError(f"z_src must be [B, nsrc, L], got shape {tuple(z_src.shape)}")
-            dz = apply_plan(self.model.mixer, z_src, self.tile_plan(z_src))
-        if self.damping is not None:
-            dz = dz - self.damping * (z - smooth(z_src, self.tile_index))
-        return dz
+            out = apply_plan(self.model.mixer, z_src, self.tile_plan(z_src), tile_fn=tile_fn)
+        if tile_fn is None:
+            return out
+        dz, smoothed = out
+        return dz - self.damping * (z - smoothed)
 
     def project(self, z: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
         """``z + alpha (encode(decode(z)) - z)`` for owned latents ``z [B, ncol, L]`` (the manifold projection of

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["LatentFilter", "SHAPIRO_WEIGHTS", "smooth"]
+__all__ = ["LatentFilter", "SHAPIRO_WEIGHTS", "smooth", "smooth_tiles"]
 
 #: 1-2-1 x 1-2-1 weights in token order (token = 3*(dlat+1) + (dlon+1)), summing to 1.
 SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 16, 1 / 16)
@@ -106,13 +106,21 @@ class LatentFilter:
         return np.minimum(nu, 1.0)
 
 
-def smooth(z_src: torch.Tensor, tile_index: torch.Tensor) -> torch.Tensor:
-    """``S z`` of the centres named by ``tile_index [ncol, 9]`` into ``z_src [B, nsrc, L]``: ``[B, ncol, L]``.
+def smooth_tiles(tiles: torch.Tensor) -> torch.Tensor:
+    """``S z`` of gathered 3x3 tiles ``[..., 9, L]`` (token order): ``[..., L]``.
 
-    The nine tokens are summed in token order with :data:`SHAPIRO_WEIGHTS`.
+    The nine tokens are weighted with :data:`SHAPIRO_WEIGHTS` and summed in token order, always the
+    same operations in the same order, so the result is the same bits whichever way the tiles were
+    gathered (the mixer's chunks in ``Engine.advance``, or :func:`smooth`).
     """
     w = SHAPIRO_WEIGHTS
-    out = z_src[:, tile_index[:, 0]] * w[0]
+    out = tiles[..., 0, :] * w[0]
     for k in range(1, 9):
-        out = out + z_src[:, tile_index[:, k]] * w[k]
+        out = out + tiles[..., k, :] * w[k]
     return out
+
+
+def smooth(z_src: torch.Tensor, tile_index: torch.Tensor) -> torch.Tensor:
+    """``S z`` of the centres named by ``tile_index [ncol, 9]`` into ``z_src [B, nsrc, L]``: ``[B, ncol, L]``
+    (:func:`smooth_tiles` of the gathered tiles)."""
+    return smooth_tiles(z_src[:, tile_index])
