@@ -111,12 +111,15 @@ def smooth_tiles(tiles: torch.Tensor) -> torch.Tensor:
 
     The nine tokens are weighted with :data:`SHAPIRO_WEIGHTS` and summed in token order, always the
     same operations in the same order, so the result is the same bits whichever way the tiles were
-    gathered (the mixer's chunks in ``Engine.advance``, or :func:`smooth`).
+    gathered (the mixer's chunks in ``Engine.advance``, or :func:`smooth`). The weights are powers of
+    two, so each product is exact and a fused multiply-add (``add_(alpha=)``, one kernel instead of a
+    product and a sum) rounds exactly as the separate product and sum would; only products below the
+    smallest normal number (latents of magnitude < 1e-37) could round differently.
     """
     w = SHAPIRO_WEIGHTS
     out = tiles[..., 0, :] * w[0]
     for k in range(1, 9):
-        out = out + tiles[..., k, :] * w[k]
+        out.add_(tiles[..., k, :], alpha=w[k])
     return out
 
 
