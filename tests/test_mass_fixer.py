@@ -43,11 +43,11 @@ def test_the_demo_keeps_its_global_mean_surface_pressure_with_the_fixer_and_not_
     src = open_source(DataConfig(files=(str(resolve_asset("mlscam:demo/initial_state.nc")),),
                                  variables_3d=("u", "v", "temperature"), time_step_hours=1.0))
     x0 = torch.from_numpy(src.read(0))
-    plain = Emulator.from_checkpoint(ckpt, warn_blas=False)
-    model = plain.checkpoint.config.model
-    assert model.latent_projection > 0 and not model.mass_fixer  # the shipped checkpoint is unchanged
-    fixed = Emulator.from_checkpoint(ckpt, warn_blas=False,
-                                     latent_filter=LatentFilter.of(model, RolloutConfig(mass_fixer=1)))
+    fixed = Emulator.from_checkpoint(ckpt, warn_blas=False)
+    model = fixed.checkpoint.config.model
+    assert model.latent_projection > 0 and model.mass_fixer  # the shipped demo conserves dry mass
+    plain = Emulator.from_checkpoint(ckpt, warn_blas=False,
+                                     latent_filter=LatentFilter.of(model, RolloutConfig(mass_fixer=0)))
     grid, layout = plain.grid, plain.layout
     g0 = _global_mean_ps(x0.numpy(), grid, layout)
     assert float(fixed.mass_target(x0)) == pytest.approx(float(g0), abs=1e-8)
