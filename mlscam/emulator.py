@@ -183,11 +183,15 @@ class Emulator:
     def step(self, z: torch.Tensor, n: int = 1, *, mass_target: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` latent steps ``z[t+1] = z[t] + mixer(tile(z[t]))``: ``[..., nlat, nlon, L]`` -> same shape.
 
-        ``mass_target [...]`` (float64, :meth:`mass_target` of the initial state): needed with the mass fixer on.
+        ``mass_target [...]`` (float64, :meth:`mass_target` of the initial state): what the mass fixer conserves;
+        without it the fixer keeps the global mean of the decoded ``z`` (so a rollout made of several calls
+        should pass the initial state's target, as :meth:`rollout` does).
         """
         flat = self._flat(z, self.latent_dim, "z")
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
+        if mass_target is None and self.engine.mass is not None and n > 0:
+            mass_target = self.engine.mass_target(self.engine.decode(flat))  # the mass of the state given
         target = self._flat_target(mass_target, flat.shape[0])
         if self.cuda_graph:
             reason = self._capture_unavailable(flat.device)
