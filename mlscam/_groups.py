@@ -61,7 +61,8 @@ class DataConfig(Group):
     """``&data``: training/evaluation files and the column layout."""
 
     GROUP: ClassVar[str] = "data"
-    files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time)", path="input")
+    files: tuple[str, ...] = _f((), "NetCDF files or globs (concatenated in time unless independent_files)",
+                                path="input")
     val_files: tuple[str, ...] = _f((), "validation NetCDF files or globs", path="input")
     variables_3d: tuple[str, ...] = _f(("u", "v", "temperature"), "model names of the 3-D variables")
     variables_2d: tuple[str, ...] = _f(("surface_pressure",), "model names of the 2-D variables")
@@ -76,6 +77,9 @@ class DataConfig(Group):
                                    "in the checkpoint; rollout and evaluate use it unless set here")
     static_features: tuple[str, ...] = _f(DEFAULT_STATIC_FEATURES, "static per-column encoder inputs")
     time_step_hours: float = _f(6.0, "data interval = the model step, hours")
+    independent_files: bool = _f(False, "every file is a trajectory of its own (ensemble members, restarts from "
+                                        "other states): windows and tendencies never span two files, and the times "
+                                        "need not continue from one file to the next")
     stats_path: str = _f("", "normalization statistics NetCDF (python -m mlscam.data.stats)", path="output")
     columns_dir: str = _f("", "single-column tile shards (python -m mlscam.data.prepare_columns)", path="output")
     columns_per_time: int = _f(0, "tiles cut per time when preparing columns (0 = every column)")
@@ -128,7 +132,15 @@ class ModelConfig(Group):
                                        "column-local, one decode and one encode per step")
     latent_projection_every: int = _f(1, "apply the manifold projection on every M-th step only (the steps that "
                                          "bring the run's step count to M, 2M, ...; restarts keep the count), "
-                                         "1 = every step; M > 1 saves M-1 of every M decode+encode pairs")
+                                         "1 = every step; M > 1 saves M-1 of every M decode+encode pairs; the mass "
+                                         "fixer, inside the projection, then acts on those steps only")
+    mass_fixer: bool = _f(False, "conserve the global dry mass: inside the manifold projection, shift the decoded "
+                                 "surface_pressure uniformly so its area-weighted global mean stays that of the "
+                                 "rollout's initial state (reproducible global sum, bit for bit on any number of "
+                                 "ranks); decoded outputs get the same shift, so they keep that mean whatever "
+                                 "latent_projection_every (M > 1: only every M-th step fixes the latent itself). "
+                                 "Needs latent_projection > 0 and surface_pressure in the column layout; not with "
+                                 "&train mode = 'single_column'")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
@@ -137,6 +149,9 @@ class ModelConfig(Group):
         self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat", "latent_projection")
         self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
         self._require(self.latent_projection <= 1.0, "latent_projection", "must be in [0, 1]")
+        self._require(not self.mass_fixer or self.latent_projection > 0.0, "mass_fixer",
+                      "needs the manifold projection it acts in: set &model latent_projection > 0 (e.g. 0.1), "
+                      "or mass_fixer = .false.")
         self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
@@ -155,7 +170,7 @@ class ModelConfig(Group):
 
     #: keys that do not change the parameters: how the step runs, not what it learned
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
-                                               "latent_projection", "latent_projection_every")
+                                               "latent_projection", "latent_projection_every", "mass_fixer")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -246,6 +261,12 @@ class TrainConfig(Group):
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
+    mirror: bool = _f(False, "hemispheric mirror augmentation ('global', 'global_rollout'): each training window is "
+                             "flipped north-south with probability 1/2 and the variables of mirror_negate change "
+                             "sign; valid where the forcing is symmetric about the equator (Held-Suarez, "
+                             "aquaplanets), not for real geography")
+    mirror_negate: tuple[str, ...] = _f(("v",), "variables whose sign flips in a mirrored window (the meridional "
+                                                "wind; model names of &data variables_3d/variables_2d)")
     seed: int = _f(0, "seed of initialisation, sampling and noise")
 
     def _validate(self) -> None:
@@ -256,6 +277,9 @@ class TrainConfig(Group):
                        "pushforward_steps")
         self._require(self.pushforward_steps == 0 or self.mode == "global_rollout", "pushforward_steps",
                       "applies to mode = 'global_rollout' only; set 0 or use that mode")
+        self._require(not self.mirror or self.mode != "single_column", "mirror",
+                      "applies to the whole-globe modes 'global' and 'global_rollout'; set .false. for "
+                      "'single_column'")
         self._at_least(0.0, "weight_decay", "clip_grad_norm")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
@@ -283,6 +307,8 @@ class RolloutConfig(Group):
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
     latent_projection: float = _f(-1.0, "override the checkpoint's &model latent_projection (-1 = keep; 0 = off)")
     latent_projection_every: int = _f(0, "override the checkpoint's &model latent_projection_every (0 = keep)")
+    mass_fixer: int = _f(-1, "override the checkpoint's &model mass_fixer (-1 = keep; 0 = off; 1 = on, which needs "
+                             "a latent projection > 0)")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -298,6 +324,11 @@ class RolloutConfig(Group):
                       "latent_filter_polar_lat", "must be -1 (keep the checkpoint's) or in [0, 90) degrees")
         self._require(self.latent_projection == -1.0 or 0.0 <= self.latent_projection <= 1.0, "latent_projection",
                       "must be -1 (keep the checkpoint's) or in [0, 1]")
+        self._require(self.mass_fixer in (-1, 0, 1), "mass_fixer",
+                      "must be -1 (keep the checkpoint's), 0 (off) or 1 (on)")
+        self._require(self.mass_fixer != 1 or self.latent_projection != 0.0, "mass_fixer",
+                      "= 1 needs the manifold projection it acts in, but &rollout latent_projection = 0 switches it "
+                      "off: set latent_projection > 0 (or -1 to keep the checkpoint's), or mass_fixer = 0")
         self._positive("output_every")
 
 
@@ -367,6 +398,10 @@ class Config:
         for name, cls in GROUPS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"Config.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        if self.model.mass_fixer and self.train.mode == "single_column":
+            raise ConfigError("&model mass_fixer = .true. with &train mode = 'single_column': the fixer conserves a "
+                              "global mean, and single-column training steps independent 3x3 tiles with no globe; "
+                              "train with mode = 'global' or 'global_rollout', or set mass_fixer = .false.")
 
 
 #: group name -> dataclass, in namelist order.

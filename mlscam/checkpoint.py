@@ -191,11 +191,17 @@ def _provenance(patterns) -> dict:
     return out
 
 
-def export_for_inference(src, dst) -> Path:
+def export_for_inference(src, dst, model_settings: dict[str, str] | None = None) -> Path:
     """Copy a training checkpoint without optimizer/scheduler state (a smaller file to ship), recording
     how it was trained in ``metadata['training']``: mode, steps, best validation loss, and the data files
-    with their generator's attributes (e.g. the dynamical core's seed)."""
+    with their generator's attributes (e.g. the dynamical core's seed).
+
+    ``model_settings``: ``{key: text}`` of ``&model`` runtime keys (``ModelConfig.RUNTIME_KEYS``: settings of
+    the step that change no parameter, e.g. ``mass_fixer``) to set in the exported file's configuration; each
+    change is recorded in ``metadata['export_settings']``."""
     ckpt = load_checkpoint(src)
+    if model_settings:
+        ckpt.config = _with_model_settings(ckpt.config, model_settings)
     ts = ckpt.train_state or {}
     data = ckpt.config.data
     ckpt.metadata = {
@@ -209,8 +215,25 @@ def export_for_inference(src, dst) -> Path:
         },
         "exported_from": os.path.basename(str(src)),
     }
+    if model_settings:
+        ckpt.metadata["export_settings"] = {f"model.{k}": v for k, v in model_settings.items()}
     ckpt.optimizer_state = ckpt.scheduler_state = ckpt.train_state = None
     return save_checkpoint(dst, ckpt)
+
+
+def _with_model_settings(config: Config, settings: dict[str, str]) -> Config:
+    """``config`` with ``&model`` runtime keys set from their text (validated like any namelist value)."""
+    from .config import ConfigError, apply_overrides
+
+    runtime = type(config.model).RUNTIME_KEYS
+    bad = [k for k in settings if k not in runtime]
+    if bad:
+        raise CheckpointError(f"export can set only the &model runtime keys {list(runtime)} (they change no "
+                              f"parameter); got {bad}: retrain to change the others")
+    try:
+        return apply_overrides(config, [f"model.{k}={v}" for k, v in settings.items()])
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def main(argv=None) -> int:
@@ -224,12 +247,20 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="drop optimizer state and record training provenance (for shipping)")
     e.add_argument("src")
     e.add_argument("dst")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a &model runtime key in the exported file (e.g. mass_fixer=true); repeatable")
     i = sub.add_parser("info", help="print what a checkpoint holds")
     i.add_argument("path")
     a = p.parse_args(argv)
     try:
         if a.cmd == "export":
-            print(f"wrote {export_for_inference(a.src, a.dst)}")
+            settings = {}
+            for item in a.set:
+                key, eq, value = item.partition("=")
+                if not eq:
+                    raise CheckpointError(f"--set {item!r}: give KEY=VALUE (e.g. mass_fixer=true)")
+                settings[key.removeprefix("model.")] = value
+            print(f"wrote {export_for_inference(a.src, a.dst, settings)}")
         else:
             ck = load_checkpoint(a.path)
             print(json.dumps({"format_version": ck.format_version, "layout": ck.layout.to_dict(),

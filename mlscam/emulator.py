@@ -5,6 +5,12 @@ physical-field verbs on ``[..., nlat, nlon, feature]`` arrays, without
 gradients. It works on any :class:`~mlscam.model.engine.Domain`: the whole grid
 (default) or one rank's tile with a halo exchange (what
 :class:`mlscam.runtime.Component` gives it).
+
+With the mass fixer on (``&model mass_fixer``, ``mlscam.model.mass``) a step
+needs the target global-mean surface pressure of the rollout's initial state
+(:meth:`Emulator.mass_target`): :meth:`Emulator.rollout` computes it from ``x0``;
+callers of :meth:`Emulator.step` pass ``mass_target=``, and pass it to
+:meth:`Emulator.decode` to get the fixed output.
 """
 from __future__ import annotations
 
@@ -42,7 +48,8 @@ class Emulator:
       under bfloat16 autocast, latents kept in float32 (``mlscam.model.precision``).
     * ``cuda_graph``: replay the steps from CUDA graphs captured on first use
       (``mlscam.model.graphs``; same results as eager). On a device that cannot capture
-      (any CPU) it steps eagerly, warns once and says why in :attr:`step_mode`.
+      (any CPU), or with the mass fixer on a domain whose global sum is an MPI collective,
+      it steps eagerly, warns once and says why in :attr:`step_mode`.
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
@@ -108,10 +115,18 @@ class Emulator:
     def device(self) -> torch.device:
         return self.engine.static.device
 
+    def _capture_unavailable(self, device) -> str | None:
+        """Why :meth:`step` cannot replay CUDA graphs on ``device`` (``None``: it can)."""
+        reason = capture_unavailable(device)
+        if reason is None and self.engine.mass is not None and self.domain.global_sum is not None:
+            reason = ("the mass fixer's global sum over ranks is host code (MPI) and cannot be captured; "
+                      "stepping eagerly")
+        return reason
+
     @property
     def step_mode(self) -> str:
         """How :meth:`step` runs: ``'eager fp32'``, ``'cuda-graph bf16'``, ... with the reason of a fallback."""
-        reason = capture_unavailable(self.device) if self.cuda_graph else None
+        reason = self._capture_unavailable(self.device) if self.cuda_graph else None
         mode = "cuda-graph" if self.cuda_graph and reason is None else "eager"
         return f"{mode} {self.precision}" + (f" (cuda_graph requested: {reason})" if reason else "")
 
@@ -149,25 +164,51 @@ class Emulator:
         return self._shaped(self.engine.encode(flat), x.shape[:-3])
 
     @torch.no_grad()
-    def step(self, z: torch.Tensor, n: int = 1, *, start: int = 0) -> torch.Tensor:
+    def mass_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The mass fixer's target of a rollout from physical ``x [..., nlat, nlon, n_state]``: its area-weighted
+        global-mean surface pressure ``[...]`` float64 (reproducible: the same bits on any decomposition)."""
+        flat = self._flat(x, self.layout.n_state, "x")
+        return self.engine.mass_target(flat.to(self.device)).reshape(x.shape[:-3])
+
+    def _flat_target(self, mass_target: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if mass_target is None or self.engine.mass is None:
+            return None
+        t = torch.as_tensor(mass_target, dtype=torch.float64, device=self.device).reshape(-1)
+        if t.numel() != batch:
+            raise ValueError(f"mass_target must hold one value per state ({batch}), got shape "
+                             f"{tuple(torch.as_tensor(mass_target).shape)}")
+        return t
+
+    @torch.no_grad()
+    def step(self, z: torch.Tensor, n: int = 1, *, mass_target: torch.Tensor | None = None,
+             start: int = 0) -> torch.Tensor:
         """``n`` latent steps ``z[t+1] = z[t] + mixer(tile(z[t]))``: ``[..., nlat, nlon, L]`` -> same shape.
+
+        ``mass_target [...]`` (float64, :meth:`mass_target` of the initial state): what the mass fixer conserves;
+        without it the fixer keeps the global mean of the decoded ``z`` (so a rollout made of several calls
+        should pass the initial state's target, as :meth:`rollout` does).
 
         ``start``: the steps the run took before these (from the encode of its initial state); it matters
         only with ``&model latent_projection_every`` > 1, which projects the steps that bring the count to a
-        multiple of it (a run stepped in several calls passes its count, as ``Component.step`` does).
+        multiple of it (a run stepped in several calls passes its count, as ``Component.step`` does). The mass
+        fixer acts inside the projection, so with M > 1 only those steps fix the latent's mass; decode with
+        ``mass_target`` to get outputs with the target's global mean after any step.
         """
         flat = self._flat(z, self.latent_dim, "z")
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
+        if mass_target is None and self.engine.mass is not None and n > 0:
+            mass_target = self.engine.mass_target(self.engine.decode(flat))  # the mass of the state given
+        target = self._flat_target(mass_target, flat.shape[0])
         if self.cuda_graph:
-            reason = capture_unavailable(flat.device)
+            reason = self._capture_unavailable(flat.device)
             if reason is None:
-                return self._graph_steps().step(flat, n, start=start).reshape(z.shape)
+                return self._graph_steps().step(flat, n, mass_target=target, start=start).reshape(z.shape)
             if not self._warned_graph:
                 warnings.warn(f"Emulator(cuda_graph=True): {reason}", RuntimeWarning, stacklevel=2)
                 self._warned_graph = True
         with autocast(self.precision, flat.device):
-            return self.engine.step(flat, n, start=start).reshape(z.shape)
+            return self.engine.step(flat, n, target, start=start).reshape(z.shape)
 
     def _graph_steps(self) -> GraphSteps:
         if self._graphs is None:
@@ -176,10 +217,16 @@ class Emulator:
         return self._graphs
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent ``z [..., nlat, nlon, L]`` -> physical state ``[..., nlat, nlon, n_state]``."""
-        self._flat(z, self.latent_dim, "z")
-        return self.engine.decode(z)
+    def decode(self, z: torch.Tensor, *, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent ``z [..., nlat, nlon, L]`` -> physical state ``[..., nlat, nlon, n_state]``.
+
+        With the mass fixer on and ``mass_target [...]`` given, the surface pressure is shifted uniformly to
+        that global mean (what :meth:`rollout` yields)."""
+        flat = self._flat(z, self.latent_dim, "z")
+        target = self._flat_target(mass_target, flat.shape[0])
+        if target is None:
+            return self.engine.decode(z)
+        return self._shaped(self.engine.decode(flat, target), z.shape[:-3])
 
     @torch.no_grad()
     def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
@@ -194,13 +241,15 @@ class Emulator:
 
         Yields ``(step, x [..., nlat, nlon, n_state])`` for step = output_every,
         2*output_every, ... <= n_steps. Encodes once, steps in latent space and
-        decodes only at output steps; a decoded state is never re-encoded.
+        decodes only at output steps; a decoded state is never re-encoded. With the
+        mass fixer on, the target is the global-mean surface pressure of ``x0``.
         """
         if n_steps < 0 or output_every < 1:
             raise ValueError(f"need n_steps >= 0 and output_every >= 1, got {n_steps} and {output_every}")
         z = self.encode(x0)
+        mass = self.mass_target(x0) if self.engine.mass is not None else None
         done = 0
         for target in range(output_every, n_steps + 1, output_every):
-            z = self.step(z, target - done, start=done)
+            z = self.step(z, target - done, mass_target=mass, start=done)
             done = target
-            yield target, self.decode(z)
+            yield target, self.decode(z, mass_target=mass)

@@ -30,7 +30,9 @@ class Restart:
     ``time`` is the ISO string of the valid time; ``time_units``, ``calendar`` and
     ``lat_descending`` (latitude stored north to south) are those of the initial-state
     file, so outputs keep them (a restart written before ``lat_descending`` existed reads
-    as False: south to north).
+    as False: south to north). ``mass_target`` is the mass fixer's target, the global-mean
+    surface pressure of the run's initial state (float64; None: written with the fixer off, or
+    before it existed), so a restarted run conserves the same mass bit for bit.
     """
 
     z: torch.Tensor
@@ -42,6 +44,7 @@ class Restart:
     grid_shape: tuple[int, int]
     initial_time: str
     lat_descending: bool = False
+    mass_target: float | None = None
 
 
 def write_restart(path, r: Restart) -> Path:
@@ -53,6 +56,7 @@ def write_restart(path, r: Restart) -> Path:
             "time": r.time, "time_units": r.time_units, "calendar": r.calendar,
             "checkpoint_hash": r.checkpoint_hash, "grid_shape": list(r.grid_shape), "initial_time": r.initial_time,
             "lat_descending": bool(r.lat_descending),
+            "mass_target": None if r.mass_target is None else float(r.mass_target),
         }, tmp)
     return path
 
@@ -74,4 +78,5 @@ def read_restart(path, *, checkpoint_hash: str, grid_shape: tuple[int, int]) -> 
         raise RestartError(f"restart {path} is for a {tuple(d['grid_shape'])} grid, this run is {tuple(grid_shape)}")
     return Restart(z=d["z"], step=d["step"], time=d["time"], time_units=d["time_units"], calendar=d["calendar"],
                    checkpoint_hash=d["checkpoint_hash"], grid_shape=tuple(d["grid_shape"]),
-                   initial_time=d["initial_time"], lat_descending=bool(d.get("lat_descending", False)))
+                   initial_time=d["initial_time"], lat_descending=bool(d.get("lat_descending", False)),
+                   mass_target=None if d.get("mass_target") is None else float(d["mass_target"]))

@@ -136,3 +136,20 @@ def test_a_checkpoint_from_before_level_source_loads_with_the_defaults(tmp_path)
     torch.save(raw, tmp_path / "old.pt")
     data = load_checkpoint(tmp_path / "old.pt").config.data
     assert data.level_source == "auto" and data.file_names_3d == ()
+
+
+def test_export_sets_runtime_keys_of_the_step_and_only_those(tmp_path, capsys):
+    from mlscam.checkpoint import export_for_inference, main
+
+    ckpt, _ = _ckpt()
+    src = save_checkpoint(tmp_path / "last.pt", ckpt)
+    out = export_for_inference(src, tmp_path / "ship.pt", {"latent_projection": "0.1", "mass_fixer": "true"})
+    shipped = load_checkpoint(out)
+    assert shipped.config.model.latent_projection == 0.1 and shipped.config.model.mass_fixer is True
+    assert shipped.metadata["export_settings"] == {"model.latent_projection": "0.1", "model.mass_fixer": "true"}
+    assert shipped.config.model.same_parameters(ckpt.config.model)
+    assert main(["export", str(src), str(tmp_path / "bad.pt"), "--set", "latent_dim=3"]) == 1
+    assert "only the &model runtime keys" in capsys.readouterr().err
+    assert main(["export", str(src), str(tmp_path / "bad.pt"), "--set", "mass_fixer=maybe"]) == 1
+    assert "expected true/false" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()

@@ -15,7 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
-from component_case import make_checkpoint, write_initial, write_namelist
+from component_case import GRID, make_checkpoint, write_initial, write_namelist
 from mpirun import kill_mpirun, mpirun, start_mpirun
 from mlscam.rollout.__main__ import main as rollout_main
 
@@ -63,6 +63,59 @@ def test_mpirun_forecast_equals_serial_rollout(case, nranks):
         assert ds.attrs["mpi_ranks"] == nranks
     # the restart written from N ranks holds the serial latents, in global column order
     assert torch.equal(torch.load(rst)["z"], torch.load(case["dir"] / "serial.rst")["z"])
+
+
+#: the mass fixer (inside a projection, which the tiny checkpoint lacks): one reproducible global sum per step
+FIXER = ["--set", "rollout.latent_projection=0.5", "--set", "rollout.mass_fixer=1"]
+
+
+@pytest.fixture(scope="module")
+def fixer_serial(case):
+    d = case["dir"]
+    assert rollout_main([case["nml"], *FIXER, "--start-time", "1", "--output-nc-path", str(d / "fixer.nc"),
+                         "--restart-out", str(d / "fixer.rst")]) == 0
+    return d / "fixer.nc"
+
+
+@pytest.mark.decomposition
+@pytest.mark.mpi
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
+def test_mpirun_forecast_with_the_mass_fixer_equals_serial_rollout(case, fixer_serial, nranks):
+    out, rst = case["dir"] / f"fixer_mpi{nranks}.nc", case["dir"] / f"fixer_mpi{nranks}.rst"
+    proc = _mpirun(nranks, ["-m", "mlscam.coupler.run", case["nml"], *FIXER, "--start-time", "1",
+                            "--output-nc-path", str(out), "--restart-out", str(rst)])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"mpirun -n {nranks} failed (exit {proc.returncode}):\n{output[-3000:]}"
+    _same_forecast(fixer_serial, out)
+    with xr.open_dataset(fixer_serial) as a, xr.open_dataset(case["serial"]) as b:
+        assert not np.array_equal(a["surface_pressure"].values, b["surface_pressure"].values)  # the fixer acted
+    serial, mpi = torch.load(case["dir"] / "fixer.rst"), torch.load(rst)
+    assert torch.equal(mpi["z"], serial["z"]) and mpi["mass_target"] == serial["mass_target"] is not None
+
+
+@pytest.mark.decomposition
+@pytest.mark.mpi
+def test_mpirun_mass_fixer_with_projection_every_2_equals_serial_rollout(case, fixer_serial):
+    """The fixer with &rollout latent_projection_every = 2, an output after every step (the odd ones do not
+    project, so no global sum runs in them): 2 ranks equal the serial rollout, and every output keeps the
+    initial global-mean surface pressure."""
+    d, every2 = case["dir"], [*FIXER, "--set", "rollout.latent_projection_every=2", "--output-every", "1"]
+    serial, out = d / "fixer_every2.nc", d / "fixer_every2_mpi2.nc"
+    assert rollout_main([case["nml"], *every2, "--start-time", "1", "--output-nc-path", str(serial),
+                         "--restart-out", str(d / "fixer_every2.rst")]) == 0
+    proc = _mpirun(2, ["-m", "mlscam.coupler.run", case["nml"], *every2, "--start-time", "1",
+                       "--output-nc-path", str(out), "--restart-out", str(d / "fixer_every2_mpi2.rst")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"mpirun -n 2 failed (exit {proc.returncode}):\n{output[-3000:]}"
+    _same_forecast(serial, out)
+    a, b = torch.load(d / "fixer_every2.rst"), torch.load(d / "fixer_every2_mpi2.rst")
+    assert torch.equal(a["z"], b["z"]) and a["mass_target"] == b["mass_target"] is not None
+    with xr.open_dataset(serial) as f, xr.open_dataset(fixer_serial) as every1:
+        assert f.sizes["time"] == NSTEPS
+        assert not np.array_equal(f["surface_pressure"].values[1::2], every1["surface_pressure"].values)  # M = 2
+        ps = f["surface_pressure"].values.astype(np.float64)
+        gmean = (ps * GRID.area_weights()).mean(axis=(-2, -1))
+        assert np.all(np.abs(gmean - a["mass_target"]) <= 0.5 * np.spacing(np.float32(ps.max())) + 1e-9), gmean
 
 
 @pytest.mark.decomposition

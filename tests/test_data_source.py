@@ -290,3 +290,84 @@ def test_states_only_files_need_increasing_times_not_the_model_step(tmp_path):
     bad, _ = cf_file(tmp_path, name="bad.nc", nt=3, times=[0.0, 24.0, 12.0])
     with pytest.raises(DataError, match="not strictly increasing"):
         open_source(cfg([bad]), states_only=True)
+
+
+# -- independent files: each file a trajectory of its own ----------------------------------------
+def _two_trajectories(tmp_path):
+    a, xa = cf_file(tmp_path, "run_a.nc", nt=4, seed=1, times=[0.0, 6.0, 12.0, 18.0])
+    b, xb = cf_file(tmp_path, "run_b.nc", nt=3, seed=2, times=[600.0, 606.0, 612.0])  # a gap: another run
+    return a, b, xa, xb
+
+
+def test_independent_files_may_have_gaps_between_them_but_not_inside(tmp_path):
+    a, b, _, _ = _two_trajectories(tmp_path)
+    with pytest.raises(DataError, match="gap in the time axis"):
+        open_source(cfg([a, b]))  # concatenated: the gap is an error
+    with open_source(cfg([a, b], independent_files=True)) as src:
+        assert src.ntime == 7 and src.segments == [(0, 4), (4, 7)]
+    c, _ = cf_file(tmp_path, "run_c.nc", nt=3, seed=3, times=[0.0, 6.0, 18.0])
+    with pytest.raises(DataError, match="gap in the time axis.*run_c.nc"):
+        open_source(cfg([a, c], independent_files=True))  # inside one file it still is
+
+
+def test_windows_never_span_two_independent_files(tmp_path):
+    a, b, xa, xb = _two_trajectories(tmp_path)
+    with open_source(cfg([a, b], independent_files=True)) as src:
+        assert src.window_starts(2).tolist() == [0, 1, 4]
+        assert src.window_starts(3).tolist() == [0]
+        assert src.window_starts(4).tolist() == []
+        assert [src.continues(t) for t in range(7)] == [True, True, True, False, True, True, False]
+        np.testing.assert_array_equal(src.read_window(4, 3), xb)
+    with open_source(cfg([a])) as src:
+        assert src.window_starts(1).tolist() == [0, 1, 2] and src.segments == [(0, 4)]
+
+
+def test_column_tiles_pair_times_inside_one_file(tmp_path):
+    from mlscam.data.datasets import OnTheFlyTiles
+
+    a, b, xa, xb = _two_trajectories(tmp_path)
+    with open_source(cfg([a, b], independent_files=True)) as src:
+        tiles = OnTheFlyTiles(src, seed=0)
+        assert len(tiles) == (3 + 2) * GRID.ncol
+        times = {int(tiles[n]["time_index"]) for n in range(len(tiles))}
+        assert times == {0, 1, 2, 4, 5}
+        x = np.concatenate([xa, xb])
+        item = tiles[0]
+        t, j, i = (int(item[k]) for k in ("time_index", "j", "i"))
+        np.testing.assert_array_equal(item["x_next_centre"].numpy(), x[t + 1, j, i])
+
+
+def test_training_batches_draw_only_windows_inside_one_file(tmp_path):
+    from mlscam.train.batches import GlobalBatches
+
+    a, b, xa, xb = _two_trajectories(tmp_path)
+    with open_source(cfg([a, b], independent_files=True)) as src:
+        batches = GlobalBatches(src, steps=2, batch_size=16, seed=0)
+        drawn = np.concatenate([batches.times(s) for s in range(20)])
+        assert set(drawn.tolist()) == {0, 1, 4}
+        x = batches(0)["x"].numpy()
+        for t, w in zip(batches.times(0), x):
+            want = np.concatenate([xa, xb])[t:t + 3]
+            np.testing.assert_array_equal(w, want)
+        with pytest.raises(ValueError, match="longest trajectory 4"):
+            GlobalBatches(src, steps=4, batch_size=1, seed=0)
+
+
+def test_concatenated_batches_draw_the_same_times_as_before(tmp_path):
+    """Without independent files the window starts are 0..ntime-steps-1, drawn as they always were."""
+    from mlscam.train.batches import GlobalBatches, batch_rng
+
+    a, _ = cf_file(tmp_path, "a.nc", nt=5)
+    with open_source(cfg([a])) as src:
+        b = GlobalBatches(src, steps=2, batch_size=4, seed=3)
+        np.testing.assert_array_equal(b.times(7), batch_rng(3, 7, 0).integers(0, 3, size=4))
+
+
+def test_statistics_skip_the_tendency_between_independent_files(tmp_path):
+    from mlscam.data.stats import compute_stats
+
+    a, b, xa, xb = _two_trajectories(tmp_path)
+    with open_source(cfg([a, b], independent_files=True)) as src:
+        _, extras = compute_stats(src, progress=False)
+    assert int(np.max(extras["tendency_count"])) == (3 + 2) * GRID.ncol
+    assert int(np.max(extras["state_count"])) == 7 * GRID.ncol

@@ -134,7 +134,7 @@ def test_static_buffer_stepping_keeps_the_projection_phase():
 
     base = make_emulator("conv", chunk_size=24)
     em = Emulator(base.model, base.layout, base.grid, base.normalization, base.dt_seconds, chunk_size=24,
-                  latent_filter=LatentFilter(0.1, 0.0, 0.5, 3))
+                  latent_filter=LatentFilter(0.1, 0.0, 0.5, projection_every=3))
     z = em.encode(random_state(em, 2)).reshape(2, -1, 8)
     graphs = GraphSteps(em.engine, capture=False, max_steps=4)
     with torch.no_grad():

@@ -194,7 +194,7 @@ def test_projection_every_is_validated_and_read_from_model_and_rollout_groups():
 
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError, match=r"projection_every must be an integer >= 1"):
-            LatentFilter(0.0, 0.0, 0.5, bad)
+            LatentFilter(0.0, 0.0, 0.5, projection_every=bad)
     model = ModelConfig(latent_projection=0.5, latent_projection_every=3)
     assert LatentFilter.of(model).projection_every == 3
     assert LatentFilter.of(model, RolloutConfig()).projection_every == 3  # 0: keep the checkpoint's
@@ -208,7 +208,7 @@ def test_projection_every_is_validated_and_read_from_model_and_rollout_groups():
 
 def test_projection_every_m_projects_the_steps_that_bring_the_count_to_multiples_of_m(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c.pt")
-    every3 = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5, 3)).engine
+    every3 = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5, projection_every=3)).engine
     every1 = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.1, 0.0, 0.5)).engine
     z = every1.encode(torch.from_numpy(initial_states()[0]).reshape(1, GRID.ncol, -1))
     assert [every3.projects_after(k) for k in range(7)] == [False, False, True, False, False, True, False]
@@ -252,6 +252,6 @@ def test_projection_every_restarts_and_ranks_bit_for_bit(tmp_path):
     run_fake_world(2, run(2, restart_out=path))
     continued = run_fake_world(3, run(3, restart_in=path))[0]
     assert torch.equal(continued, full)
-    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 0.5, 3))
+    em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 0.5, projection_every=3))
     serial = em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)
     assert torch.equal(serial.reshape(full.shape), full)

@@ -25,18 +25,18 @@ def data_path(tmp_path_factory):
     return case.write_data(tmp_path_factory.mktemp("tileparallel") / "synthetic.nc")
 
 
-def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH):
+def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1, batch_size=case.BATCH, model=None):
     """Every rank's loss and the rank-averaged gradients (what TileContext.average_gradients computes)."""
     from mlscam.parallel import Decomposition, HaloPlan
 
-    cfg, source, norm, model = case.problem(data_path, mode)
+    cfg, source, norm, model = case.problem(data_path, mode, model)
     # netCDF reads happen here, in one thread: each rank's own tile at the serial sampler's times
     batches = []
     per_group = nranks // time_groups
     d = Decomposition.cartesian(case.NLAT, case.NLON, per_group, layout)
     for w in range(nranks):
         r = w % per_group
-        ctx = TileContext(comm=_RankOnly(r, per_group), decomposition=d, plan=HaloPlan.build(d, r), exchange=None,
+        ctx = TileContext(comm=case.RankOnly(r, per_group), decomposition=d, plan=HaloPlan.build(d, r), exchange=None,
                           group=w // per_group, groups=time_groups)
         batches.append(TiledGlobalBatches(source, ctx, steps=case.steps_of(mode), batch_size=batch_size,
                                           seed=case.SEED)(0))
@@ -52,22 +52,22 @@ def _fake_tiled(data_path, mode, nranks, layout, dtype="float64", time_groups=1,
     return losses, grads
 
 
-class _RankOnly:
-    """Just enough of a communicator for TileContext.tile in the main thread."""
-
-    def __init__(self, rank, size):
-        self.rank, self.size = rank, size
-
-    def Get_rank(self):
-        return self.rank
-
-    def Get_size(self):
-        return self.size
-
-
 def _max_rel(g, ref):
     top = max(np.abs(v).max() for v in ref.values())
     return max(np.abs(g[n] - ref[n]).max() for n in ref) / top
+
+
+@pytest.mark.parametrize("mode", ["global", "global_rollout"])
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1))])
+def test_tiled_mass_fixer_loss_and_gradients_equal_serial_float64(data_path, mode, nranks, layout):
+    """The fixer's global mean is the reproducible sum over the spatial group: tiles train the serial loss."""
+    fixer = {"latent_projection": 0.5, "mass_fixer": True}
+    loss1, g1 = case.serial_loss_and_grads(data_path, mode, "float64", model=fixer)
+    assert loss1 != case.serial_loss_and_grads(data_path, mode, "float64", model={"latent_projection": 0.5})[0]
+    losses, gn = _fake_tiled(data_path, mode, nranks, layout, model=fixer)
+    for loss in losses:
+        assert abs(loss - loss1) <= 1e-12 * abs(loss1), (losses, loss1)
+    assert _max_rel(gn, g1) < 1e-10
 
 
 @pytest.mark.parametrize("mode", ["global", "global_rollout"])
@@ -109,7 +109,7 @@ def test_time_groups_must_divide_the_ranks_and_fit_the_batch(data_path):
         from mlscam.parallel import Decomposition, HaloPlan
 
         d = Decomposition.cartesian(case.NLAT, case.NLON, 1)
-        ctx = TileContext(comm=_RankOnly(0, 1), decomposition=d, plan=HaloPlan.build(d, 0), exchange=None,
+        ctx = TileContext(comm=case.RankOnly(0, 1), decomposition=d, plan=HaloPlan.build(d, 0), exchange=None,
                           group=0, groups=3)
         TiledGlobalBatches(open_source(case.config(data_path).data), ctx, steps=1, batch_size=2, seed=0)
 
@@ -141,7 +141,7 @@ def test_owned_tile_batches_partition_the_serial_batch(data_path, tmp_path, kind
     d = Decomposition.cartesian(case.NLAT, case.NLON, 4, (2, 2))
     parts = []
     for r in range(4):
-        ctx = TileContext(comm=_RankOnly(r, 4), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
+        ctx = TileContext(comm=case.RankOnly(r, 4), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
         b = OwnedTileBatches(store, ctx, batch_size=16, seed=case.SEED, n_state=7, n_static=2)
         got = b(7)
         cols = store.gather(b.indices(7)) if b.indices(7).size else None
@@ -173,7 +173,7 @@ def test_single_column_tiled_equals_serial_float64(data_path, batch_size, nranks
     d = Decomposition.cartesian(case.NLAT, case.NLON, nranks, layout)
     batches = []
     for r in range(nranks):
-        ctx = TileContext(comm=_RankOnly(r, nranks), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
+        ctx = TileContext(comm=case.RankOnly(r, nranks), decomposition=d, plan=HaloPlan.build(d, r), exchange=None)
         batches.append(OwnedTileBatches(store, ctx, batch_size=batch_size, seed=case.SEED,
                                         n_state=7, n_static=2)(2))
     assert sum(b_["x_tile"].shape[0] for b_ in batches) == batch_size

@@ -234,3 +234,23 @@ def test_resume_with_another_model_says_which_keys_differ(problem, tmp_path):
     with pytest.raises(CheckpointError, match=r"(?s)init_from .*\n  latent_dim = 16 in the checkpoint, 8 in this run"):
         build_trainer(make_config(problem, "global", 2, out=tmp_path / "c",
                                   overrides=["model.latent_dim=8", f"train.init_from={ck}"]))
+
+
+def test_mirror_reaches_the_training_batches_and_training_runs(problem, tmp_path):
+    """&train mirror = .true.: the trainer's batches are the plain ones, about half flipped north-south with the
+    mirror_negate variables negated (this problem has no v: u stands in); validation is never mirrored."""
+    plain = build_trainer(make_config(problem, "global", 2, out=tmp_path / "a"))
+    mirrored = build_trainer(make_config(problem, "global", 2, out=tmp_path / "b", overrides=["train.mirror=true", "train.mirror_negate=u"]))
+    step = next(s for s in range(100) if mirrored.train_batches.draw(s)[1].any())  # a batch with a flipped window
+    times, flips = mirrored.train_batches.draw(step)
+    a, b = plain.train_batches(step)["x"].numpy(), mirrored.train_batches(step)["x"].numpy()
+    v = mirrored.train_batches.negate
+    assert v.size > 0
+    for f, wa, wb in zip(flips, a, b):
+        want = wa[:, ::-1].copy() if f else wa
+        if f:
+            want[..., v] *= -1
+        np.testing.assert_array_equal(wb, want)
+    assert not mirrored.val_batches.draw(0)[1].any()
+    result = mirrored.run()
+    assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])

@@ -41,8 +41,11 @@ NAMELIST = """
 
 def _drawn_times() -> set[int]:
     """Every time a 3-step global run reads (the windows t, t+1 of its batches)."""
-    class Source:  # GlobalBatches draws from ntime alone
+    class Source:  # GlobalBatches draws from the window starts alone (one trajectory of NT times)
         ntime = NT
+
+        def window_starts(self, steps):
+            return np.arange(NT - steps)
 
     batches = GlobalBatches(Source(), steps=1, batch_size=BATCH, seed=0)
     return {int(t) + k for step in range(STEPS) for t in batches.times(step) for k in (0, 1)}

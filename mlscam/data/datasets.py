@@ -115,14 +115,15 @@ class OnTheFlyTiles(Dataset):
     """Tiles read directly from the files: item ``n`` is the ``n``-th ``(t, column)`` of a seeded permutation.
 
     Items have the :class:`ColumnTiles` format; ``num_samples`` (default all
-    ``(ntime-1) * ncol`` pairs) limits the length.
+    ``(ntime-1) * ncol`` pairs, fewer with independent files) limits the length.
     """
 
     def __init__(self, source: DataSource, seed: int = 0, num_samples: int | None = None):
         self.source = source
-        total = (source.ntime - 1) * source.grid.ncol
+        self._times = source.window_starts(1)  # t with t+1 in the same trajectory
+        total = self._times.size * source.grid.ncol
         if total <= 0:
-            raise DataError(f"column tiles need at least 2 times, the files have {source.ntime}")
+            raise DataError(f"column tiles need at least 2 times in one trajectory, the files have {source.ntime}")
         self._pairs = np.random.default_rng(seed).permutation(total)[: num_samples or total]
         self._static = source.static()
 
@@ -140,7 +141,8 @@ class OnTheFlyTiles(Dataset):
 
     def __getitem__(self, n: int) -> dict[str, torch.Tensor]:
         src, g = self.source, self.source.grid
-        t, col = divmod(int(self._pairs[n]), g.ncol)
+        k, col = divmod(int(self._pairs[n]), g.ncol)
+        t = int(self._times[k])
         j, i = divmod(col, g.nlon)
         jj, ii, crossed = tile_cells(g.nlat, g.nlon, (j, j + 1), (i, i + 1), halo=1)
         both = src.read_tile_window(t, 2, (j, j + 1), (i, i + 1), halo=1)  # [2, 3, 3, n_state] at t, t+1

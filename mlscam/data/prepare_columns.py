@@ -32,9 +32,11 @@ def write_columns(source: DataSource, directory: str, *, columns_per_time: int =
     rng = np.random.default_rng(seed)
     static = source.static()
     writer = ShardWriter(directory, shard_size)
-    x_next = source.read(0)
-    for t in tqdm(range(source.ntime - 1), desc="columns", disable=not progress, unit="time"):
-        x_t, x_next = x_next, source.read(t + 1)
+    x_next, t_next = None, -1
+    for t in tqdm(source.window_starts(1).tolist(), desc="columns", disable=not progress, unit="time"):
+        # pairs (t, t+1) inside one trajectory; the state read as t+1 is reused as the next t
+        x_t = x_next if t == t_next else source.read(t)
+        x_next, t_next = source.read(t + 1), t + 1
         writer.add(cut_tiles(x_t, x_next, static, grid, select_columns(grid.ncol, columns_per_time, rng), t))
     return writer.close({
         "layout": source.layout.to_dict(),

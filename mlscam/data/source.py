@@ -80,8 +80,9 @@ class DataSource:
       lat_descending (the first file stores latitude north to south; reads are south to north).
     """
 
-    def __init__(self, files: list[NcFile], layout: ColumnLayout, dt_seconds: float):
+    def __init__(self, files: list[NcFile], layout: ColumnLayout, dt_seconds: float, *, independent: bool = False):
         self.files = files
+        self.independent = bool(independent)
         self.layout = layout
         self.dt_seconds = float(dt_seconds)
         first = files[0]
@@ -95,6 +96,26 @@ class DataSource:
     @property
     def ntime(self) -> int:
         return len(self.times)
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """``[(start, stop)]`` of the continuous trajectories in the global time index: one per file with
+        ``independent`` files, else one for all (the files continue each other)."""
+        if not self.independent:
+            return [(0, self.ntime)]
+        return [(int(a), int(b)) for a, b in zip(self._starts[:-1], self._starts[1:]) if b > a]
+
+    def window_starts(self, steps: int) -> np.ndarray:
+        """The times ``t`` whose window ``t .. t+steps`` lies inside one trajectory (ascending, int64)."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        parts = [np.arange(a, b - steps, dtype=np.int64) for a, b in self.segments if b - a > steps]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def continues(self, t: int) -> bool:
+        """Whether time ``t + 1`` continues the trajectory of time ``t`` (False at the end of a file of
+        independent files and at the last time)."""
+        return any(a <= t and t + 1 < b for a, b in self.segments)
 
     def _file_of(self, t: int) -> tuple[int, int]:
         if not 0 <= t < self.ntime:
@@ -200,10 +221,15 @@ def open_source(data_cfg: DataConfig, files: Sequence[str] | None = None, *, sta
         dt = float(data_cfg.time_step_hours) * 3600.0
         if dt <= 0:
             raise DataError(f"data.time_step_hours must be > 0, got {data_cfg.time_step_hours}")
-        times = [t for f in opened for t in f.times]
-        origins = [f.path for f in opened for _ in f.times]
-        check_time_axis(times, origins, None if states_only else dt)
-        return DataSource(opened, layout, dt)
+        step = None if states_only else dt
+        if data_cfg.independent_files:
+            for f in opened:  # each file its own trajectory: its own time axis is checked
+                check_time_axis(list(f.times), [f.path] * len(f.times), step)
+        else:
+            times = [t for f in opened for t in f.times]
+            origins = [f.path for f in opened for _ in f.times]
+            check_time_axis(times, origins, step)
+        return DataSource(opened, layout, dt, independent=data_cfg.independent_files)
     except Exception:
         for f in opened:
             f.close()

@@ -75,7 +75,7 @@ def compute_stats(source: DataSource, *, progress: bool = True) -> tuple[Normali
         states.add(x)
         if prev is not None:
             tend.add(x - prev)
-        prev = x
+        prev = x if source.continues(t) else None  # no tendency across two independent files
     names = source.layout.channel_names()
     for label, mom in (("state", states), ("tendency", tend)):
         zero = [names[k] for k in np.flatnonzero(mom.std <= 0)]

@@ -155,6 +155,29 @@ class HeldSuarezModel:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
         return jax.jit(dinosaur.time_integration.repeated(self._step, n_steps))
 
+    def digital_filter(self, state, hours: float):
+        """A balanced state: the forward digital filter of the run from ``state`` over ``hours``.
+
+        A state from elsewhere (an emulator's decoded forecast) is not in the dycore's balance: restarted
+        as it is, it rings with gravity waves (surface pressure tendencies of ~300 Pa/h for hours, against
+        ~20 Pa/h in the dycore's own run). The filter averages the states of the first ``hours`` with Lanczos
+        weights (a low-pass with cut-off period ``hours``; Lynch and Huang 1992), which removes the
+        oscillations; the result is the balanced state at about ``hours / 2`` after ``state``.
+        """
+        n = int(round(hours * 60.0 / self.dt_minutes))
+        if n < 2:
+            raise ValueError(f"the digital filter needs a span of at least 2 time steps, got hours={hours}")
+        k = np.arange(n + 1) - n / 2.0
+        cutoff = 2.0 * np.pi / n  # angular frequency of the period n steps
+        h = np.sinc(cutoff * k / np.pi) * np.sinc(k / (n / 2.0 + 1.0))  # ideal low-pass x Lanczos window
+        h = h / h.sum()
+        one = self.advance_fn(1)
+        acc = jax.tree_util.tree_map(lambda a: a * h[0], state)
+        for w in h[1:]:
+            state = one(state)
+            acc = jax.tree_util.tree_map(lambda a, b, w=w: a + b * w, acc, state)
+        return acc
+
     # -- output -------------------------------------------------------------
     @functools.cached_property
     def _nodal_fn(self):
@@ -168,6 +191,46 @@ class HeldSuarezModel:
             return u, v, temperature, jnp.exp(log_ps)
 
         return jax.jit(nodal)
+
+    @functools.cached_property
+    def _modal_fn(self):
+        grid = self._out_horizontal
+        ref = jnp.asarray(self.reference_temperature)[:, None, None]
+
+        def modal(u, v, temperature, ps):
+            vorticity, divergence = dinosaur.spherical_harmonic.uv_nodal_to_vor_div_modal(grid, u, v)
+            return dinosaur.primitive_equations.State(
+                vorticity=vorticity,
+                divergence=divergence,
+                temperature_variation=grid.to_modal(temperature - ref),
+                log_surface_pressure=grid.to_modal(jnp.log(ps)[None]),
+            )
+
+        return jax.jit(modal)
+
+    def from_latlon(self, fields: dict[str, np.ndarray]):
+        """The modal state of SI fields on ``self.grid`` (the inverse of :meth:`to_latlon` up to the truncation).
+
+        ``fields``: ``u, v, temperature`` ``[level, lat, lon]`` and ``surface_pressure`` ``[lat, lon]`` (Pa), levels
+        top first as :attr:`sigma`. The fields are projected on the model's spherical harmonics by the equiangular
+        grid's quadrature, so a state from any source (an emulator's forecast, for instance) can restart the dycore.
+        """
+        nlev, shape = len(self.sigma), self.grid.shape
+        for name, want in (("u", (nlev, *shape)), ("v", (nlev, *shape)), ("temperature", (nlev, *shape)),
+                           ("surface_pressure", shape)):
+            if name not in fields:
+                raise KeyError(f"from_latlon needs the field {name!r}; got {sorted(fields)}")
+            if np.shape(fields[name]) != want:
+                raise ValueError(f"{name} must be {want} (levels top first, lat south to north), "
+                                 f"got {np.shape(fields[name])}")
+        ps = np.asarray(fields["surface_pressure"], dtype=np.float64)
+        if not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+            raise ValueError("surface_pressure must be finite and positive to restart the dycore")
+        s = self._scales
+        # ours are [..., lat, lon]; dinosaur's nodal arrays are [..., lon, lat]
+        nodal = [np.swapaxes(np.asarray(fields[k], dtype=np.float64), -1, -2) / scale for k, scale in
+                 (("u", s.velocity), ("v", s.velocity), ("temperature", s.temperature), ("surface_pressure", s.pressure))]
+        return self._modal_fn(*(jnp.asarray(a, dtype=jnp.float32) for a in nodal))
 
     def to_latlon(self, state) -> dict[str, np.ndarray]:
         """SI fields on ``self.grid``: ``u, v, temperature`` ``[level, lat, lon]``, ``surface_pressure`` ``[lat, lon]``."""

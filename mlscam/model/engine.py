@@ -9,7 +9,9 @@ which columns an engine owns and how their 3x3 tiles are gathered:
 * one rank's tile (MPI, tile-parallel training): the tile's columns, the halo
   plan's ``tile_index``/``crossed`` into ``[own | halo]``, and an exchange
   ``z_own -> [z_own | z_halo]`` that the caller gives (a halo exchange over MPI,
-  or its differentiable version in training). This module knows no MPI.
+  or its differentiable version in training), and a reproducible global sum over
+  every rank's columns (``mlscam.parallel.reprosum``) for the mass fixer. This
+  module knows no MPI.
 
 Tensors are column-flat: states ``[B, ncol, n_state]``, latents ``[B, ncol, L]``
 (``ncol`` = the domain's columns, row-major in its ``shape``). Nothing here
@@ -24,17 +26,20 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mlscam.fixedsum import fixed_sum
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
 from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_tiles
 from .filters import LatentFilter, smooth_tiles
+from .mass import MassFixer
 from .network import LatentModel
 
 __all__ = ["Domain", "Engine"]
 
 Exchange = Callable[[torch.Tensor], torch.Tensor]
+GlobalSum = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,11 @@ class Domain:
     ``tile_index [ncol, 9]``: per owned column, the rows of ``exchange(z)``
     holding its tile, in token order; ``crossed [ncol, 9]``: tokens that came
     across a pole; ``exchange``: ``z [B, ncol, L] -> z_src [B, nsrc, L]``
-    (``None``: the owned columns are the whole source, as for the whole grid).
+    (``None``: the owned columns are the whole source, as for the whole grid);
+    ``global_sum``: ``values [B, ncol] float64 -> [B] float64``, the reproducible sum over every column of
+    the globe, NaN where a value on any rank is not finite or out of range (``None``: the owned columns are
+    the globe; :func:`mlscam.fixedsum.fixed_sum`, the same bits as ``mlscam.parallel.reprosum.allreduce_sum``
+    on any number of ranks). Collective under MPI.
     """
 
     shape: tuple[int, int]
@@ -54,6 +63,7 @@ class Domain:
     tile_index: np.ndarray
     crossed: np.ndarray
     exchange: Exchange | None = None
+    global_sum: GlobalSum | None = None
 
     def __post_init__(self):
         ncol = int(np.prod(self.shape))
@@ -66,6 +76,12 @@ class Domain:
     @property
     def ncol(self) -> int:
         return int(np.prod(self.shape))
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The reproducible global sum of ``values [B, ncol]`` (float64) over the globe: ``[B]`` float64."""
+        if self.global_sum is None:
+            return fixed_sum(values, check=False)
+        return self.global_sum(values)
 
     @classmethod
     def whole(cls, grid: LatLonGrid) -> "Domain":
@@ -86,7 +102,8 @@ class Engine:
       domain: the owned columns; default the whole grid.
       grad_checkpointing: recompute each step's activations in the backward pass (training memory).
       latent_filter: the step's stabilisers (``mlscam.model.filters``): grid-scale damping added to every step and
-        the projection towards the encoder's manifold after it; None or both 0: off.
+        the projection towards the encoder's manifold after it, with the mass fixer inside the projection
+        (``mlscam.model.mass``); None or all off: off.
 
     Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
     """
@@ -119,6 +136,9 @@ class Engine:
             lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
             self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
                                            device=param.device)
+        self.mass: MassFixer | None = None  # the global dry-mass fixer inside the projection
+        if self.latent_filter is not None and self.latent_filter.mass_fixer:
+            self.mass = MassFixer(layout, grid, self.domain, device=param.device)
         self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
@@ -128,6 +148,8 @@ class Engine:
         self.tile_index, self.crossed = self.tile_index.to(device), self.crossed.to(device)
         if self.damping is not None:
             self.damping = self.damping.to(device=device, dtype=dtype)
+        if self.mass is not None:
+            self.mass.to(device)
         self._plan = None
         return self
 
@@ -150,9 +172,22 @@ class Engine:
         """Latents ``[..., L]`` -> normalised states ``[..., S]``."""
         return map_columns(self.model.decoder, z, chunk_size=self.chunk_size)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents ``[..., L]`` -> physical states ``[..., S]``."""
-        return self.norm.inverse(self.decode_normalized(z))
+    def decode(self, z: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents ``[..., L]`` -> physical states ``[..., S]``.
+
+        With the mass fixer on and ``mass_target [B]`` given (``z [B, ncol, L]``), the surface pressure is
+        shifted uniformly to that global mean (what a rollout outputs; collective under MPI)."""
+        x = self.norm.inverse(self.decode_normalized(z))
+        if self.mass is not None and mass_target is not None:
+            x = self.mass.fix(x, mass_target)
+        return x
+
+    def mass_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The mass fixer's target of a rollout from physical ``x [B, ncol, S]``: its area-weighted global-mean
+        surface pressure ``[B]`` float64 (reproducible; collective under MPI)."""
+        if self.mass is None:
+            raise ValueError("the mass fixer is off (&model mass_fixer, &rollout mass_fixer): there is no target")
+        return self.mass.target(x)
 
     def decode_tendency(self, dz: torch.Tensor) -> torch.Tensor:
         """Latent increments ``[..., L]`` -> physical one-step changes ``[..., S]`` (the tendency decoder)."""
@@ -195,31 +230,54 @@ class Engine:
         dz, smoothed = out
         return dz - self.damping * (z - smoothed)
 
-    def project(self, z: torch.Tensor) -> torch.Tensor:
+    def project(self, z: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
         """``z + alpha (encode(decode(z)) - z)`` for owned latents ``z [B, ncol, L]`` (the manifold projection of
-        ``mlscam.model.filters``; column-local)."""
-        return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
+        ``mlscam.model.filters``; column-local). With the mass fixer, the decoded state's surface pressure is
+        first shifted to the global mean ``mass_target [B]`` (``mlscam.model.mass``; one global sum)."""
+        if self.mass is None:
+            return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
+        return z + self.projection * (self.encode(self.decode(z, self.check_mass_target(mass_target, z))) - z)
+
+    def check_mass_target(self, mass_target: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        if mass_target is None:
+            raise ValueError("the mass fixer is on (&model mass_fixer, &rollout mass_fixer): a step needs "
+                             "mass_target, the global-mean surface pressure of the initial state "
+                             "(Engine.mass_target(x0), Emulator.mass_target(x0))")
+        if tuple(mass_target.shape) != (z.shape[0],):
+            raise ValueError(f"mass_target must be [{z.shape[0]}] (one per batch member of z {tuple(z.shape)}), "
+                             f"got shape {tuple(mass_target.shape)}")
+        return mass_target
 
     def projects_after(self, steps_done: int) -> bool:
         """Whether the step taken after ``steps_done`` steps of a run ends with the manifold projection: one is
         set and the new step count ``steps_done + 1`` is a multiple of ``projection_every`` (1: every step)."""
         return self.projection > 0.0 and (steps_done + 1) % self.projection_every == 0
 
-    def step_once(self, z: torch.Tensor, *, project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_once(self, z: torch.Tensor, mass_target: torch.Tensor | None = None, *,
+                  project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z[t+1], dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))`` (``dz``: the mixer's increment,
         filter included), then the manifold projection when one is set and ``project`` (a run passes
-        :meth:`projects_after` of its step count)."""
+        :meth:`projects_after` of its step count).
+
+        With the mass fixer the projection pulls towards the state whose global-mean surface pressure is
+        ``mass_target [B]`` float64, required on every step (also one that does not project, so a missing
+        target fails on the first step whatever ``latent_projection_every``); the fixer acts only inside the
+        projection, so a step that does not project leaves the mass as the mixer made it, and decoded outputs
+        get the fixer's shift (:meth:`decode` with ``mass_target``)."""
+        if self.mass is not None:
+            self.check_mass_target(mass_target, z)
         dz = self.advance(z)
         z1 = z + dz
         if project and self.projection > 0.0:
-            z1 = self.project(z1)
+            z1 = self.project(z1, mass_target)
         return z1, dz
 
-    def step(self, z: torch.Tensor, n: int = 1, *, start: int = 0) -> torch.Tensor:
+    def step(self, z: torch.Tensor, n: int = 1, mass_target: torch.Tensor | None = None, *,
+             start: int = 0) -> torch.Tensor:
         """``n`` latent steps of ``z [B, ncol, L]``, the first one after ``start`` steps of the run (which steps
-        project, :meth:`projects_after`)."""
+        project, :meth:`projects_after`; ``mass_target``: see :meth:`step_once`)."""
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
         for k in range(n):
-            z, _ = self.step_once(z, project=self.projects_after(start + k))
+            z, _ = self.step_once(z, mass_target, project=self.projects_after(start + k))
         return z

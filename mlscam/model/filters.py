@@ -31,6 +31,16 @@ step (about +30% at T21, ``benchmarks/latent_vs_reencode.txt``). With
 the run's step count to M, 2M, ...: the count since the initial state, which
 restarts keep, so a restarted run is the uninterrupted one); the other steps
 save the decode and the encode.
+
+``mass_fixer`` (needs ``projection > 0``) conserves the global-mean surface
+pressure inside that projection: the decoded state's surface pressure is shifted
+uniformly to the rollout's initial global mean before it is re-encoded
+(``mlscam.model.mass``; one reproducible global sum per projecting step). With
+``projection_every`` M > 1 the fixer acts on the projecting steps only: the M-1
+steps between them leave the latent's mass as the mixer made it, and decoded
+outputs (``Emulator.rollout``, the component, ``decode`` with ``mass_target``)
+still get the fixer's uniform shift, so every such output keeps the initial
+global mean whatever M.
 """
 from __future__ import annotations
 
@@ -48,12 +58,14 @@ SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 1
 @dataclass(frozen=True)
 class LatentFilter:
     """The latent step's stabilisers: the grid-scale filter (``strength`` nu in [0, 1], 0: off; ``polar_lat``
-    in degrees, 0: the same nu on every row) and the manifold ``projection`` alpha in [0, 1] (0: off), applied
-    on every ``projection_every``-th step."""
+    in degrees, 0: the same nu on every row), the manifold ``projection`` alpha in [0, 1] (0: off), applied
+    on every ``projection_every``-th step, and, inside it, the global dry-mass fixer (``mass_fixer``; needs
+    ``projection > 0``)."""
 
     strength: float = 0.0
     polar_lat: float = 0.0
     projection: float = 0.0
+    mass_fixer: bool = False
     projection_every: int = 1
 
     def __post_init__(self):
@@ -65,6 +77,11 @@ class LatentFilter:
         if not 0.0 <= self.projection <= 1.0:
             raise ValueError(f"latent projection must be in [0, 1] (the fraction of the way back to "
                              f"encode(decode(z)) per step), got {self.projection}")
+        if self.mass_fixer and not self.projection > 0.0:
+            raise ValueError(f"the mass fixer acts inside the manifold projection, which is off (latent projection "
+                             f"{self.projection}): set &model latent_projection > 0 (e.g. 0.1; or &rollout "
+                             "latent_projection), or switch the fixer off (&model mass_fixer = .false., &rollout "
+                             "mass_fixer = 0)")
         if isinstance(self.projection_every, bool) or int(self.projection_every) != self.projection_every \
                 or self.projection_every < 1:
             raise ValueError(f"latent projection_every must be an integer >= 1 (project on every M-th step), "
@@ -73,16 +90,19 @@ class LatentFilter:
     @classmethod
     def of(cls, model_cfg, override=None) -> "LatentFilter":
         """The stabilisers of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
-        ``latent_projection``, ``latent_projection_every``); an ``&rollout`` group as ``override`` replaces
-        each value it sets (>= 0; ``latent_projection_every`` >= 1)."""
+        ``latent_projection``, ``mass_fixer``, ``latent_projection_every``); an ``&rollout`` group as
+        ``override`` replaces each value it sets (>= 0; ``mass_fixer``: 0 off, 1 on;
+        ``latent_projection_every`` >= 1)."""
         nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
-        alpha, every = float(model_cfg.latent_projection), int(model_cfg.latent_projection_every)
+        alpha, fixer = float(model_cfg.latent_projection), bool(model_cfg.mass_fixer)
+        every = int(model_cfg.latent_projection_every)
         if override is not None:
             nu = nu if override.latent_filter < 0 else float(override.latent_filter)
             lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
             alpha = alpha if override.latent_projection < 0 else float(override.latent_projection)
+            fixer = fixer if override.mass_fixer < 0 else bool(override.mass_fixer)
             every = every if override.latent_projection_every < 1 else int(override.latent_projection_every)
-        return cls(nu, lat, alpha, every)
+        return cls(nu, lat, alpha, fixer, every)
 
     @property
     def active(self) -> bool:

@@ -12,6 +12,11 @@ times in a row, on a static latent buffer ``z [B, ncol, L]`` that it updates in 
   exchange fills a static source buffer ``z_src [B, nsrc, L]`` from ``z``, and the captured
   step reads it through a stand-in exchange. ``steps`` must then be 1.
 
+With the mass fixer on, the step reads its target from a static buffer ``[B]`` float64
+that every run fills first; the fixer's serial global sum (``mlscam.fixedsum``) runs on the
+device without a host synchronisation, so it is captured with the step. A domain whose
+global sum is an MPI collective cannot be captured (``Emulator`` steps it eagerly).
+
 Without capture (``capture=False``: any CPU, or a test) :meth:`StaticStepper.run` executes
 the very same body eagerly on the same static buffers, so this logic is tested on CPU, and
 its results equal :meth:`Engine.step` bit for bit. Nothing in the step may synchronise with
@@ -79,6 +84,9 @@ class StaticStepper:
         self.steps, self.capture, self.context = int(steps), bool(capture), context
         self.project = [engine.projects_after(int(start) + k) for k in range(self.steps)]
         self.z = torch.empty_like(z_like)  # [B, ncol, L], updated in place by every run
+        # [B] float64: the mass fixer's target, filled by every run (None: the fixer is off)
+        self.target = (torch.zeros(z_like.shape[0], dtype=torch.float64, device=z_like.device)
+                       if engine.mass is not None else None)
         self.src: torch.Tensor | None = None  # [B, nsrc, L] when there is an exchange (set by the first run)
         self.graph: torch.cuda.CUDAGraph | None = None
         if self.exchange is None:
@@ -94,7 +102,7 @@ class StaticStepper:
         z = self.z
         with self.context():
             for project in self.project:
-                z, _ = self._engine.step_once(z, project=project)
+                z, _ = self._engine.step_once(z, self.target, project=project)
         self.z.copy_(z)
 
     def _capture(self) -> "torch.cuda.CUDAGraph":
@@ -113,11 +121,14 @@ class StaticStepper:
         self.z.copy_(start)
         return graph
 
-    def run(self, z: torch.Tensor, repeats: int = 1) -> torch.Tensor:
-        """``repeats * steps`` steps from ``z [B, ncol, L]``; returns the static buffer (copy it to keep it)."""
+    def run(self, z: torch.Tensor, repeats: int = 1, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``repeats * steps`` steps from ``z [B, ncol, L]`` (``mass_target [B]``: with the mass fixer, required);
+        returns the static buffer (copy it to keep it)."""
         if z.shape != self.z.shape or z.dtype != self.z.dtype or z.device != self.z.device:
             raise ValueError(f"this stepper holds z {tuple(self.z.shape)} {self.z.dtype} on {self.z.device}, got "
                              f"{tuple(z.shape)} {z.dtype} on {z.device}")
+        if self.target is not None:
+            self.target.copy_(self._engine.check_mass_target(mass_target, z))
         if z.data_ptr() != self.z.data_ptr():
             self.z.copy_(z)
         for _ in range(repeats):
@@ -167,9 +178,10 @@ class GraphSteps:
                                                          context=self.context, start=phase)
         return self._steppers[steps, phase]
 
-    def step(self, z: torch.Tensor, n: int, *, start: int = 0) -> torch.Tensor:
-        """``n >= 0`` steps of ``z [B, ncol, L]`` after ``start`` steps of the run (``Engine.step``); a new tensor
-        (the static buffers stay private)."""
+    def step(self, z: torch.Tensor, n: int, mass_target: torch.Tensor | None = None, *,
+             start: int = 0) -> torch.Tensor:
+        """``n >= 0`` steps of ``z [B, ncol, L]`` after ``start`` steps of the run (``Engine.step``;
+        ``mass_target [B]``: with the mass fixer); a new tensor (the static buffers stay private)."""
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
         every = self.engine.projection_every if self.engine.projection > 0.0 else 1
@@ -178,6 +190,6 @@ class GraphSteps:
             steps = min(self.max_steps, n - done)
             # a graph repeats while every repeat starts at the same phase
             repeats = (n - done) // steps if steps % every == 0 else 1
-            z = self._stepper(z, steps, (start + done) % every).run(z, repeats)
+            z = self._stepper(z, steps, (start + done) % every).run(z, repeats, mass_target)
             done += steps * repeats
         return z.clone()

@@ -6,7 +6,9 @@ takes (time groups), and the collectives of a training step:
 
 * :meth:`TileContext.domain`: the engine's :class:`~mlscam.model.engine.Domain`
   of the tile, with the differentiable halo exchange
-  (:func:`mlscam.parallel.autograd.halo_exchange`);
+  (:func:`mlscam.parallel.autograd.halo_exchange`) and the mass fixer's
+  reproducible global sum over the spatial group
+  (:func:`mlscam.parallel.reprosum.allreduce_sum`, no gradient);
 * :meth:`TileContext.reduce`: the differentiable sum all-reduce of loss
   statistics over every rank (``None`` on one rank);
 * :meth:`TileContext.average_gradients`: every parameter gradient becomes its
@@ -26,6 +28,7 @@ fake in-process communicator of the tests. A serial run is a one-rank context
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -36,6 +39,7 @@ import torch
 from .autograd import halo_exchange, make_reduce, rank_ordered_sum
 from .decomposition import Decomposition, Tile
 from .halo import HaloExchange, HaloPlan
+from .reprosum import allreduce_sum
 from .status import agree
 from .world import SelfComm, is_mpi
 
@@ -117,8 +121,11 @@ class TileContext:
             return halo_exchange(z, self.exchange)
 
         p = self.plan
+        several = self.comm.Get_size() > 1
+        # the mass fixer's global mean: the reproducible sum over the spatial group (the whole globe)
+        global_sum = functools.partial(allreduce_sum, self.comm, check=False) if several else None
         return Domain(shape=self.tile.shape, columns=p.local_columns, tile_index=p.tile_index, crossed=p.crossed,
-                      exchange=exchange if self.comm.Get_size() > 1 else None)
+                      exchange=exchange if several else None, global_sum=global_sum)
 
     # -- collectives ------------------------------------------------------------
     def reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:

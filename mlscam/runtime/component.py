@@ -27,10 +27,18 @@ Every collective call takes ``caller_error``: a failure its caller found in its
 own local checks (the C API's), agreed in the call's one agreement.
 Encode, decode and step run in fixed-size column chunks, so the result does not
 depend on the number of ranks (bit for bit).
+
+With the mass fixer on (``&model``/``&rollout mass_fixer``, :mod:`mlscam.model.mass`) the
+domain also carries the reproducible global sum over ranks
+(:func:`mlscam.parallel.reprosum.allreduce_sum`); the target, the global-mean surface
+pressure of the state set last (a restart keeps it), is summed at the first collective call
+that needs it, and every decoded output (``get_state``, ``get_variable``,
+``get_tendencies``, ``gather_state``, the forecast files) gets the fixer's uniform shift.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +52,7 @@ from mlscam.layout import ColumnLayout
 from mlscam.model.engine import Domain
 from mlscam.model.filters import LatentFilter
 from mlscam.parallel import Decomposition, HaloExchange, HaloPlan, Tile, choose_device, choose_threads, configure_torch
+from mlscam.parallel.reprosum import allreduce_sum
 from mlscam.status import Status
 
 from . import files, setup
@@ -138,7 +147,10 @@ class Component:
             t, plan = self.tile, self.plan
             # a rank with no peers (one rank) owns its whole stencil: no exchange (it would only copy z)
             exchange = self._timer.timed(self._exchange.exchange) if plan.send or plan.recv else None
-            domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, exchange)
+            # the mass fixer's global sum over ranks (one rank: the serial sum of the Domain, the same bits)
+            global_sum = functools.partial(allreduce_sum, comm, check=False) if self.size > 1 else None
+            domain = Domain((t.nlat, t.nlon), plan.local_columns, plan.tile_index, plan.crossed, exchange,
+                            global_sum)
             return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
                             self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0,
                             latent_filter=LatentFilter.of(ckpt.config.model, config.rollout),
@@ -155,6 +167,8 @@ class Component:
         self._z_prev: torch.Tensor | None = None     # latents one step earlier (tendencies)
         self._pending: np.ndarray | None = None      # [nlat_t, nlon_t, n_state] float64 from set_variable
         self._pending_set: set[str] = set()
+        self._mass_target: torch.Tensor | None = None  # [1] float64: the mass fixer's target, once summed
+        self._mass_source: torch.Tensor | None = None  # [1, ncol_t] surface pressure of the state set last
 
     # ------------------------------------------------------------ properties
     @property
@@ -255,8 +269,55 @@ class Component:
         return x
 
     def _decoded(self, what: str, caller_error: LocalError | None = None) -> np.ndarray:
-        """Decode this rank's tile, checking it is finite (collective)."""
-        return self._collect(self._decoded_tile, what, Status.VALUE, caller_error)
+        """Decode this rank's tile, checking it is finite, with the mass fixer's shift (collective)."""
+        return self._fix_mass(self._collect(self._decoded_tile, what, Status.VALUE, caller_error), what)
+
+    @property
+    def mass_fixer(self) -> bool:
+        """Whether the mass fixer is on (``&model mass_fixer`` or ``&rollout mass_fixer``)."""
+        return self.emulator is not None and self.emulator.engine.mass is not None
+
+    def mass_target(self) -> float | None:
+        """The mass fixer's target: the global-mean surface pressure of the state set last (collective; None
+        when the fixer is off)."""
+        self._collect(self._require_state, "mass_target", Status.NO_STATE)
+        t = self._resolve_mass_target("mass_target")
+        return None if t is None else float(t[0])
+
+    def _resolve_mass_target(self, what: str) -> torch.Tensor | None:
+        """The target ``[1]`` float64, summed over ranks on first use (collective: call it where every rank is,
+        after an agreement). A state set from values sums their surface pressure; a restart without a target
+        (written with the fixer off) sums its decoded state's."""
+        engine = self.emulator.engine
+        if engine.mass is None:
+            return None
+        if self._mass_target is None:
+            ps = self._mass_source
+            if ps is None:
+                with torch.no_grad():
+                    ps = engine.decode(self._z.reshape(1, self.tile.ncol, -1))[..., engine.mass.channel]
+            target = engine.mass.global_mean(ps)
+            if not bool(torch.isfinite(target).all()):  # the same value on every rank: all raise
+                raise ComponentError(f"Component.{what}: the global-mean surface pressure of the state (the mass "
+                                     f"fixer's target) is {float(target[0])!r}: a value is not finite or outside "
+                                     "the reproducible sum's range (|w ps| < 2**64)", Status.VALUE)
+            self._mass_target, self._mass_source = target, None
+        return self._mass_target
+
+    def _fix_mass(self, x: np.ndarray, what: str) -> np.ndarray:
+        """The decoded tile ``x [nlat_t, nlon_t, n_state]`` with the mass fixer's uniform surface pressure shift
+        (collective: every rank calls it after the decode's agreement); ``x`` itself without the fixer."""
+        target = self._resolve_mass_target(what)
+        if target is None:
+            return x
+        engine = self.emulator.engine
+        with torch.no_grad():
+            fixed = engine.mass.fix(torch.from_numpy(x).to(self.device).reshape(1, self.tile.ncol, -1), target)
+        if not bool(torch.isfinite(fixed).all()):  # the global mean is the same on every rank: all raise
+            raise ComponentError(f"Component.{what}: the decoded surface pressure at step {self.step_count} is "
+                                 "outside the range of the reproducible global sum: the forecast blew up; use a "
+                                 "shorter run or another checkpoint", Status.VALUE)
+        return self._to_tile(fixed.reshape(x.shape))
 
     # ----------------------------------------------------------------- state
     def set_state(self, x_local: np.ndarray, *, caller_error: LocalError | None = None) -> None:
@@ -269,6 +330,10 @@ class Component:
         self._z = self._encode(x)
         self._z_prev = None
         self._pending, self._pending_set = None, set()
+        self._mass_target, self._mass_source = None, None
+        if self.mass_fixer:  # local: summed over ranks where the target is first needed
+            ps = x[..., self.emulator.engine.mass.channel]
+            self._mass_source = torch.from_numpy(np.ascontiguousarray(ps)).to(self.device).reshape(1, -1)
 
     def set_variable(self, name: str, values: np.ndarray, *, caller_error: LocalError | None = None) -> None:
         """Set one variable of this rank's tile: ``[tile.nlat, tile.nlon, nlev]`` (3-D) or ``[tile.nlat, tile.nlon]``.
@@ -330,9 +395,11 @@ class Component:
         self._collect(check, "step", Status.NO_STATE, caller_error)
         if n == 0:
             return
+        target = self._resolve_mass_target("step")
         with self._timer.step():
-            z_prev = self.emulator.step(self._z, int(n) - 1, start=self.step_count)
-            self._z, self._z_prev = self.emulator.step(z_prev, 1, start=self.step_count + int(n) - 1), z_prev
+            z_prev = self.emulator.step(self._z, int(n) - 1, mass_target=target, start=self.step_count)
+            self._z, self._z_prev = self.emulator.step(z_prev, 1, mass_target=target,
+                                                       start=self.step_count + int(n) - 1), z_prev
         self.step_count += int(n)
 
     # ------------------------------------------------------------------- get
@@ -346,9 +413,10 @@ class Component:
             if name not in self.layout.variables:
                 raise LocalError(f"get_variable: unknown variable {name!r}; the checkpoint's variables are "
                                  f"{list(self.layout.variables)}", Status.ARGUMENT)
-            return self._decoded_tile()[..., self.layout.slice_of(name)]
+            return self._decoded_tile()
 
-        x = self._collect(decode, "get_variable", Status.VALUE, caller_error)
+        x = self._fix_mass(self._collect(decode, "get_variable", Status.VALUE, caller_error), "get_variable")
+        x = x[..., self.layout.slice_of(name)]
         return x if name in self.layout.variables_3d else x[..., 0]
 
     def get_tendencies(self, *, caller_error: LocalError | None = None) -> np.ndarray:
@@ -360,8 +428,8 @@ class Component:
                              Status.NO_STATE)
 
         self._collect(check, "get_tendencies", Status.NO_STATE, caller_error)
-        now = self._to_tile(self._decode(self._z)).astype(np.float64)
-        before = self._to_tile(self._decode(self._z_prev)).astype(np.float64)
+        now = self._fix_mass(self._to_tile(self._decode(self._z)), "get_tendencies").astype(np.float64)
+        before = self._fix_mass(self._to_tile(self._decode(self._z_prev)), "get_tendencies").astype(np.float64)
         return ((now - before) / self.dt_seconds).astype(np.float32)
 
     def gather_state(self, root: int = 0) -> np.ndarray | None:
@@ -392,6 +460,10 @@ class Component:
         z, r = files.read_restart(self, path)
         self._z, self._z_prev = z.contiguous(), None
         self._pending, self._pending_set = None, set()
+        # the target of the run the restart continues (absent: summed from the decoded restart state)
+        self._mass_source = None
+        self._mass_target = (None if r.mass_target is None or not self.mass_fixer else
+                             torch.tensor([r.mass_target], dtype=torch.float64, device=self.device))
         self.step_count = int(r.step)
         self.time_units, self.calendar = r.time_units, r.calendar
         self.initial_time = files.parse_time(r.initial_time, r.time_units, r.calendar)

@@ -135,6 +135,7 @@ def write_output(c: "Component", path: Path, attrs: dict | None) -> Path:
 def write_restart(c: "Component", path: Path) -> Path:
     """See :meth:`Component.write_restart`."""
     z = c.gather_latent(0)
+    target = c._resolve_mass_target("write_restart")  # collective: every rank, after gather_latent's agreement
 
     def write() -> None:
         if c.rank != 0:
@@ -145,7 +146,7 @@ def write_restart(c: "Component", path: Path) -> Path:
             time_units=c.time_units, calendar=c.calendar, checkpoint_hash=c.checkpoint_hash,
             grid_shape=c.grid.shape,
             initial_time=c.initial_time.isoformat() if c.initial_time is not None else "",
-            lat_descending=c.lat_descending))
+            lat_descending=c.lat_descending, mass_target=None if target is None else float(target[0])))
 
     c._collect(write, "write_restart", Status.FILE)
     return path

@@ -24,7 +24,7 @@ from ..data.source import open_source
 from ..data.stats import compute_stats, load_stats, write_stats
 from ..parallel import agree, choose_device
 from ..parallel.context import TileContext
-from .batches import OwnedTileBatches, TiledGlobalBatches
+from .batches import OwnedTileBatches, TiledGlobalBatches, mirror_channels
 from .loop import Trainer, TrainResult
 
 __all__ = ["build_trainer", "run_training", "train"]
@@ -83,7 +83,8 @@ def _batches(cfg: Config, source, val_source, tile: TileContext, layout) -> tupl
     steps = t.pushforward_steps + t.rollout_steps if t.mode == "global_rollout" else 1
     val = (TiledGlobalBatches(val_source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed, stream=1)
            if val_source is not None else None)
-    return TiledGlobalBatches(source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed), val
+    negate = mirror_channels(layout, t.mirror_negate) if t.mirror else None  # validation is never mirrored
+    return TiledGlobalBatches(source, tile, steps=steps, batch_size=t.batch_size, seed=t.seed, negate=negate), val
 
 
 def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str | torch.device | None = None,

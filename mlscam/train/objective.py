@@ -15,6 +15,13 @@ On a tile context (tile-parallel training) the engine's domain is the rank's
 own tile with the differentiable halo exchange, the area weights are those of
 own columns, and loss statistics are summed over all ranks (``reduce``); the
 code of the step is the same.
+
+With the mass fixer (``&model mass_fixer``; whole-globe modes only) the target
+of every sample is the global-mean surface pressure of its window's first true
+state, summed with the reproducible fixed-point sum (over the tile context's
+ranks when tile-parallel); every step's projection and every decoded prediction
+get the fixer's uniform shift, a constant for autograd (the gradient passes
+through the shifted field as through the decoded one).
 """
 from __future__ import annotations
 
@@ -61,6 +68,9 @@ class Objective:
     pushforward_steps: int = 0  # global_rollout: steps without gradients before the graded ones
 
     def __post_init__(self):
+        if self.mode == "single_column" and self.latent_filter is not None and self.latent_filter.mass_fixer:
+            raise ValueError("the mass fixer (&model mass_fixer) conserves a global mean and needs whole globes: "
+                             "use &train mode = 'global' or 'global_rollout', or set mass_fixer = .false.")
         domain = None if self.tile is None else self.tile.domain()
         self.engine = Engine(self.model, self.layout, self.grid, self.normalization, chunk_size=self.chunk_size,
                              domain=domain, grad_checkpointing=self.grad_checkpointing,
@@ -91,6 +101,13 @@ class Objective:
         if "tendency_mse" not in self.loss.weights:
             return None
         return self.engine.norm.apply_tendency(self.engine.decode_tendency(dz))
+
+    def _decode(self, z, target):
+        """Normalised prediction ``[B, ncol, S]`` of ``z``: with the mass fixer, the fixed decoded state."""
+        e = self.engine
+        if target is None:
+            return e.decode_normalized(z)
+        return e.norm.apply(e.decode(z, target))
 
     # -- the loss -------------------------------------------------------------
     def __call__(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -142,17 +159,20 @@ class Objective:
         if kp1 <= p + 1:
             raise ValueError(f"a batch of {kp1} states has no graded step after {p} pushforward steps")
         xn = e.norm.apply(x).flatten(2, 3)  # [B, P+K+1, ncol, S]; ncol = own columns on a tile
+        # the mass fixer's target per sample: the window's first true state (fixed-point sum, no gradient)
+        target = e.mass_target(x[:, 0].flatten(1, 2)) if e.mass is not None else None
         z = e.encode_normalized(xn[:, 0])  # the only encode of a state that is stepped
         if p:  # the model's own state after p steps, as a constant: no gradient through the pushforward
             with torch.no_grad():
-                z = e.step(z, p)
+                z = e.step(z, p, target)
         z_true_prev = e.encode_normalized(xn[:, p]) if (p and self.latent_truth) else z
-        pred_prev = e.decode_normalized(z) if ("increment" in self.loss.weights) else None
+        pred_prev = self._decode(z, target) if ("increment" in self.loss.weights) else None
         total = 0.0
         sums: dict[str, float] = {}
         for k in range(p + 1, kp1):
-            z, dz = e.step_once(z, project=e.projects_after(k - 1))  # halo exchange (tile-parallel), the mixer
-            pred = e.decode_normalized(z)
+            # halo exchange (tile-parallel), the mixer, the projection on the run's projecting steps
+            z, dz = e.step_once(z, target, project=e.projects_after(k - 1))
+            pred = self._decode(z, target)
             dx = (x[:, k] - x[:, k - 1]).flatten(1, 2)
             # encoded truth for the latent terms (never a decoded state)
             z_true = e.encode_normalized(xn[:, k]) if self.latent_truth else None

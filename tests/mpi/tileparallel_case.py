@@ -38,11 +38,12 @@ def write_data(path) -> str:
     return str(path)
 
 
-def config_dict(data_path: str, mode: str = "global", **train) -> dict:
+def config_dict(data_path: str, mode: str = "global", model: dict | None = None, **train) -> dict:
     return {
         "data": {"files": [data_path], "time_step_hours": 6.0},
         "model": {"latent_dim": 8, "encoder_hidden": 16, "encoder_layers": 1, "decoder_hidden": 16,
-                  "decoder_layers": 1, "mixer": "conv", "mixer_blocks": 1, "channel_hidden": 16, "chunk_size": 16},
+                  "decoder_layers": 1, "mixer": "conv", "mixer_blocks": 1, "channel_hidden": 16, "chunk_size": 16,
+                  **(model or {})},
         "loss": {"mse": 1.0, "ccc": 0.5, "barlow": 0.05, "tendency_mse": 0.2},
         "train": {"mode": mode, "rollout_steps": ROLLOUT, "batch_size": BATCH, "seed": SEED,
                   "warmup_steps": 0, "schedule": "constant", "lr": 3e-3, **train},
@@ -50,21 +51,22 @@ def config_dict(data_path: str, mode: str = "global", **train) -> dict:
     }
 
 
-def config(data_path: str, mode: str = "global", **train):
+def config(data_path: str, mode: str = "global", model: dict | None = None, **train):
     from mlscam.config import config_from_dict
 
-    return config_from_dict(config_dict(data_path, mode, **train))
+    return config_from_dict(config_dict(data_path, mode, model, **train))
 
 
-def problem(data_path: str, mode: str):
-    """``(cfg, source, normalization, model)``: the model seeded by ``SEED``, float32."""
+def problem(data_path: str, mode: str, model: dict | None = None):
+    """``(cfg, source, normalization, model)``: the model seeded by ``SEED``, float32 (``model``: &model
+    values over the tiny defaults, e.g. the stabilisers)."""
     import torch
 
     from mlscam.data.source import open_source
     from mlscam.data.stats import compute_stats
     from mlscam.model import build_model
 
-    cfg = config(data_path, mode)
+    cfg = config(data_path, mode, model)
     source = open_source(cfg.data)
     norm, _ = compute_stats(source, progress=False)
     torch.manual_seed(SEED)
@@ -75,11 +77,12 @@ def problem(data_path: str, mode: str):
 def objective(cfg, source, norm, model, *, tile=None):
     """The serial ``Objective`` (``tile=None``) or this rank's (``tile``: its ``TileContext``)."""
     from mlscam.losses import LossComputer, needs_latent_truth
+    from mlscam.model.filters import LatentFilter
     from mlscam.train.objective import Objective
 
     kw = dict(model=model, layout=source.layout, grid=source.grid, normalization=norm,
               loss=LossComputer(cfg.loss), mode=cfg.train.mode, chunk_size=cfg.model.chunk_size,
-              latent_truth=needs_latent_truth(cfg.loss))
+              latent_truth=needs_latent_truth(cfg.loss), latent_filter=LatentFilter.of(cfg.model))
     return Objective(**kw, tile=tile)
 
 
@@ -87,14 +90,14 @@ def steps_of(mode: str) -> int:
     return ROLLOUT if mode == "global_rollout" else 1
 
 
-def serial_loss_and_grads(data_path: str, mode: str, dtype: str, step: int = 0):
+def serial_loss_and_grads(data_path: str, mode: str, dtype: str, step: int = 0, model: dict | None = None):
     """Serial reference: loss and parameter gradients ``{name: array}`` of batch ``step``."""
     import torch
 
     from mlscam.train.batches import GlobalBatches
     from mlscam.train.objective import objective_to_dtype
 
-    cfg, source, norm, model = problem(data_path, mode)
+    cfg, source, norm, model = problem(data_path, mode, model)
     tdtype = getattr(torch, dtype)
     model = model.to(tdtype)
     obj = objective_to_dtype(objective(cfg, source, norm, model), tdtype)
@@ -119,3 +122,16 @@ def tiled_local(cfg, source, norm, model, tile, dtype: str, step: int = 0, batch
     loss, _ = obj({"x": batch["x"].to(tdtype)})
     loss.backward()
     return float(loss.detach()), model
+
+
+class RankOnly:
+    """Just enough of a communicator for TileContext.tile in the main thread (rank ``rank`` of ``size``)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
