@@ -6,13 +6,15 @@
         --variant nu0.05=mlscam:demo/checkpoint.pt:0.05 --variant nu0.05p60=mlscam:demo/checkpoint.pt:0.05:60 \\
         [--inits 0 24 47] [--year-days 365] --out benchmarks/stability_ablation.txt
 
-A variant is ``LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY]]]]]``: the checkpoint with
-its latent filter (``&model latent_filter``) replaced by ``NU`` (and
+A variant is ``LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY[:POLARV]]]]]]``: the
+checkpoint with its latent filter (``&model latent_filter``) replaced by ``NU`` (and
 ``latent_filter_polar_lat``, the manifold projection ``latent_projection``
-by ``ALPHA``, the dry-mass fixer ``mass_fixer`` by ``MASS``, 0 or 1, and the
+by ``ALPHA``, the dry-mass fixer ``mass_fixer`` by ``MASS``, 0 or 1, the
 projection applied on every ``EVERY``-th step, ``latent_projection_every``,
-default 1) at inference; without NU the checkpoint's own. (Before the mass
-fixer, ``EVERY`` was the fifth field: ``:0.05:60:0.1:2`` is now
+default 1, and the polar wind fixer ``polar_wind_fixer`` by ``POLARV``, the
+latitude rows next to each pole where [v] = 0, an integer >= 0, default 0 = off;
+it needs ALPHA > 0) at inference; without NU the checkpoint's own. (Before the
+mass fixer, ``EVERY`` was the fifth field: ``:0.05:60:0.1:2`` is now
 ``:0.05:60:0.1:0:2``.)
 Every forecast steps through the one engine (``Emulator``), on 2 threads.
 
@@ -61,7 +63,8 @@ TRUNCATION = 21
 def parse_variant(text: str) -> tuple[str, Path, LatentFilter | None]:
     label, _, spec = text.partition("=")
     if not label or not spec:
-        raise SystemExit(f"error: --variant {text!r}: give LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY]]]]]")
+        raise SystemExit(f"error: --variant {text!r}: give "
+                         "LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY[:POLARV]]]]]]")
     parts = spec.split(":")
     if parts[0] == "mlscam" and len(parts) > 1:  # mlscam:demo/checkpoint.pt
         parts = [parts[0] + ":" + parts[1]] + parts[2:]
@@ -69,12 +72,22 @@ def parse_variant(text: str) -> tuple[str, Path, LatentFilter | None]:
     if len(parts) > 4 and parts[4] not in ("0", "1"):
         raise SystemExit(f"error: --variant {text!r}: the fifth field MASS is 0 or 1, got {parts[4]!r} (EVERY "
                          "is the sixth: LABEL=CHECKPOINT:NU:POLAR_LAT:ALPHA:MASS:EVERY, e.g. :0.05:60:0.1:0:2)")
+    if len(parts) > 7:
+        raise SystemExit(f"error: --variant {text!r}: at most 7 fields after the label "
+                         "(CHECKPOINT:NU:POLAR_LAT:ALPHA:MASS:EVERY:POLARV)")
+    if len(parts) > 6 and not (parts[6].isdigit() and parts[6].isascii()):
+        raise SystemExit(f"error: --variant {text!r}: the seventh field POLARV is the number of latitude rows next "
+                         f"to each pole where [v] = 0, an integer >= 0 (0 = off), got {parts[6]!r}")
     filt = None
     if len(parts) > 1:
-        filt = LatentFilter(float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0,
-                            float(parts[3]) if len(parts) > 3 else 0.0,
-                            bool(int(parts[4])) if len(parts) > 4 else False,
-                            int(parts[5]) if len(parts) > 5 else 1)
+        try:
+            filt = LatentFilter(float(parts[1]), float(parts[2]) if len(parts) > 2 else 0.0,
+                                float(parts[3]) if len(parts) > 3 else 0.0,
+                                bool(int(parts[4])) if len(parts) > 4 else False,
+                                int(parts[5]) if len(parts) > 5 else 1,
+                                int(parts[6]) if len(parts) > 6 else 0)
+        except ValueError as err:
+            raise SystemExit(f"error: --variant {text!r}: {err}") from None
     return label, path, filt
 
 
@@ -204,7 +217,8 @@ def speed(em: Emulator, repeats: int = 5) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variant", action="append", required=True,
-                   help="LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY]]]]]")
+                   help="LABEL=CHECKPOINT[:NU[:POLAR_LAT[:ALPHA[:MASS[:EVERY[:POLARV]]]]]] (POLARV: rows next "
+                        "to each pole with [v] = 0, 0 = off)")
     p.add_argument("--truth", required=True, help="hourly truth run of an unseen seed (weather)")
     p.add_argument("--climatology-from", required=True, help="file whose time mean is the climatology")
     p.add_argument("--climate-truth", help="multi-year daily truth run (climate); omit to skip the year")
@@ -237,7 +251,8 @@ def main() -> None:
         lf = em.engine.latent_filter
         row = {"label": label, "filter": ((lf.strength, lf.polar_lat, lf.projection, lf.projection_every) if lf
                                           else (0.0, 0.0, 0.0, 1)),
-               "mass_fixer": bool(lf is not None and lf.mass_fixer)}
+               "mass_fixer": bool(lf is not None and lf.mass_fixer),
+               "polar_wind_rows": 0 if lf is None else int(lf.polar_wind_rows)}
         row["weather"] = weather(em, truth, clim, args.inits)
         if tclim is not None:
             row["climate"] = climate(em, truth[args.inits[0]], args.year_days, tclim, wlat)
@@ -248,7 +263,9 @@ def main() -> None:
         rows.append(row)
         report(f"\n## {label}: nu {row['filter'][0]:g}, polar_lat {row['filter'][1]:g}, projection "
                f"{row['filter'][2]:g}" + (f" every {row['filter'][3]} steps" if row['filter'][3] > 1 else "")
-               + f", mass fixer {'on' if row['mass_fixer'] else 'off'} ({row['wall_s']:.0f} s)")
+               + f", mass fixer {'on' if row['mass_fixer'] else 'off'}, polar wind fixer "
+               + (f"{row['polar_wind_rows']} rows" if row['polar_wind_rows'] else "off")
+               + f" ({row['wall_s']:.0f} s)")
         for v in VARS:
             wv = row["weather"][v]
             report(f"  {v:12s} " + "  ".join(f"{k} {x:.2f}" for k, x in wv.items() if k.startswith("day"))

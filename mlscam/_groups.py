@@ -141,6 +141,13 @@ class ModelConfig(Group):
                                  "latent_projection_every (M > 1: only every M-th step fixes the latent itself). "
                                  "Needs latent_projection > 0 and surface_pressure in the column layout; not with "
                                  "&train mode = 'single_column'")
+    polar_wind_fixer: int = _f(0, "k > 0: no zonal-mean meridional wind next to the poles: inside the manifold "
+                                  "projection (after the mass fixer), subtract from v, at every level of the k "
+                                  "latitude rows next to each pole, the row's zonal mean, so [v] = 0 there (mass "
+                                  "continuity through a latitude circle around a pole; reproducible global sums, "
+                                  "bit for bit on any number of ranks); decoded outputs get the same fix. 0 = off; "
+                                  "k <= nlat / 2. Needs latent_projection > 0 and v in the column layout; not with "
+                                  "&train mode = 'single_column'; see mlscam/model/polar.py")
 
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
@@ -152,6 +159,10 @@ class ModelConfig(Group):
         self._require(not self.mass_fixer or self.latent_projection > 0.0, "mass_fixer",
                       "needs the manifold projection it acts in: set &model latent_projection > 0 (e.g. 0.1), "
                       "or mass_fixer = .false.")
+        self._at_least(0, "polar_wind_fixer")
+        self._require(self.polar_wind_fixer == 0 or self.latent_projection > 0.0, "polar_wind_fixer",
+                      "needs the manifold projection it acts in: set &model latent_projection > 0 (e.g. 0.1), "
+                      "or polar_wind_fixer = 0")
         self._require(self.latent_filter_polar_lat < 90.0, "latent_filter_polar_lat", "must be in [0, 90) degrees")
         self._choice("mixer", ("mlp", "conv"))
         self._choice("norm", ("layer", "none"))
@@ -170,7 +181,8 @@ class ModelConfig(Group):
 
     #: keys that do not change the parameters: how the step runs, not what it learned
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
-                                               "latent_projection", "latent_projection_every", "mass_fixer")
+                                               "latent_projection", "latent_projection_every", "mass_fixer",
+                                               "polar_wind_fixer")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -309,6 +321,8 @@ class RolloutConfig(Group):
     latent_projection_every: int = _f(0, "override the checkpoint's &model latent_projection_every (0 = keep)")
     mass_fixer: int = _f(-1, "override the checkpoint's &model mass_fixer (-1 = keep; 0 = off; 1 = on, which needs "
                              "a latent projection > 0)")
+    polar_wind_fixer: int = _f(-1, "override the checkpoint's &model polar_wind_fixer (-1 = keep; 0 = off; k > 0 = "
+                                   "[v] = 0 in the k rows next to each pole, which needs a latent projection > 0)")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -329,6 +343,11 @@ class RolloutConfig(Group):
         self._require(self.mass_fixer != 1 or self.latent_projection != 0.0, "mass_fixer",
                       "= 1 needs the manifold projection it acts in, but &rollout latent_projection = 0 switches it "
                       "off: set latent_projection > 0 (or -1 to keep the checkpoint's), or mass_fixer = 0")
+        self._require(self.polar_wind_fixer >= -1, "polar_wind_fixer",
+                      "must be -1 (keep the checkpoint's), 0 (off) or k > 0 (the rows next to each pole)")
+        self._require(self.polar_wind_fixer <= 0 or self.latent_projection != 0.0, "polar_wind_fixer",
+                      "> 0 needs the manifold projection it acts in, but &rollout latent_projection = 0 switches it "
+                      "off: set latent_projection > 0 (or -1 to keep the checkpoint's), or polar_wind_fixer = 0")
         self._positive("output_every")
 
 
@@ -402,6 +421,11 @@ class Config:
             raise ConfigError("&model mass_fixer = .true. with &train mode = 'single_column': the fixer conserves a "
                               "global mean, and single-column training steps independent 3x3 tiles with no globe; "
                               "train with mode = 'global' or 'global_rollout', or set mass_fixer = .false.")
+        if self.model.polar_wind_fixer and self.train.mode == "single_column":
+            raise ConfigError(f"&model polar_wind_fixer = {self.model.polar_wind_fixer} with &train mode = "
+                              "'single_column': the fixer removes zonal means over whole latitude rows, and "
+                              "single-column training steps independent 3x3 tiles with no globe; train with mode = "
+                              "'global' or 'global_rollout', or set polar_wind_fixer = 0")
 
 
 #: group name -> dataclass, in namelist order.

@@ -11,6 +11,11 @@ needs the target global-mean surface pressure of the rollout's initial state
 (:meth:`Emulator.mass_target`): :meth:`Emulator.rollout` computes it from ``x0``;
 callers of :meth:`Emulator.step` pass ``mass_target=``, and pass it to
 :meth:`Emulator.decode` to get the fixed output.
+
+With the polar wind fixer on (``&model polar_wind_fixer``, ``mlscam.model.polar``)
+:meth:`Emulator.decode` (and so :meth:`Emulator.rollout`) sets the zonal-mean
+meridional wind to 0 in the rows next to the poles (no target needed);
+``decode(z, fix=False)`` is the raw decode.
 """
 from __future__ import annotations
 
@@ -48,8 +53,8 @@ class Emulator:
       under bfloat16 autocast, latents kept in float32 (``mlscam.model.precision``).
     * ``cuda_graph``: replay the steps from CUDA graphs captured on first use
       (``mlscam.model.graphs``; same results as eager). On a device that cannot capture
-      (any CPU), or with the mass fixer on a domain whose global sum is an MPI collective,
-      it steps eagerly, warns once and says why in :attr:`step_mode`.
+      (any CPU), or with the mass fixer or the polar wind fixer on a domain whose global sum is
+      an MPI collective, it steps eagerly, warns once and says why in :attr:`step_mode`.
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
@@ -118,9 +123,12 @@ class Emulator:
     def _capture_unavailable(self, device) -> str | None:
         """Why :meth:`step` cannot replay CUDA graphs on ``device`` (``None``: it can)."""
         reason = capture_unavailable(device)
-        if reason is None and self.engine.mass is not None and self.domain.global_sum is not None:
-            reason = ("the mass fixer's global sum over ranks is host code (MPI) and cannot be captured; "
-                      "stepping eagerly")
+        if reason is None and self.domain.global_sum is not None:
+            fixers = [name for name, on in (("mass fixer", self.engine.mass is not None),
+                                            ("polar wind fixer", self.engine.polar is not None)) if on]
+            if fixers:
+                reason = (f"the {' and the '.join(fixers)}'s global sum over ranks is host code (MPI) and cannot "
+                          "be captured; stepping eagerly")
         return reason
 
     @property
@@ -198,7 +206,7 @@ class Emulator:
         if n < 0:
             raise ValueError(f"number of steps must be >= 0, got {n}")
         if mass_target is None and self.engine.mass is not None and n > 0:
-            mass_target = self.engine.mass_target(self.engine.decode(flat))  # the mass of the state given
+            mass_target = self.engine.mass_target(self.engine.decode(flat, fix=False))  # the mass of the state given
         target = self._flat_target(mass_target, flat.shape[0])
         if self.cuda_graph:
             reason = self._capture_unavailable(flat.device)
@@ -217,15 +225,17 @@ class Emulator:
         return self._graphs
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, *, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *, mass_target: torch.Tensor | None = None, fix: bool = True) -> torch.Tensor:
         """Latent ``z [..., nlat, nlon, L]`` -> physical state ``[..., nlat, nlon, n_state]``.
 
-        With the mass fixer on and ``mass_target [...]`` given, the surface pressure is shifted uniformly to
-        that global mean (what :meth:`rollout` yields)."""
+        ``fix=True`` (what :meth:`rollout` yields): with the polar wind fixer on, the zonal-mean meridional wind
+        is 0 in the rows next to the poles; with the mass fixer on and ``mass_target [...]`` given, the surface
+        pressure is shifted uniformly to that global mean (collective on a domain with an MPI global sum).
+        ``fix=False``: the raw decode (column-local)."""
         flat = self._flat(z, self.latent_dim, "z")
-        target = self._flat_target(mass_target, flat.shape[0])
-        if target is None:
-            return self.engine.decode(z)
+        target = self._flat_target(mass_target, flat.shape[0]) if fix else None
+        if not fix or (target is None and self.engine.polar is None):
+            return self.engine.decode(z, fix=False)
         return self._shaped(self.engine.decode(flat, target), z.shape[:-3])
 
     @torch.no_grad()
@@ -242,7 +252,8 @@ class Emulator:
         Yields ``(step, x [..., nlat, nlon, n_state])`` for step = output_every,
         2*output_every, ... <= n_steps. Encodes once, steps in latent space and
         decodes only at output steps; a decoded state is never re-encoded. With the
-        mass fixer on, the target is the global-mean surface pressure of ``x0``.
+        mass fixer on, the target is the global-mean surface pressure of ``x0``; every output
+        gets the fixers (:meth:`decode`).
         """
         if n_steps < 0 or output_every < 1:
             raise ValueError(f"need n_steps >= 0 and output_every >= 1, got {n_steps} and {output_every}")

@@ -93,6 +93,38 @@ def test_mpirun_forecast_with_the_mass_fixer_equals_serial_rollout(case, fixer_s
     assert torch.equal(mpi["z"], serial["z"]) and mpi["mass_target"] == serial["mass_target"] is not None
 
 
+#: the polar wind fixer with the mass fixer: [v] = 0 in the 2 rows next to each pole (zonal means over ranks)
+POLAR = [*FIXER, "--set", "rollout.polar_wind_fixer=2"]
+
+
+@pytest.fixture(scope="module")
+def polar_serial(case):
+    d = case["dir"]
+    assert rollout_main([case["nml"], *POLAR, "--start-time", "1", "--output-nc-path", str(d / "polar.nc"),
+                         "--restart-out", str(d / "polar.rst")]) == 0
+    return d / "polar.nc"
+
+
+@pytest.mark.decomposition
+@pytest.mark.mpi
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
+def test_mpirun_forecast_with_the_polar_wind_and_mass_fixers_equals_serial_rollout(case, fixer_serial, polar_serial,
+                                                                                   nranks):
+    out, rst = case["dir"] / f"polar_mpi{nranks}.nc", case["dir"] / f"polar_mpi{nranks}.rst"
+    proc = _mpirun(nranks, ["-m", "mlscam.coupler.run", case["nml"], *POLAR, "--start-time", "1",
+                            "--output-nc-path", str(out), "--restart-out", str(rst)])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"mpirun -n {nranks} failed (exit {proc.returncode}):\n{output[-3000:]}"
+    _same_forecast(polar_serial, out)
+    with xr.open_dataset(polar_serial) as a, xr.open_dataset(fixer_serial) as b:
+        v = a["v"].values.astype(np.float64)  # [time, lev, lat, lon], south to north like the initial state
+        rows = [0, 1, GRID.nlat - 2, GRID.nlat - 1]
+        assert np.abs(v.mean(-1)[..., rows]).max() <= np.spacing(np.float32(np.abs(v).max()))  # [v] = 0 there
+        assert np.abs(b["v"].values.astype(np.float64).mean(-1)[..., rows]).max() > 1e-3  # not without the fixer
+    serial, mpi = torch.load(case["dir"] / "polar.rst"), torch.load(rst)
+    assert torch.equal(mpi["z"], serial["z"]) and mpi["mass_target"] == serial["mass_target"] is not None
+
+
 @pytest.mark.decomposition
 @pytest.mark.mpi
 def test_mpirun_mass_fixer_with_projection_every_2_equals_serial_rollout(case, fixer_serial):

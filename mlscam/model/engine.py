@@ -10,8 +10,8 @@ which columns an engine owns and how their 3x3 tiles are gathered:
   plan's ``tile_index``/``crossed`` into ``[own | halo]``, and an exchange
   ``z_own -> [z_own | z_halo]`` that the caller gives (a halo exchange over MPI,
   or its differentiable version in training), and a reproducible global sum over
-  every rank's columns (``mlscam.parallel.reprosum``) for the mass fixer. This
-  module knows no MPI.
+  every rank's columns (``mlscam.parallel.reprosum``) for the mass fixer and the
+  polar wind fixer. This module knows no MPI.
 
 Tensors are column-flat: states ``[B, ncol, n_state]``, latents ``[B, ncol, L]``
 (``ncol`` = the domain's columns, row-major in its ``shape``). Nothing here
@@ -35,6 +35,7 @@ from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_til
 from .filters import LatentFilter, smooth_tiles
 from .mass import MassFixer
 from .network import LatentModel
+from .polar import PolarWindFixer
 
 __all__ = ["Domain", "Engine"]
 
@@ -52,10 +53,11 @@ class Domain:
     holding its tile, in token order; ``crossed [ncol, 9]``: tokens that came
     across a pole; ``exchange``: ``z [B, ncol, L] -> z_src [B, nsrc, L]``
     (``None``: the owned columns are the whole source, as for the whole grid);
-    ``global_sum``: ``values [B, ncol] float64 -> [B] float64``, the reproducible sum over every column of
-    the globe, NaN where a value on any rank is not finite or out of range (``None``: the owned columns are
-    the globe; :func:`mlscam.fixedsum.fixed_sum`, the same bits as ``mlscam.parallel.reprosum.allreduce_sum``
-    on any number of ranks). Collective under MPI.
+    ``global_sum``: ``values [..., n] float64 -> [...] float64``, the reproducible sum over the last axis and
+    over every rank (each rank passes its own columns' values, ``n`` may differ between ranks, the leading
+    shape may not), NaN where a value on any rank is not finite or out of range (``None``: the owned columns
+    are the globe; :func:`mlscam.fixedsum.fixed_sum`, the same bits as
+    ``mlscam.parallel.reprosum.allreduce_sum`` on any number of ranks). Collective under MPI.
     """
 
     shape: tuple[int, int]
@@ -78,7 +80,9 @@ class Domain:
         return int(np.prod(self.shape))
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
-        """The reproducible global sum of ``values [B, ncol]`` (float64) over the globe: ``[B]`` float64."""
+        """The reproducible global sum of ``values [..., n]`` (float64; e.g. ``[B, ncol]``) over the last axis and
+        the globe (every rank's values): ``[...]`` float64. Collective under MPI (the same leading shape on
+        every rank)."""
         if self.global_sum is None:
             return fixed_sum(values, check=False)
         return self.global_sum(values)
@@ -102,8 +106,8 @@ class Engine:
       domain: the owned columns; default the whole grid.
       grad_checkpointing: recompute each step's activations in the backward pass (training memory).
       latent_filter: the step's stabilisers (``mlscam.model.filters``): grid-scale damping added to every step and
-        the projection towards the encoder's manifold after it, with the mass fixer inside the projection
-        (``mlscam.model.mass``); None or all off: off.
+        the projection towards the encoder's manifold after it, with the mass fixer (``mlscam.model.mass``) and
+        the polar wind fixer (``mlscam.model.polar``) inside the projection; None or all off: off.
 
     Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
     """
@@ -139,6 +143,10 @@ class Engine:
         self.mass: MassFixer | None = None  # the global dry-mass fixer inside the projection
         if self.latent_filter is not None and self.latent_filter.mass_fixer:
             self.mass = MassFixer(layout, grid, self.domain, device=param.device)
+        self.polar: PolarWindFixer | None = None  # [v] = 0 next to the poles, inside the projection
+        if self.latent_filter is not None and self.latent_filter.polar_wind_rows > 0:
+            self.polar = PolarWindFixer(layout, grid, self.domain, self.latent_filter.polar_wind_rows,
+                                        device=param.device)
         self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
@@ -150,6 +158,8 @@ class Engine:
             self.damping = self.damping.to(device=device, dtype=dtype)
         if self.mass is not None:
             self.mass.to(device)
+        if self.polar is not None:
+            self.polar.to(device)
         self._plan = None
         return self
 
@@ -172,14 +182,29 @@ class Engine:
         """Latents ``[..., L]`` -> normalised states ``[..., S]``."""
         return map_columns(self.model.decoder, z, chunk_size=self.chunk_size)
 
-    def decode(self, z: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, mass_target: torch.Tensor | None = None, *, fix: bool = True) -> torch.Tensor:
         """Latents ``[..., L]`` -> physical states ``[..., S]``.
 
-        With the mass fixer on and ``mass_target [B]`` given (``z [B, ncol, L]``), the surface pressure is
-        shifted uniformly to that global mean (what a rollout outputs; collective under MPI)."""
+        ``fix=True`` (what a rollout outputs; :meth:`fix`, collective under MPI when a fixer is on): with the
+        polar wind fixer on, ``[v] = 0`` in the rows next to the poles; with the mass fixer on and
+        ``mass_target [B]`` given, the surface pressure is shifted uniformly to that global mean. With a fixer on
+        ``z`` must be ``[B, ncol, L]``. ``fix=False``: the raw decode, column-local (any leading shape)."""
         x = self.norm.inverse(self.decode_normalized(z))
+        return self.fix(x, mass_target) if fix else x
+
+    @property
+    def fixes(self) -> bool:
+        """Whether a fixer of the decoded state is on (mass or polar wind)."""
+        return self.mass is not None or self.polar is not None
+
+    def fix(self, x: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
+        """The fixers on a physical state ``x [B, ncol, S]``: the mass fixer's shift when it is on and
+        ``mass_target [B]`` is given, then the polar wind fixer when it is on (``x`` itself when neither acts;
+        collective under MPI when one does; the corrections carry no gradient)."""
         if self.mass is not None and mass_target is not None:
             x = self.mass.fix(x, mass_target)
+        if self.polar is not None:
+            x = self.polar.fix(x)
         return x
 
     def mass_target(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,11 +257,14 @@ class Engine:
 
     def project(self, z: torch.Tensor, mass_target: torch.Tensor | None = None) -> torch.Tensor:
         """``z + alpha (encode(decode(z)) - z)`` for owned latents ``z [B, ncol, L]`` (the manifold projection of
-        ``mlscam.model.filters``; column-local). With the mass fixer, the decoded state's surface pressure is
-        first shifted to the global mean ``mass_target [B]`` (``mlscam.model.mass``; one global sum)."""
-        if self.mass is None:
+        ``mlscam.model.filters``; column-local). With a fixer on, the decoded state is fixed (:meth:`fix`) before
+        it is re-encoded: the mass fixer shifts its surface pressure to the global mean ``mass_target [B]``
+        (``mlscam.model.mass``; one global sum), the polar wind fixer sets ``[v] = 0`` next to the poles
+        (``mlscam.model.polar``; one global sum)."""
+        if not self.fixes:
             return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
-        return z + self.projection * (self.encode(self.decode(z, self.check_mass_target(mass_target, z))) - z)
+        target = self.check_mass_target(mass_target, z) if self.mass is not None else None
+        return z + self.projection * (self.encode(self.decode(z, target)) - z)
 
     def check_mass_target(self, mass_target: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         if mass_target is None:
@@ -263,7 +291,8 @@ class Engine:
         ``mass_target [B]`` float64, required on every step (also one that does not project, so a missing
         target fails on the first step whatever ``latent_projection_every``); the fixer acts only inside the
         projection, so a step that does not project leaves the mass as the mixer made it, and decoded outputs
-        get the fixer's shift (:meth:`decode` with ``mass_target``)."""
+        get the fixer's shift (:meth:`decode` with ``mass_target``). The polar wind fixer, also inside the
+        projection, needs no target."""
         if self.mass is not None:
             self.check_mass_target(mass_target, z)
         dz = self.advance(z)

@@ -41,6 +41,14 @@ steps between them leave the latent's mass as the mixer made it, and decoded
 outputs (``Emulator.rollout``, the component, ``decode`` with ``mass_target``)
 still get the fixer's uniform shift, so every such output keeps the initial
 global mean whatever M.
+
+``polar_wind_rows`` k (``&model polar_wind_fixer``; needs ``projection > 0``)
+also acts inside that projection, after the mass fixer: in the k latitude rows
+next to each pole the decoded meridional wind loses its zonal mean at every
+level (``[v] = 0``, as mass continuity through a latitude circle around a pole
+demands) before it is re-encoded (``mlscam.model.polar``; one reproducible
+global sum per projecting step). Like the mass fixer it acts on the projecting
+steps only, and every decoded output gets it after any step.
 """
 from __future__ import annotations
 
@@ -59,14 +67,16 @@ SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 1
 class LatentFilter:
     """The latent step's stabilisers: the grid-scale filter (``strength`` nu in [0, 1], 0: off; ``polar_lat``
     in degrees, 0: the same nu on every row), the manifold ``projection`` alpha in [0, 1] (0: off), applied
-    on every ``projection_every``-th step, and, inside it, the global dry-mass fixer (``mass_fixer``; needs
-    ``projection > 0``)."""
+    on every ``projection_every``-th step, and, inside it, the global dry-mass fixer (``mass_fixer``) and the
+    polar wind fixer (``polar_wind_rows`` k > 0: ``[v] = 0`` in the k rows next to each pole); both need
+    ``projection > 0``."""
 
     strength: float = 0.0
     polar_lat: float = 0.0
     projection: float = 0.0
     mass_fixer: bool = False
     projection_every: int = 1
+    polar_wind_rows: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -86,23 +96,34 @@ class LatentFilter:
                 or self.projection_every < 1:
             raise ValueError(f"latent projection_every must be an integer >= 1 (project on every M-th step), "
                              f"got {self.projection_every!r}")
+        if isinstance(self.polar_wind_rows, bool) or int(self.polar_wind_rows) != self.polar_wind_rows \
+                or self.polar_wind_rows < 0:
+            raise ValueError(f"polar_wind_rows must be an integer >= 0 (the latitude rows next to each pole where "
+                             f"[v] = 0; 0 = off), got {self.polar_wind_rows!r}")
+        if self.polar_wind_rows > 0 and not self.projection > 0.0:
+            raise ValueError(f"the polar wind fixer acts inside the manifold projection, which is off (latent "
+                             f"projection {self.projection}): set &model latent_projection > 0 (e.g. 0.1; or "
+                             "&rollout latent_projection), or switch the fixer off (&model polar_wind_fixer = 0, "
+                             "&rollout polar_wind_fixer = 0)")
 
     @classmethod
     def of(cls, model_cfg, override=None) -> "LatentFilter":
         """The stabilisers of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
-        ``latent_projection``, ``mass_fixer``, ``latent_projection_every``); an ``&rollout`` group as
-        ``override`` replaces each value it sets (>= 0; ``mass_fixer``: 0 off, 1 on;
-        ``latent_projection_every`` >= 1)."""
+        ``latent_projection``, ``mass_fixer``, ``latent_projection_every``, ``polar_wind_fixer``); an
+        ``&rollout`` group as ``override`` replaces each value it sets (>= 0; ``mass_fixer``: 0 off, 1 on;
+        ``latent_projection_every`` >= 1; ``polar_wind_fixer``: 0 off, k rows)."""
         nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
         alpha, fixer = float(model_cfg.latent_projection), bool(model_cfg.mass_fixer)
         every = int(model_cfg.latent_projection_every)
+        polar = int(model_cfg.polar_wind_fixer)
         if override is not None:
             nu = nu if override.latent_filter < 0 else float(override.latent_filter)
             lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
             alpha = alpha if override.latent_projection < 0 else float(override.latent_projection)
             fixer = fixer if override.mass_fixer < 0 else bool(override.mass_fixer)
             every = every if override.latent_projection_every < 1 else int(override.latent_projection_every)
-        return cls(nu, lat, alpha, fixer, every)
+            polar = polar if override.polar_wind_fixer < 0 else int(override.polar_wind_fixer)
+        return cls(nu, lat, alpha, fixer, every, polar)
 
     @property
     def active(self) -> bool:

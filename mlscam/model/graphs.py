@@ -15,7 +15,10 @@ times in a row, on a static latent buffer ``z [B, ncol, L]`` that it updates in 
 With the mass fixer on, the step reads its target from a static buffer ``[B]`` float64
 that every run fills first; the fixer's serial global sum (``mlscam.fixedsum``) runs on the
 device without a host synchronisation, so it is captured with the step. A domain whose
-global sum is an MPI collective cannot be captured (``Emulator`` steps it eagerly).
+global sum is an MPI collective cannot be captured (``Emulator`` steps it eagerly). The
+polar wind fixer (``mlscam.model.polar``) needs no target; it runs inside the projection of
+``Engine.step_once``, so every stepper (each phase of ``projection_every``) holds it, and its
+serial zonal-mean sums are captured the same way.
 
 Without capture (``capture=False``: any CPU, or a test) :meth:`StaticStepper.run` executes
 the very same body eagerly on the same static buffers, so this logic is tested on CPU, and

@@ -34,6 +34,11 @@ domain also carries the reproducible global sum over ranks
 pressure of the state set last (a restart keeps it), is summed at the first collective call
 that needs it, and every decoded output (``get_state``, ``get_variable``,
 ``get_tendencies``, ``gather_state``, the forecast files) gets the fixer's uniform shift.
+With the polar wind fixer on (``&model``/``&rollout polar_wind_fixer``,
+:mod:`mlscam.model.polar`) every decoded output also has a zonal-mean meridional wind
+of 0 in the rows next to the poles (zonal means summed over ranks the same way). The
+decode of a rank's tile is local; the fixers run after the decode's agreement, on every
+rank (:meth:`Component._fix`).
 """
 from __future__ import annotations
 
@@ -248,8 +253,9 @@ class Component:
         return self.emulator.encode(torch.from_numpy(np.ascontiguousarray(x)))
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``z [nlat_t, nlon_t, L]`` -> physical ``[nlat_t, nlon_t, n_state]``."""
-        return self.emulator.decode(z)
+        """``z [nlat_t, nlon_t, L]`` -> physical ``[nlat_t, nlon_t, n_state]``: the raw decode (local; the fixers
+        come in :meth:`_fix`, collective)."""
+        return self.emulator.decode(z, fix=False)
 
     @staticmethod
     def _to_tile(x: torch.Tensor) -> np.ndarray:
@@ -269,13 +275,19 @@ class Component:
         return x
 
     def _decoded(self, what: str, caller_error: LocalError | None = None) -> np.ndarray:
-        """Decode this rank's tile, checking it is finite, with the mass fixer's shift (collective)."""
-        return self._fix_mass(self._collect(self._decoded_tile, what, Status.VALUE, caller_error), what)
+        """Decode this rank's tile, checking it is finite, with the fixers (mass, polar wind; collective)."""
+        return self._fix(self._collect(self._decoded_tile, what, Status.VALUE, caller_error), what)
 
     @property
     def mass_fixer(self) -> bool:
         """Whether the mass fixer is on (``&model mass_fixer`` or ``&rollout mass_fixer``)."""
         return self.emulator is not None and self.emulator.engine.mass is not None
+
+    @property
+    def polar_wind_fixer(self) -> int:
+        """The rows next to each pole where the polar wind fixer sets ``[v] = 0`` (0: off)."""
+        polar = None if self.emulator is None else self.emulator.engine.polar
+        return 0 if polar is None else polar.rows
 
     def mass_target(self) -> float | None:
         """The mass fixer's target: the global-mean surface pressure of the state set last (collective; None
@@ -295,7 +307,7 @@ class Component:
             ps = self._mass_source
             if ps is None:
                 with torch.no_grad():
-                    ps = engine.decode(self._z.reshape(1, self.tile.ncol, -1))[..., engine.mass.channel]
+                    ps = engine.decode(self._z.reshape(1, self.tile.ncol, -1), fix=False)[..., engine.mass.channel]
             target = engine.mass.global_mean(ps)
             if not bool(torch.isfinite(target).all()):  # the same value on every rank: all raise
                 raise ComponentError(f"Component.{what}: the global-mean surface pressure of the state (the mass "
@@ -304,19 +316,27 @@ class Component:
             self._mass_target, self._mass_source = target, None
         return self._mass_target
 
-    def _fix_mass(self, x: np.ndarray, what: str) -> np.ndarray:
-        """The decoded tile ``x [nlat_t, nlon_t, n_state]`` with the mass fixer's uniform surface pressure shift
-        (collective: every rank calls it after the decode's agreement); ``x`` itself without the fixer."""
+    def _fix(self, x: np.ndarray, what: str) -> np.ndarray:
+        """The decoded tile ``x [nlat_t, nlon_t, n_state]`` with the fixers (:meth:`Engine.fix`: the mass fixer's
+        uniform surface pressure shift, then the polar wind fixer's ``[v] = 0`` next to the poles); ``x`` itself
+        without them. Collective: every rank calls it after the decode's agreement. A non-finite result on any
+        rank (a global sum out of its range: the forecast blew up) raises the same error on every rank."""
         target = self._resolve_mass_target(what)
-        if target is None:
-            return x
         engine = self.emulator.engine
+        if not engine.fixes:
+            return x
         with torch.no_grad():
-            fixed = engine.mass.fix(torch.from_numpy(x).to(self.device).reshape(1, self.tile.ncol, -1), target)
-        if not bool(torch.isfinite(fixed).all()):  # the global mean is the same on every rank: all raise
-            raise ComponentError(f"Component.{what}: the decoded surface pressure at step {self.step_count} is "
-                                 "outside the range of the reproducible global sum: the forecast blew up; use a "
-                                 "shorter run or another checkpoint", Status.VALUE)
+            fixed = engine.fix(torch.from_numpy(x).to(self.device).reshape(1, self.tile.ncol, -1), target)
+        bad = not bool(torch.isfinite(fixed).all())
+        # the polar rows may lie on some ranks only: agree, so that every rank raises or none does
+        ranks = [r for r, b in enumerate(self.comm.allgather(bad)) if b] if self.size > 1 else ([0] if bad else [])
+        if ranks:
+            fields = " and ".join(name for name, on in (("surface pressure", engine.mass is not None),
+                                                         ("meridional wind", engine.polar is not None)) if on)
+            raise ComponentError(f"Component.{what}: the fixed decoded {fields} at step {self.step_count} is not "
+                                 f"finite on rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} "
+                                 "(a value outside the range of the reproducible global sum): the forecast blew up; "
+                                 "use a shorter run or another checkpoint", Status.VALUE)
         return self._to_tile(fixed.reshape(x.shape))
 
     # ----------------------------------------------------------------- state
@@ -415,7 +435,7 @@ class Component:
                                  f"{list(self.layout.variables)}", Status.ARGUMENT)
             return self._decoded_tile()
 
-        x = self._fix_mass(self._collect(decode, "get_variable", Status.VALUE, caller_error), "get_variable")
+        x = self._fix(self._collect(decode, "get_variable", Status.VALUE, caller_error), "get_variable")
         x = x[..., self.layout.slice_of(name)]
         return x if name in self.layout.variables_3d else x[..., 0]
 
@@ -428,8 +448,8 @@ class Component:
                              Status.NO_STATE)
 
         self._collect(check, "get_tendencies", Status.NO_STATE, caller_error)
-        now = self._fix_mass(self._to_tile(self._decode(self._z)), "get_tendencies").astype(np.float64)
-        before = self._fix_mass(self._to_tile(self._decode(self._z_prev)), "get_tendencies").astype(np.float64)
+        now = self._fix(self._to_tile(self._decode(self._z)), "get_tendencies").astype(np.float64)
+        before = self._fix(self._to_tile(self._decode(self._z_prev)), "get_tendencies").astype(np.float64)
         return ((now - before) / self.dt_seconds).astype(np.float32)
 
     def gather_state(self, root: int = 0) -> np.ndarray | None:

@@ -21,7 +21,10 @@ of every sample is the global-mean surface pressure of its window's first true
 state, summed with the reproducible fixed-point sum (over the tile context's
 ranks when tile-parallel); every step's projection and every decoded prediction
 get the fixer's uniform shift, a constant for autograd (the gradient passes
-through the shifted field as through the decoded one).
+through the shifted field as through the decoded one). The polar wind fixer
+(``&model polar_wind_fixer``; whole-globe modes only) likewise acts in every
+projection and on every decoded prediction (``[v] = 0`` in the rows next to the
+poles; the subtracted zonal mean is a constant for autograd).
 """
 from __future__ import annotations
 
@@ -71,6 +74,10 @@ class Objective:
         if self.mode == "single_column" and self.latent_filter is not None and self.latent_filter.mass_fixer:
             raise ValueError("the mass fixer (&model mass_fixer) conserves a global mean and needs whole globes: "
                              "use &train mode = 'global' or 'global_rollout', or set mass_fixer = .false.")
+        if self.mode == "single_column" and self.latent_filter is not None and self.latent_filter.polar_wind_rows:
+            raise ValueError("the polar wind fixer (&model polar_wind_fixer) removes zonal means over whole latitude "
+                             "rows and needs whole globes: use &train mode = 'global' or 'global_rollout', or set "
+                             "polar_wind_fixer = 0")
         domain = None if self.tile is None else self.tile.domain()
         self.engine = Engine(self.model, self.layout, self.grid, self.normalization, chunk_size=self.chunk_size,
                              domain=domain, grad_checkpointing=self.grad_checkpointing,
@@ -103,9 +110,10 @@ class Objective:
         return self.engine.norm.apply_tendency(self.engine.decode_tendency(dz))
 
     def _decode(self, z, target):
-        """Normalised prediction ``[B, ncol, S]`` of ``z``: with the mass fixer, the fixed decoded state."""
+        """Normalised prediction ``[B, ncol, S]`` of ``z``: with a fixer on (mass, polar wind), the fixed decoded
+        state."""
         e = self.engine
-        if target is None:
+        if target is None and e.polar is None:
             return e.decode_normalized(z)
         return e.norm.apply(e.decode(z, target))
 
