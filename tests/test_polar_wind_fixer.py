@@ -334,7 +334,7 @@ def test_training_predictions_are_fixed_with_finite_gradients_and_single_column_
 
 
 # -- the shipped demo -------------------------------------------------------------------------------------------------
-def test_the_demo_with_rollout_polar_wind_fixer_2_has_no_zonal_mean_v_next_to_the_poles():
+def test_the_shipped_demo_has_no_zonal_mean_v_next_to_the_poles_and_rollout_0_switches_it_off():
     from mlscam.assets import resolve_asset
     from mlscam.config import DataConfig
     from mlscam.data.source import open_source
@@ -343,12 +343,13 @@ def test_the_demo_with_rollout_polar_wind_fixer_2_has_no_zonal_mean_v_next_to_th
     src = open_source(DataConfig(files=(str(resolve_asset("mlscam:demo/initial_state.nc")),),
                                  variables_3d=("u", "v", "temperature"), time_step_hours=1.0))
     x0 = torch.from_numpy(src.read(0))
-    shipped = Emulator.from_checkpoint(ckpt, warn_blas=False)
-    model = shipped.checkpoint.config.model
-    assert model.polar_wind_fixer == 0  # the shipped file predates the key: it loads with the fixer off
-    em = Emulator.from_checkpoint(ckpt, warn_blas=False,
-                                  latent_filter=LatentFilter.of(model, RolloutConfig(polar_wind_fixer=2)))
+    em = Emulator.from_checkpoint(ckpt, warn_blas=False)
+    model = em.checkpoint.config.model
+    assert model.polar_wind_fixer == 2 and model.mass_fixer  # shipped with both fixers (docs/demo_model.md)
     assert em.engine.polar is not None and em.engine.polar.rows == 2 and em.engine.mass is not None
+    off = Emulator.from_checkpoint(ckpt, warn_blas=False,
+                                   latent_filter=LatentFilter.of(model, RolloutConfig(polar_wind_fixer=0)))
+    assert off.engine.polar is None and off.engine.mass is not None
     layout, nlat = em.layout, em.grid.nlat
     rows = polar_rows(nlat, 2)
     outs = list(em.rollout(x0, 3, output_every=1))
@@ -356,7 +357,7 @@ def test_the_demo_with_rollout_polar_wind_fixer_2_has_no_zonal_mean_v_next_to_th
         x = x.numpy()
         assert np.all(np.isfinite(x))
         assert np.abs(_zonal_v(x, layout)[rows]).max() <= _v_rounding(x, layout)
-    raw = list(shipped.rollout(x0, 3, output_every=3))[-1][1].numpy()
+    raw = list(off.rollout(x0, 3, output_every=3))[-1][1].numpy()
     assert np.abs(_zonal_v(raw, layout)[rows]).max() > 100 * _v_rounding(raw, layout)
     assert np.abs(_zonal_v(outs[-1][1].numpy(), layout)[nlat // 2]).max() > 1e-3  # the tropics keep their [v]
 
