@@ -152,10 +152,10 @@ def test_the_zonal_mean_is_numpy_s_to_1e_12_and_the_same_bits_when_the_columns_a
     assert got.shape == (3, 4, LAYOUT.nlev) and got.dtype == torch.float64
     want = _zonal_v(x.numpy().reshape(3, *GRID.shape, -1))[:, polar_rows(GRID.nlat, 2)]
     assert np.allclose(got.numpy(), want, rtol=0, atol=1e-12)
-    # the values one domain sums ([B, 2k * nlev, nsel]), cut into column subsets (tiles; some hold no polar
-    # row: an empty last axis), summed apart and added: the same bits as the sum at once
-    v = x[:, fixer.sel, V].to(torch.float64)
-    values = (fixer.onehot[None, :, None, :] * v.transpose(1, 2)[:, None]).reshape(3, -1, len(fixer.sel))
+    # every constrained row's values ([B, 2k * nlev, nlon] float64), cut into column subsets (tiles; some hold
+    # no polar row: an empty last axis), summed apart and added: the same bits as the fixer's sum at once
+    v = x[..., V].to(torch.float64).reshape(3, *GRID.shape, -1)[:, polar_rows(GRID.nlat, 2)]  # [B, 2k, nlon, nlev]
+    values = v.transpose(2, 3).reshape(3, -1, GRID.nlon)
     rng = np.random.default_rng(0)
     for _ in range(10):
         perm = rng.permutation(values.shape[-1])
@@ -171,7 +171,7 @@ def test_the_zonal_mean_is_numpy_s_to_1e_12_and_the_same_bits_when_the_columns_a
 @pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1)), (4, (2, 2))])
 def test_the_fix_on_tiles_over_ranks_equals_the_serial_fix_bit_for_bit(nranks, layout):
     """Real tile domains (the component's halo plans) with the reproducible sum over a fake world's ranks; with
-    3 x 1 tiles of the 6 rows the middle rank holds no polar row (nsel = 0) and still takes part in the sums."""
+    3 x 1 tiles of the 6 rows the middle rank holds no polar row (width 0) and still takes part in the sums."""
     import functools
 
     from mlscam.parallel import Decomposition, HaloPlan
@@ -188,7 +188,7 @@ def test_the_fix_on_tiles_over_ranks_equals_the_serial_fix_bit_for_bit(nranks, l
                         functools.partial(allreduce_sum, comm, check=False))
         fixer = PolarWindFixer(LAYOUT, GRID, domain, 2)
         cols = torch.tensor(np.asarray(plan.local_columns), dtype=torch.int64)
-        return cols, len(fixer.sel), fixer.fix(x[:, cols])
+        return cols, int(fixer.member.sum()), fixer.fix(x[:, cols])
 
     out = run_fake_world(nranks, rank_fn)
     for cols, _, fixed in out:

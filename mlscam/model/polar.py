@@ -29,14 +29,15 @@ the training objective's predictions), so every output has ``[v] = 0`` (to
 float32 rounding) in those rows after any step.
 
 Reproducibility. The zonal means are global sums: a row may be split between
-ranks. Every domain builds, for its LOCAL columns that lie in a constrained
-row, the float64 values ``onehot[r, c] * v[c, lev]`` as ``[B, 2k * nlev, nsel]``
-(``r`` the 2k rows, a one-hot row mask, so the products are exact; ``nsel`` may
-be 0 on a rank that holds no polar row) and sums them over the last axis with
-the domain's reproducible sum (:meth:`mlscam.model.engine.Domain.sum`: serial
-:func:`mlscam.fixedsum.fixed_sum`, MPI an all-reduce over ranks of the same
-exact integers), then divides by ``nlon``. Every rank passes the same leading
-shape, and the exact integer sums are the same whatever the decomposition, so
+ranks. Every domain gathers, for each constrained row, the float64 values of
+``v`` at its LOCAL columns in that row, padded with exact zeros to the longest
+such row on the rank (``[B, 2k * nlev, width]``; ``width`` may differ between
+ranks and be 0 on a rank that holds no polar row), and sums them over the last
+axis with the domain's reproducible sum (:meth:`mlscam.model.engine.Domain.sum`:
+serial :func:`mlscam.fixedsum.fixed_sum`, MPI an all-reduce over ranks of the
+same exact integers), then divides by ``nlon``. Every rank passes the same
+leading shape, and the exact integer sums are the same whatever the
+decomposition (zeros add nothing), so
 the means, and the fixed states, are the same bits on any number of ranks. The
 subtracted correction is computed from detached values (a constant for
 autograd, like the mass fixer's shift) and the fixed state is built out of
@@ -90,27 +91,34 @@ class PolarWindFixer:
         constrained = polar_rows(grid.nlat, self.rows)  # [2k]
         row = np.asarray(domain.columns) // grid.nlon  # [ncol]: the global row of every local column
         slot = np.full(row.shape, len(constrained), dtype=np.int64)  # 2k: the zero correction
+        members = []
         for r, j in enumerate(constrained):
             slot[row == j] = r
-        sel = np.flatnonzero(slot < len(constrained))  # [nsel] local columns in a constrained row
-        self.sel = torch.as_tensor(sel, dtype=torch.int64, device=device)
+            members.append(np.flatnonzero(row == j))
+        # the local columns of each constrained row, padded to the longest (width may be 0 on a rank with none)
+        width = max(len(m) for m in members)
+        index = np.zeros((len(constrained), width), dtype=np.int64)
+        member = np.zeros((len(constrained), width), dtype=bool)
+        for r, m in enumerate(members):
+            index[r, :len(m)], member[r, :len(m)] = m, True
+        self.nrows, self.width = len(constrained), width
+        self.index = torch.as_tensor(index.reshape(-1), device=device)  # [2k * width]
+        self.member = torch.as_tensor(member.reshape(1, -1, 1), device=device)  # [1, 2k * width, 1]
         self.slot = torch.as_tensor(slot, dtype=torch.int64, device=device)
-        onehot = (slot[sel][None, :] == np.arange(len(constrained))[:, None]).astype(np.float64)  # [2k, nsel]
-        self.onehot = torch.as_tensor(onehot, device=device)
 
     def to(self, device=None) -> "PolarWindFixer":
-        self.sel, self.slot, self.onehot = self.sel.to(device), self.slot.to(device), self.onehot.to(device)
+        self.index, self.member, self.slot = self.index.to(device), self.member.to(device), self.slot.to(device)
         return self
 
     def zonal_mean(self, x: torch.Tensor) -> torch.Tensor:
         """``[v]`` of the 2k constrained rows of ``x [B, ncol, S]``: float64 ``[B, 2k, nlev]`` (no gradient; the
         same bits on any decomposition; NaN where a value of the row is not finite or out of the reproducible
         sum's range). Collective under MPI: every rank calls it, with the same ``B``."""
-        b = x.shape[0]
-        v = x.detach()[:, self.sel, self.start:self.stop].to(torch.float64)  # [B, nsel, nlev]
-        values = self.onehot[None, :, None, :] * v.transpose(1, 2)[:, None, :, :]  # [B, 2k, nlev, nsel], exact
-        nrows = self.onehot.shape[0]  # 2k, explicit: nsel may be 0 on this rank
-        total = self.domain.sum(values.reshape(b, nrows * self.nlev, values.shape[-1]))  # [B, 2k * nlev]
+        b, nrows = x.shape[0], self.nrows
+        v = x.detach()[:, self.index, self.start:self.stop].to(torch.float64)  # [B, 2k * width, nlev]
+        v = torch.where(self.member, v, torch.zeros((), dtype=v.dtype, device=v.device))  # padding: exact 0
+        values = v.reshape(b, nrows, self.width, self.nlev).transpose(2, 3)  # [B, 2k, nlev, width]
+        total = self.domain.sum(values.reshape(b, nrows * self.nlev, self.width))  # [B, 2k * nlev]
         return total.reshape(b, nrows, self.nlev) / self.nlon
 
     def subtract(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
