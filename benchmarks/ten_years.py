@@ -5,8 +5,10 @@
 
 One rollout from day 0 of ``--init`` (a run no model trained on), decoded every ``--every-days``. Reported:
 whether every decoded state is finite, the largest |u| and the temperature range, the area-weighted global
-mean of temperature (all levels) per year, and the drift: the mean of the last year minus the mean of the
-first year after day 30 (the target: |drift| <= 1 K).
+mean of temperature (all levels) per year with its standard deviation over the year's outputs, the eddy
+variance of temperature and u per year (zonal deviations, area-weighted, mean over levels) as a ratio to
+the same of ``--init``'s own records (a run that settles into a steady state has none left), and the drift:
+the mean of the last year minus the mean of the first year after day 30 (the target: |drift| <= 1 K).
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ from mlscam.assets import is_asset, resolve_asset  # noqa: E402
 from mlscam.config import DataConfig  # noqa: E402
 from mlscam.data.source import open_source  # noqa: E402
 from mlscam.emulator import Emulator  # noqa: E402
+
+
+def eddy_variance(x: np.ndarray, where: slice, row_weights: np.ndarray) -> float:
+    """Area-weighted mean over rows and levels of the zonal variance of ``x[..., where]`` (``x [lat, lon, S]``)."""
+    f = x[..., where]
+    var = ((f - f.mean(1, keepdims=True)) ** 2).mean(1)  # [lat, lev]
+    return float((var.mean(-1) * row_weights).sum() / row_weights.sum())
 
 
 def main() -> None:
@@ -45,29 +54,36 @@ def main() -> None:
     em = Emulator.from_checkpoint(ckpt)
     report(f"checkpoint {a.checkpoint}: stabilisers {em.engine.latent_filter}")
     src = open_source(DataConfig(files=(a.init,), variables_3d=("u", "v", "temperature"), time_step_hours=24.0))
-    x0 = torch.from_numpy(src.read(0))
+    x0 = torch.from_numpy(np.asarray(src.read(0)))
     per_day = round(86400 / em.dt_seconds)
     days = int(round(a.years * 365))
     w = em.grid.area_weights()  # [lat, lon]
     T, U = em.layout.slice_of("temperature"), em.layout.slice_of("u")
+    rows = w.sum(1)
+    truth = [np.asarray(src.read(i)).astype(np.float64) for i in range(0, src.ntime, 5)]
+    eddy_truth = (np.mean([eddy_variance(x, T, rows) for x in truth]), np.mean([eddy_variance(x, U, rows) for x in truth]))
     rec, finite, umax, tmin, tmax = [], True, 0.0, np.inf, -np.inf
     t0 = time.perf_counter()
     for step, x in em.rollout(x0, days * per_day, output_every=a.every_days * per_day):
         xn = x.numpy().astype(np.float64)
         finite &= bool(np.isfinite(xn).all())
         t = xn[..., T]
-        rec.append((step / per_day, float((t.mean(-1) * w).sum() / w.sum())))
+        rec.append((step / per_day, float((t.mean(-1) * w).sum() / w.sum()),
+                    eddy_variance(xn, T, rows) / eddy_truth[0], eddy_variance(xn, U, rows) / eddy_truth[1]))
         umax = max(umax, float(np.nanmax(np.abs(xn[..., U]))))
         tmin, tmax = min(tmin, float(np.nanmin(t))), max(tmax, float(np.nanmax(t)))
     wall = time.perf_counter() - t0
     d = np.array(rec)
     report(f"{days} days ({days * per_day} steps) in {wall:.0f} s; finite: {finite}; max |u| {umax:.1f} m/s; "
            f"temperature range [{tmin:.1f}, {tmax:.1f}] K")
-    report("year  global-mean T [K]")
+    report(f"truth ({a.init}, every 5th of {src.ntime} records): eddy variance T {eddy_truth[0]:.3f} K2, "
+           f"u {eddy_truth[1]:.3f} m2 s-2")
+    report("year  global-mean T [K]  its std [K]  eddy variance / truth's (T, u)")
     for y in range(int(np.ceil(days / 365))):
         sel = (d[:, 0] > y * 365 + (30 if y == 0 else 0)) & (d[:, 0] <= (y + 1) * 365)
         if sel.any():
-            report(f"{y + 1:4d}  {d[sel, 1].mean():.3f}")
+            report(f"{y + 1:4d}  {d[sel, 1].mean():17.3f}  {d[sel, 1].std():11.3f}  "
+                   f"{d[sel, 2].mean():.2f}, {d[sel, 3].mean():.2f}")
     first = d[(d[:, 0] > 30) & (d[:, 0] <= 365), 1]
     last = d[d[:, 0] > days - 365, 1]
     drift = float(last.mean() - first.mean())
