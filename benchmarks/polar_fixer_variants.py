@@ -8,7 +8,9 @@ mean, not the reproducible sum of ``mlscam.model.polar``):
 * ``polarK``: ``[v] = 0`` at every level of the K rows next to each pole (what ``polar_wind_fixer = K`` does);
 * ``polarKbaro``: as ``polarK``, and the vertical mean of ``[v]`` removed at every other row;
 * ``rampLAT``: ``[v]`` removed with a weight growing linearly from 0 at LAT degrees to 1 at the pole row;
-* ``none``: the patch does nothing (the baseline through the same code path).
+* ``none``: the patch does nothing (the baseline through the same code path);
+* a ``+topN`` suffix (e.g. ``polar2+top1``): also ``[v] = 0`` at every row of the N top levels (a sponge on
+  the mean meridional circulation there).
 
 Run it on a checkpoint with the mass fixer on and the polar wind fixer OFF (the shipped demo has it on:
 pass ``--set rollout.polar_wind_fixer=0``), e.g.::
@@ -30,7 +32,8 @@ import torch
 
 import mlscam.model.mass as mass
 
-MODE = os.environ.get("EXP_MODE", "polar2")
+MODE, _, TOP = os.environ.get("EXP_MODE", "polar2").partition("+top")
+TOP = int(TOP or 0)
 _init, _fix = mass.MassFixer.__init__, mass.MassFixer.fix
 
 
@@ -57,7 +60,11 @@ def init(self, layout, grid, domain, *, device=None):
     w = _weights(MODE, grid.lat_array())
     self.v_weight = torch.tensor(w, dtype=torch.float32)[None, :, None, None]
     self.v_baro = MODE.endswith("baro")
-    print(f"EXP_MODE {MODE}: row weights {np.round(w, 2).tolist()}, barotropic {self.v_baro}", file=sys.stderr)
+    if TOP:
+        self.v_weight = self.v_weight.repeat(1, 1, 1, self.v_slice.stop - self.v_slice.start)
+        self.v_weight[..., :TOP] = 1.0  # the top levels come first (sigma ascending)
+    print(f"EXP_MODE {MODE}: row weights {np.round(w, 2).tolist()}, barotropic {self.v_baro}, top levels {TOP}",
+          file=sys.stderr)
 
 
 def fix(self, x, target):
