@@ -17,10 +17,10 @@ pass ``--set rollout.polar_wind_fixer=0``), e.g.::
 
     EXP_MODE=polar2 python benchmarks/polar_fixer_variants.py namelists/demo.nml \\
         --checkpoint-path mlscam:demo/checkpoint.pt --input-nc-path data/hs_climate_seed1_2y.nc \\
-        --start-time 0 --num-steps 8760 --output-every 24 --output-nc-path /tmp/polar2.nc \\
+        --start-time 0 --num-steps 8760 --output-every 24 --output-nc-path mlscam_output/polar2.nc \\
         --set output.quicklook=false --set parallel.threads=1 --set rollout.polar_wind_fixer=0
-    python -m mlscam.evaluate climate --forecast /tmp/polar2.nc --truth data/hs_climate_seed1_2y.nc \\
-        --truth-spinup-days 0 --out /tmp/eval_polar2
+    python -m mlscam.evaluate climate --forecast mlscam_output/polar2.nc --truth data/hs_climate_seed1_2y.nc \\
+        --truth-spinup-days 0 --out mlscam_output/eval_polar2
 
 The numbers are in ``docs/demo_model.md`` ("Choosing what ships").
 """
