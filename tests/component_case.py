@@ -78,3 +78,17 @@ def write_namelist(path, checkpoint, initial, output, *, num_steps=6, output_eve
 
 def serial_emulator(checkpoint) -> Emulator:
     return Emulator.from_checkpoint(checkpoint)
+
+
+def serial_fixed_outputs(checkpoint, latent_filter, outputs: int, every: int = 2, time: int = 1):
+    """The serial reference of a component run with the fixers: ``(outputs, target)`` with ``outputs`` the
+    decoded states ``[nlat, nlon, S]`` after every ``every`` steps from ``initial_states()[time]`` (the mass
+    target the initial state's global-mean surface pressure, as the component keeps it)."""
+    em = Emulator.from_checkpoint(checkpoint, latent_filter=latent_filter, warn_blas=False)
+    x0 = torch.from_numpy(initial_states()[time])
+    target = em.mass_target(x0)
+    refs, z = [], em.encode(x0)
+    for _ in range(outputs):
+        z = em.step(z, every, mass_target=target)
+        refs.append(em.decode(z, mass_target=target).numpy())
+    return refs, target

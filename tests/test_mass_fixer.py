@@ -10,7 +10,8 @@ import pytest
 import torch
 import xarray as xr
 
-from component_case import GRID, LAYOUT, config, initial_states, make_checkpoint, write_initial, write_namelist
+from component_case import (GRID, LAYOUT, config, initial_states, make_checkpoint, serial_fixed_outputs,
+                            write_initial, write_namelist)
 from mlscam.assets import resolve_asset
 from mlscam.config import Config, ConfigError, DataConfig, ModelConfig, RolloutConfig, TrainConfig
 from mlscam.emulator import Emulator
@@ -155,13 +156,7 @@ def case(tmp_path_factory):
 @pytest.mark.parametrize("nranks,layout", [(1, (0, 0)), (2, (1, 2)), (3, (3, 1)), (4, (2, 2))])
 def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(case, nranks, layout):
     cfg = replace(case["cfg"], parallel=replace(case["cfg"].parallel, layout=layout))
-    em = Emulator.from_checkpoint(case["ckpt"], latent_filter=FIXER, warn_blas=False)
-    x0 = torch.from_numpy(initial_states()[1])
-    target = em.mass_target(x0)
-    refs, z = [], em.encode(x0)
-    for _ in range(3):
-        z = em.step(z, 2, mass_target=target)
-        refs.append(em.decode(z, mass_target=target).numpy())
+    refs, target = serial_fixed_outputs(case["ckpt"], FIXER, 3)
 
     def rank_fn(comm):
         c = Component.init(cfg, comm)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from component_case import GRID, LAYOUT, config, initial_states, make_checkpoint, write_initial
+from component_case import (GRID, LAYOUT, config, initial_states, make_checkpoint, serial_fixed_outputs,
+                            write_initial)
 from mlscam.config import Config, ConfigError, ModelConfig, RolloutConfig, TrainConfig, apply_overrides
 from mlscam.emulator import Emulator
 from mlscam.fixedsum import add_partials, partial_sums, to_float
@@ -375,13 +376,7 @@ def case(tmp_path_factory):
 @pytest.mark.parametrize("nranks,layout", [(1, (0, 0)), (2, (1, 2)), (3, (3, 1)), (4, (2, 2))])
 def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(case, nranks, layout):
     cfg = replace(case["cfg"], parallel=replace(case["cfg"].parallel, layout=layout))
-    em = Emulator.from_checkpoint(case["ckpt"], latent_filter=BOTH, warn_blas=False)
-    x0 = torch.from_numpy(initial_states()[1])
-    target = em.mass_target(x0)
-    refs, z = [], em.encode(x0)
-    for _ in range(2):
-        z = em.step(z, 2, mass_target=target)
-        refs.append(em.decode(z, mass_target=target).numpy())
+    refs, target = serial_fixed_outputs(case["ckpt"], BOTH, 2)
 
     def rank_fn(comm):
         c = Component.init(cfg, comm)
