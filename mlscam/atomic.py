@@ -33,6 +33,7 @@ __all__ = ["temp_path_beside", "finish_part", "atomic_path", "check_writable", "
 
 _LIVE_PARTS: set[str] = set()  # temporary files of temp_path_beside not yet finished (finish_part)
 _LIVE_LOCK = threading.Lock()
+_INTERRUPTED: list[str] = []  # the signal interrupts_as_exceptions turned into KeyboardInterrupt, while in the block
 
 
 class NotWritableError(ValueError):
@@ -154,7 +155,20 @@ def atomic_path(path, suffix: str = ".part"):
 def _raise_interrupt(signum, frame):
     for s in (signal.SIGTERM, signal.SIGINT):  # once: a second signal must not break the clean-up
         signal.signal(s, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    _INTERRUPTED.append(f"signal {signal.Signals(signum).name}")
+    raise KeyboardInterrupt(_INTERRUPTED[-1])
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` again if a signal already interrupted this :func:`interrupts_as_exceptions` block.
+
+    A handler's exception surfaces wherever Python code runs next, and some library code swallows it:
+    netCDF4 (1.7) runs a Cython check after each ``nc_put_vara`` that discards an exception raised
+    inside it, so a Ctrl-C arriving during a write went unnoticed and, later signals being ignored,
+    the run went on for ever.  Long loops call this once per iteration so such an interrupt still ends them.
+    """
+    if _INTERRUPTED:
+        raise KeyboardInterrupt(_INTERRUPTED[-1])
 
 
 def _watch(fd: int, signums: set[int]) -> None:
@@ -207,7 +221,8 @@ def interrupts_as_exceptions():
     """Within the block SIGTERM (and SIGINT, as usual) raise ``KeyboardInterrupt``, so ``finally`` and
     ``except`` clauses discard partial outputs; the previous handlers come back afterwards.  Only the
     first signal raises: later ones (mpirun's, or an MPI abort's, SIGTERM to every rank) are ignored
-    until the block ends, so they cannot interrupt the clean-up and its message.  The part
+    until the block ends, so they cannot interrupt the clean-up and its message; the first is also
+    recorded, and :func:`raise_if_interrupted` raises it again where library code swallowed it.  The part
     files of this process are also removed from a thread the moment either signal arrives, so that
     they go even when the main thread cannot get back to Python before the process is killed (an
     MPI rank stuck in a collective; :func:`_parts_removed_on_signal`).
@@ -218,6 +233,7 @@ def interrupts_as_exceptions():
         yield
         return
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    _INTERRUPTED.clear()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if old[signal.SIGINT] in (signal.SIG_DFL, None, signal.default_int_handler):  # not a host's own handler
         signal.signal(signal.SIGINT, _raise_interrupt)
@@ -227,3 +243,4 @@ def interrupts_as_exceptions():
     finally:
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _INTERRUPTED.clear()

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from mlscam.atomic import atomic_path, temp_path_beside
+from mlscam.atomic import atomic_path, raise_if_interrupted, temp_path_beside
 
 
 def test_complete_file_appears_with_usual_permissions(tmp_path):
@@ -128,6 +128,27 @@ def test_only_the_first_signal_interrupts_and_the_handlers_come_back(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # a second one (mpirun's, an abort's) during the clean-up: ignored
         os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt, match="signal SIGTERM"):  # the first is remembered in the block
+            raise_if_interrupted()
         cleaned = True
     assert cleaned and not part.exists()  # removed by the thread on the first signal, before the block ended
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    raise_if_interrupted()  # outside the block: forgotten
+
+
+def test_an_interrupt_that_library_code_swallows_is_raised_again_by_the_next_check():
+    """netCDF4 discards an exception raised during its write check; the interrupt must not be lost with it."""
+    import signal
+
+    from mlscam.atomic import interrupts_as_exceptions
+
+    with interrupts_as_exceptions():
+        raise_if_interrupted()  # nothing yet
+        try:  # what the library does
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        with pytest.raises(KeyboardInterrupt, match="signal SIGINT"):
+            raise_if_interrupted()
+    with interrupts_as_exceptions():  # a new block starts clean
+        raise_if_interrupted()

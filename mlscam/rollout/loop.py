@@ -75,6 +75,7 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
 
     Returns the output path (on every rank).
     """
+    from mlscam.atomic import raise_if_interrupted
     from mlscam.io.forecast import ForecastWriter
 
     c = component
@@ -122,6 +123,7 @@ def run_forecast(component: Component, *, num_steps: int, output_every: int, out
 
             bar = tqdm(total=int(num_steps), desc="rollout", unit="step", file=sys.stderr, dynamic_ncols=True)
         for target in sorted(set(steps) | {start + int(num_steps)}):
+            raise_if_interrupted()  # an interrupt that library code swallowed (netCDF4's writes do) ends the run too
             n = target - c.step_count
             if n > 0:
                 c.step(n)
