@@ -259,6 +259,10 @@ class TrainConfig(Group):
     schedule: str = _f("cosine", "decay after warm-up: 'cosine', 'linear' or 'constant'")
     min_lr_ratio: float = _f(0.0, "final learning rate / peak")
     clip_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)")
+    ema_decay: float = _f(0.0, "exponential moving average of the weights (0 = off; e.g. 0.999): validation, "
+                               "best.pt and the weights of last.pt are the averaged ones (the raw weights are "
+                               "kept in last.pt to resume exactly); the decay is min(ema_decay, (1 + n) / (10 + n)) "
+                               "after n updates, so early steps are not averaged with the initial weights")
     grad_checkpointing: bool = _f(False, "recompute mixer activations in backward")
     bf16: bool = _f(False, "bf16 autocast (GPU only)")
     val_every: int = _f(100, "validate every this many steps (0 = never)")
@@ -293,6 +297,7 @@ class TrainConfig(Group):
                       "applies to the whole-globe modes 'global' and 'global_rollout'; set .false. for "
                       "'single_column'")
         self._at_least(0.0, "weight_decay", "clip_grad_norm")
+        self._require(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1) (0 = off; e.g. 0.999)")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
                       "must name a directory ('.' = output.directory itself)")

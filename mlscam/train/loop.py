@@ -3,7 +3,7 @@
 ``Trainer`` holds the model, objective, optimizer and schedule of a run and
 repeats: draw the batch of this step (seeded by step), compute the objective,
 backpropagate, average the gradients over the ranks of its tile context (none
-on one rank), clip, step; validate every ``val_every`` steps in eval mode
+on one rank), clip, step, update the weight average (``&train ema_decay``); validate every ``val_every`` steps in eval mode
 without gradients; write ``last.pt`` (and ``best.pt`` on a new best validation
 loss; world rank 0 only); stop early when asked.  A resumed run continues bit
 for bit.  Nothing here changes process-wide state: the model is initialised
@@ -12,6 +12,7 @@ no random numbers (batches are keyed by ``(seed, step)``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from ..losses import needs_latent_truth
 from ..model.filters import LatentFilter
 from ..normalization import Normalization
 from ..parallel.context import TileContext
+from .average import WeightAverage
 from .objective import Objective
 from .schedule import lr_factor
 
@@ -87,6 +89,7 @@ class Trainer:
             lambda s: lr_factor(s, warmup_steps=t.warmup_steps, max_steps=t.max_steps, schedule=t.schedule,
                                 min_lr_ratio=t.min_lr_ratio),
         )
+        self.average = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.step = 0
         self.best_val = math.inf
         self.bad_validations = 0
@@ -101,12 +104,19 @@ class Trainer:
 
     # -- state ----------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
+        """This run as a checkpoint.  With ``&train ema_decay`` its weights are the averaged ones (what
+        validation scored and what forecasts use); the optimizer's own weights go in ``train_state``."""
+        train_state = {"step": self.step, "best_val": self.best_val, "bad_validations": self.bad_validations}
+        weights = self.model.state_dict()
+        if self.average is not None:
+            train_state.update(raw_state_dict={k: v.detach().cpu() for k, v in weights.items()},
+                               weight_average=self.average.state_dict())
+            weights = self.average.weights
         return Checkpoint(
             config=self.config, layout=self.layout, normalization=self.normalization,
-            dt_seconds=self.dt_seconds, grid=self.grid, state_dict=self.model.state_dict(),
+            dt_seconds=self.dt_seconds, grid=self.grid, state_dict=weights,
             optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
-            train_state={"step": self.step, "best_val": self.best_val, "bad_validations": self.bad_validations},
-            metadata={"history_tail": self.history[-5:]},
+            train_state=train_state, metadata={"history_tail": self.history[-5:]},
         )
 
     def _model_differences(self, ckpt) -> list[str]:
@@ -125,13 +135,19 @@ class Trainer:
                 "not fit this run's network:\n  " + "\n  ".join(differ) + "\nSet the checkpoint's &model values "
                 "to continue that run, or start a new run from its weights with &train init_from (and "
                 "init_partial = .true. to load only the tensors that fit).")
-        self.model.load_state_dict(ckpt.state_dict)
         if ckpt.optimizer_state is None or ckpt.train_state is None:
             raise ValueError(f"{path} holds no optimizer/training state, so it cannot resume a run exactly; "
                              "use a last.pt written by mlscam.train")
+        ts = ckpt.train_state
+        raw = ts.get("raw_state_dict")  # with a weight average the checkpoint's weights are the average's
+        self.model.load_state_dict(ckpt.state_dict if raw is None else raw)
+        if self.average is not None:
+            if raw is None:  # averaging starts with this run: from the weights it resumes
+                self.average.reset(self.model)
+            else:
+                self.average.load(ckpt.state_dict, ts["weight_average"])
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.scheduler.load_state_dict(ckpt.scheduler_state)
-        ts = ckpt.train_state
         self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
 
     def init_weights_from(self, path) -> None:
@@ -139,6 +155,8 @@ class Trainer:
         ckpt = load_checkpoint(path, expected_layout=self.layout, grid=self.grid)
         if ckpt.config.model.same_parameters(self.config.model):  # chunk size and latent filter may differ
             self.model.load_state_dict(ckpt.state_dict)
+            if self.average is not None:
+                self.average.reset(self.model)
             return
         if not self.config.train.init_partial:
             raise CheckpointError(
@@ -150,6 +168,8 @@ class Trainer:
         match = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
         fresh = sorted(set(own) - set(match))
         self.model.load_state_dict(match, strict=False)
+        if self.average is not None:
+            self.average.reset(self.model)
         if self.is_root:
             print(f"init_from {path}: loaded {len(match)} of {len(own)} tensors; started fresh: "
                   f"{', '.join(fresh) if fresh else 'none'}", flush=True)
@@ -173,18 +193,22 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.model)
         self.step += 1
         return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """The objective on the validation batches, in eval mode, with the averaged weights if any."""
         self.model.eval()
         n = self.config.train.val_batches
         totals: dict[str, float] = {}
-        for i in range(n):
-            loss, terms = self.objective(self._to_device(self.val_batches(i)))
-            for k, v in {"loss": float(loss), **terms}.items():
-                totals[k] = totals.get(k, 0.0) + v / n
+        with self.average.applied(self.model) if self.average is not None else contextlib.nullcontext():
+            for i in range(n):
+                loss, terms = self.objective(self._to_device(self.val_batches(i)))
+                for k, v in {"loss": float(loss), **terms}.items():
+                    totals[k] = totals.get(k, 0.0) + v / n
         return totals
 
     # -- the loop -------------------------------------------------------------
