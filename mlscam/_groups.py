@@ -276,6 +276,19 @@ class TrainConfig(Group):
     init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")
+    climate_truth: str = _f("", "climate scoring at each validation ('' = off): the truth_summary.json of a long run "
+                                "of the validation data's model (`python -m mlscam.evaluate climate` writes it); "
+                                "the model (averaged weights with ema_decay) is rolled out climate_days from time 0 "
+                                "of the first val_files file with its &model stabilisers and fixers, and scored "
+                                "against it (docs/design.md, 'Choosing by climate')", path="input")
+    climate_days: float = _f(120.0, "length of the climate-scoring rollout in days (decoded once a day)")
+    climate_spinup_days: float = _f(30.0, "days of the climate-scoring rollout left out of its statistics")
+    climate_variables: tuple[str, ...] = _f(("temperature", "u"), "variables of the climate score (model names)")
+    climate_tolerances: tuple[float, ...] = _f((1.5, 2.0), "per climate_variables entry: the zonal-mean bias (RMS "
+                                                           "over latitude and level, in the variable's units) "
+                                                           "that counts 1 in the climate score")
+    select_by: str = _f("val_loss", "what best.pt minimises: 'val_loss' or 'climate' (the climate score; needs "
+                                    "climate_truth)")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
     mirror: bool = _f(False, "hemispheric mirror augmentation ('global', 'global_rollout'): each training window is "
                              "flipped north-south with probability 1/2 and the variables of mirror_negate change "
@@ -298,6 +311,19 @@ class TrainConfig(Group):
                       "'single_column'")
         self._at_least(0.0, "weight_decay", "clip_grad_norm")
         self._require(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1) (0 = off; e.g. 0.999)")
+        self._choice("select_by", ("val_loss", "climate"))
+        self._require(self.select_by != "climate" or self.climate_truth != "", "select_by",
+                      "'climate' needs &train climate_truth (a truth_summary.json of the validation climate)")
+        self._require(self.climate_truth == "" or self.val_every > 0, "climate_truth",
+                      "is scored at each validation; set &train val_every > 0")
+        self._require(self.climate_truth == "" or self.mode != "single_column", "climate_truth",
+                      "scores whole-globe rollouts; use mode 'global' or 'global_rollout'")
+        self._require(0.0 <= self.climate_spinup_days < self.climate_days, "climate_spinup_days",
+                      f"must be >= 0 and below climate_days ({self.climate_days:g})")
+        self._require(len(self.climate_variables) > 0 and len(self.climate_tolerances) == len(self.climate_variables),
+                      "climate_tolerances", f"needs one value per climate_variables entry "
+                                            f"({len(self.climate_variables)}), got {len(self.climate_tolerances)}")
+        self._require(all(t > 0 for t in self.climate_tolerances), "climate_tolerances", "must all be > 0")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
                       "must name a directory ('.' = output.directory itself)")

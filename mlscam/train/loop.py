@@ -4,8 +4,9 @@
 repeats: draw the batch of this step (seeded by step), compute the objective,
 backpropagate, average the gradients over the ranks of its tile context (none
 on one rank), clip, step, update the weight average (``&train ema_decay``); validate every ``val_every`` steps in eval mode
-without gradients; write ``last.pt`` (and ``best.pt`` on a new best validation
-loss; world rank 0 only); stop early when asked.  A resumed run continues bit
+without gradients (and score the climate of a long rollout with ``&train
+climate_truth``); write ``last.pt`` (and ``best.pt`` on a new best of the
+``&train select_by`` metric; world rank 0 only); stop early when asked.  A resumed run continues bit
 for bit.  Nothing here changes process-wide state: the model is initialised
 from ``&train seed`` under a forked global generator, and the loop itself draws
 no random numbers (batches are keyed by ``(seed, step)``).
@@ -90,6 +91,12 @@ class Trainer:
                                 min_lr_ratio=t.min_lr_ratio),
         )
         self.average = WeightAverage(self.model, t.ema_decay) if t.ema_decay > 0 else None
+        self.climate = None  # the climate score (train/climate.py), built on world rank 0 only: it reads files
+        if t.climate_truth and self.tile.is_root:
+            from .climate import ClimateScore
+
+            self.climate = ClimateScore(config, layout=layout, grid=grid, normalization=normalization,
+                                        dt_seconds=dt_seconds)
         self.step = 0
         self.best_val = math.inf
         self.bad_validations = 0
@@ -200,7 +207,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """The objective on the validation batches, in eval mode, with the averaged weights if any."""
+        """The objective on the validation batches, in eval mode, with the averaged weights if any; with
+        ``&train climate_truth`` also the climate score and its parts (``climate_*``), the same on every rank."""
         self.model.eval()
         n = self.config.train.val_batches
         totals: dict[str, float] = {}
@@ -209,7 +217,13 @@ class Trainer:
                 loss, terms = self.objective(self._to_device(self.val_batches(i)))
                 for k, v in {"loss": float(loss), **terms}.items():
                     totals[k] = totals.get(k, 0.0) + v / n
+            if self.config.train.climate_truth:
+                totals.update(self.tile.from_root(lambda: self.climate(self.model), "climate score"))
         return totals
+
+    def selection_metric(self, val: dict[str, float]) -> float:
+        """What ``best.pt`` minimises (``&train select_by``): the validation loss or the climate score."""
+        return val["climate_score"] if self.config.train.select_by == "climate" else val["loss"]
 
     # -- the loop -------------------------------------------------------------
     def run(self, *, stop_at: int | None = None) -> TrainResult:
@@ -241,12 +255,15 @@ class Trainer:
                 if do_val:
                     val = self.validate()
                     rec.update({f"val_{k}": v for k, v in val.items()})
-                    if val["loss"] < self.best_val:
-                        self.best_val, self.bad_validations = val["loss"], 0
+                    metric = self.selection_metric(val)
+                    if metric < self.best_val:
+                        self.best_val, self.bad_validations = metric, 0
                         write(best, self.checkpoint())
                     else:
                         self.bad_validations += 1
-                    say(f"step {self.step}: val loss {val['loss']:.4g} (best {self.best_val:.4g})")
+                    say(f"step {self.step}: val loss {val['loss']:.4g}" + "".join(
+                        f", {k.removeprefix('climate_')} {v:.4g}" for k, v in val.items() if k.startswith("climate_"))
+                        + f" (best {t.select_by.replace('_', ' ')} {self.best_val:.4g})")
                 self.history.append(rec)
                 logf.write(json.dumps(rec) + "\n")
                 if self.step % t.checkpoint_every == 0 or self.step == end:
