@@ -266,6 +266,7 @@ class Trainer:
                         + f" (best {t.select_by.replace('_', ' ')} {self.best_val:.4g})")
                 self.history.append(rec)
                 logf.write(json.dumps(rec) + "\n")
+                logf.flush()  # a long run's log is read while it runs
                 if self.step % t.checkpoint_every == 0 or self.step == end:
                     write(last, self.checkpoint())
                 if do_val and 0 < t.early_stopping_patience <= self.bad_validations:
