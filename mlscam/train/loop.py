@@ -3,12 +3,13 @@
 ``Trainer`` holds the model, objective, optimizer and schedule of a run and
 repeats: draw the batch of this step (seeded by step), compute the objective,
 backpropagate, average the gradients over the ranks of its tile context (none
-on one rank), clip, step, update the weight average (``&train ema_decay``); validate every ``val_every`` steps in eval mode
-without gradients (and score the climate of a long rollout with ``&train
-climate_truth``); write ``last.pt`` (and ``best.pt`` on a new best of the
-``&train select_by`` metric; world rank 0 only); stop early when asked.  A resumed run continues bit
-for bit.  Nothing here changes process-wide state: the model is initialised
-from ``&train seed`` under a forked global generator, and the loop itself draws
+on one rank), clip, step, update the weight average (``&train ema_decay``);
+validate every ``val_every`` steps in eval mode without gradients (and score
+the climate of a long rollout with ``&train climate_truth``); write ``last.pt``
+(and ``best.pt`` on a new best of the ``&train select_by`` metric; world rank 0
+only); stop early when asked.  A resumed run continues bit for bit.  Nothing
+here changes process-wide state: the model is initialised from ``&train seed``
+under a forked global generator, and the loop itself draws
 no random numbers (batches are keyed by ``(seed, step)``).
 """
 from __future__ import annotations
