@@ -15,24 +15,23 @@ from mlscam.config import ConfigError
 from mlscam.evaluate import open_dataset, read_run_climate
 from mlscam.train import build_trainer
 from mlscam.train.climate import ClimateScore, score_of
-from test_train_modes import make_config
+from test_train_modes import make_config, problem  # noqa: F401 (a fixture)
 
 CLIMATE = ["train.climate_spinup_days=1", "train.climate_days=5", "train.climate_tolerances=1.5,2.0"]
 
 
 @pytest.fixture(scope="module")
-def problem(tmp_path_factory):
-    d = tmp_path_factory.mktemp("advection_climate")
-    write_advection(d / "train.nc", 48, seed=0)
-    write_advection(d / "val.nc", 24, seed=1)
-    write_advection(d / "truth.nc", 40, seed=2)  # a "long run" of the same model (another pattern)
-    truth = read_run_climate(open_dataset(d / "truth.nc"), ["temperature", "u"], spinup_days=0, progress=False)
-    (d / "truth_summary.json").write_text(json.dumps(truth.to_dict()))
-    return d
+def climate_problem(problem):
+    """The advection problem and the climate summary of a longer "truth" run of it (another pattern)."""
+    write_advection(problem / "truth.nc", 40, seed=2)
+    truth = read_run_climate(open_dataset(problem / "truth.nc"), ["temperature", "u"], spinup_days=0, progress=False)
+    (problem / "truth_summary.json").write_text(json.dumps(truth.to_dict()))
+    return problem
 
 
 @pytest.fixture(scope="module")
-def trained(problem, tmp_path_factory):
+def trained(climate_problem, tmp_path_factory):
+    problem = climate_problem
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run")
     cfg = make_config(problem, "global", 6, val_every=2, out=out, overrides=CLIMATE + [
@@ -56,7 +55,8 @@ def test_best_pt_is_the_validation_of_lowest_climate_score(trained):
     assert rescored["climate_score"] == min(scores)
 
 
-def test_the_score_is_evaluate_climate_on_the_rollout_drivers_forecast(trained, problem, tmp_path):
+def test_the_score_is_evaluate_climate_on_the_rollout_drivers_forecast(trained, climate_problem, tmp_path):
+    problem = climate_problem
     from mlscam.evaluate.climate_cli import main as climate_main
     from mlscam.rollout.__main__ import main as rollout_main
 
@@ -91,7 +91,8 @@ def test_the_score_counts_one_per_term_at_the_thresholds_and_inf_when_not_finite
     assert score_of(result(None, 1.0), {"t": 1.5}) == math.inf
 
 
-def test_bad_climate_settings_are_refused_with_the_fix(problem, tmp_path):
+def test_bad_climate_settings_are_refused_with_the_fix(climate_problem, tmp_path):
+    problem = climate_problem
     with pytest.raises(ConfigError, match="select_by.*needs &train climate_truth"):
         make_config(problem, "global", 4, val_every=2, overrides=["train.select_by=climate"])
     with pytest.raises(ConfigError, match="climate_truth.*val_every > 0"):

@@ -103,18 +103,26 @@ def test_global_rollout_never_encodes_a_decoded_state(problem):
         assert not any(x.shape == y.shape and torch.allclose(x, y) for y in decoded)
 
 
+def straight_and_resumed(problem, tmp_path, steps: int, val_every: int, overrides: list[str]):
+    """Two runs of ``steps`` global steps: one straight, one stopped at half-way and resumed from its last.pt."""
+    torch.set_num_threads(1)
+    straight = build_trainer(make_config(problem, "global", steps, val_every=val_every, out=tmp_path / "a",
+                                         overrides=overrides))
+    straight.run()
+    first = build_trainer(make_config(problem, "global", steps, val_every=val_every, out=tmp_path / "b",
+                                      overrides=overrides))
+    first.run(stop_at=steps // 2)
+    resumed = build_trainer(make_config(problem, "global", steps, val_every=val_every, out=tmp_path / "c",
+                                        overrides=overrides + [f"train.resume={tmp_path / 'b' / 'ck' / 'last.pt'}"]))
+    assert resumed.step == steps // 2
+    return straight, resumed
+
+
 def test_resume_is_bit_for_bit(problem, tmp_path):
     """Train 12 steps straight == train 6, stop, resume from last.pt, train 6 more (schedule and
     validation included)."""
-    torch.set_num_threads(1)
-    sched = ["train.warmup_steps=3", "train.schedule=cosine"]
-    straight = build_trainer(make_config(problem, "global", 12, val_every=4, out=tmp_path / "a", overrides=sched))
-    straight.run()
-    first = build_trainer(make_config(problem, "global", 12, val_every=4, out=tmp_path / "b", overrides=sched))
-    first.run(stop_at=6)
-    resumed = build_trainer(make_config(problem, "global", 12, val_every=4, out=tmp_path / "c",
-                                        overrides=sched + [f"train.resume={tmp_path / 'b' / 'ck' / 'last.pt'}"]))
-    assert resumed.step == 6
+    straight, resumed = straight_and_resumed(problem, tmp_path, 12, 4, ["train.warmup_steps=3",
+                                                                       "train.schedule=cosine"])
     resumed.run()
     a, c = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], c[k]) for k in a)

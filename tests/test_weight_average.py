@@ -4,20 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advection import write_advection
 from mlscam.checkpoint import load_checkpoint
 from mlscam.config import ConfigError
 from mlscam.train import build_trainer
 from mlscam.train.average import WeightAverage
-from test_train_modes import make_config
-
-
-@pytest.fixture(scope="module")
-def problem(tmp_path_factory):
-    d = tmp_path_factory.mktemp("advection_ema")
-    write_advection(d / "train.nc", 48, seed=0)
-    write_advection(d / "val.nc", 24, seed=1)
-    return d
+from test_train_modes import make_config, problem, straight_and_resumed  # noqa: F401 (a fixture)
 
 
 def test_the_average_follows_the_formula_and_keeps_buffers_exact():
@@ -65,15 +56,9 @@ def test_validation_and_best_pt_use_the_average_and_last_pt_keeps_the_raw_weight
 
 
 def test_a_resumed_run_continues_the_average_bit_for_bit(problem, tmp_path):
-    torch.set_num_threads(1)
-    over = ["train.ema_decay=0.8", "train.warmup_steps=3"]
-    straight = build_trainer(make_config(problem, "global", 10, val_every=5, out=tmp_path / "a", overrides=over))
-    straight.run()
-    first = build_trainer(make_config(problem, "global", 10, val_every=5, out=tmp_path / "b", overrides=over))
-    first.run(stop_at=5)
-    resumed = build_trainer(make_config(problem, "global", 10, val_every=5, out=tmp_path / "c",
-                                        overrides=over + [f"train.resume={tmp_path / 'b' / 'ck' / 'last.pt'}"]))
-    assert resumed.step == 5 and resumed.average.updates == 5
+    straight, resumed = straight_and_resumed(problem, tmp_path, 10, 5, ["train.ema_decay=0.8",
+                                                                       "train.warmup_steps=3"])
+    assert resumed.average.updates == 5
     resumed.run()
     a, c = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], c[k]) for k in a)
