@@ -279,7 +279,8 @@ class TrainConfig(Group):
     climate_truth: str = _f("", "climate scoring at each validation ('' = off): the truth_summary.json of a long run "
                                 "of the validation data's model (`python -m mlscam.evaluate climate` writes it); "
                                 "the model (averaged weights with ema_decay) is rolled out climate_days from time 0 "
-                                "of the first val_files file with its &model stabilisers and fixers, and scored "
+                                "of the first val_files file with its &model stabilisers and fixers (with the "
+                                "&rollout overrides, as a forecast of this namelist), and scored "
                                 "against it (docs/design.md, 'Choosing by climate')", path="input")
     climate_days: float = _f(120.0, "length of the climate-scoring rollout in days (decoded once a day)")
     climate_spinup_days: float = _f(30.0, "days of the climate-scoring rollout left out of its statistics")

@@ -104,3 +104,17 @@ def test_bad_climate_settings_are_refused_with_the_fix(climate_problem, tmp_path
     with pytest.raises(Exception, match="not a climate summary"):
         build_trainer(make_config(problem, "global", 4, val_every=2, out=tmp_path, overrides=CLIMATE + [
             f"train.climate_truth={tmp_path / 'not_a_summary.json'}"]))
+
+
+def test_the_rollout_overrides_of_the_namelist_set_the_scored_step(trained):
+    """A model trained without a stabiliser is scored with it when &rollout switches it on, as it would ship."""
+    from dataclasses import replace
+
+    trainer, cfg, out = trained
+    model = load_checkpoint(out / "ck" / "best.pt").build_model()
+    kw = dict(layout=trainer.layout, grid=trainer.grid, normalization=trainer.normalization,
+              dt_seconds=trainer.dt_seconds)
+    plain = ClimateScore(cfg, **kw)
+    damped = ClimateScore(replace(cfg, rollout=replace(cfg.rollout, latent_filter=0.3)), **kw)
+    assert plain.latent_filter.strength == 0.0 and damped.latent_filter.strength == 0.3
+    assert damped(model)["climate_score"] != plain(model)["climate_score"]

@@ -3,8 +3,10 @@
 The validation loss scores a few steps; what a climate model needs is a climate.
 Loss and climate disagree (issue 13: runs of lower validation loss drifted more),
 so a run can score its model at each validation by a rollout of
-``climate_days`` from time 0 of the first validation file, with the step the
-model ships with (its ``&model`` stabilisers and fixers), against the truth's
+``climate_days`` from time 0 of the first validation file, with the step a
+forecast of the run's namelist would take (its ``&model`` stabilisers and
+fixers with the ``&rollout`` overrides, e.g. ``&rollout mass_fixer = 1`` for a
+model trained without the fixer that ships with it), against the truth's
 zonal-time means and eddy variance, read from a ``truth_summary.json`` of the
 validation data's own long run (``python -m mlscam.evaluate climate`` writes
 it).  The statistics are those of ``python -m mlscam.evaluate climate``
@@ -91,6 +93,9 @@ class ClimateScore:
                              "file, but val_files is empty; set val_files (a run of the truth's model)")
         source = open_source(config.data, files=config.data.val_files[:1], states_only=True)
         self.x0 = torch.as_tensor(np.asarray(source.read(0), dtype=np.float32))  # [nlat, nlon, n_state]
+        # the step of a forecast made with this namelist: the &model stabilisers with &rollout's overrides (e.g. a
+        # model trained without the fixers, scored with them switched on as it would ship)
+        self.latent_filter = LatentFilter.of(config.model, override=config.rollout)
         self.days = int(math.floor(t.climate_days))
         self.spinup_days = float(t.climate_spinup_days)
 
@@ -141,8 +146,7 @@ class ClimateScore:
         was_training = model.training
         try:
             em = Emulator(model, self.layout, self.grid, self.normalization, self.dt_seconds,
-                          chunk_size=self.config.model.chunk_size, latent_filter=LatentFilter.of(self.config.model),
-                          warn_blas=False)
+                          chunk_size=self.config.model.chunk_size, latent_filter=self.latent_filter, warn_blas=False)
             device = next(model.parameters()).device
             states = []
             for _, x in em.rollout(self.x0.to(device), self.days * self.steps_per_day,
