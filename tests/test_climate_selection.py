@@ -118,3 +118,15 @@ def test_the_rollout_overrides_of_the_namelist_set_the_scored_step(trained):
     damped = ClimateScore(replace(cfg, rollout=replace(cfg.rollout, latent_filter=0.3)), **kw)
     assert plain.latent_filter.strength == 0.0 and damped.latent_filter.strength == 0.3
     assert damped(model)["climate_score"] != plain(model)["climate_score"]
+
+
+def test_the_command_line_scores_a_checkpoint_file_as_training_does(trained, tmp_path, capsys):
+    from mlscam.train.climate import main
+
+    trainer, cfg, out = trained
+    best = out / "ck" / "best.pt"
+    assert main([str(best)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["climate_score"] == load_checkpoint(best).train_state["best_val"] and printed["days"] == 5
+    assert main([str(best), "--set", "train.select_by=val_loss", "--set", "train.climate_truth="]) == 1
+    assert "pass --set train.climate_truth=" in capsys.readouterr().err

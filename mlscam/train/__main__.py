@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     if trainer.is_root:
         print(summarize(trainer.model, trainer.layout))
         print(f"trained {result.steps} steps" + (f" on {size} ranks" if size > 1 else "")
-              + f" in {result.wall_seconds:.1f} s; best validation loss {result.best_val_loss:.4g}; "
+              + f" in {result.wall_seconds:.1f} s; best {cfg.train.select_by.replace('_', ' ')} "
+              f"{result.best_val_loss:.4g}; "
               f"checkpoints: {result.last_checkpoint}"
               + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
     return 0

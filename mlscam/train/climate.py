@@ -21,6 +21,11 @@ thresholds::
 
 (a zonal-mean bias of ``tol``; an eddy variance 1.4x or 1/1.4x the truth's).  A
 rollout that is not finite scores ``inf``.  Lower is better.
+
+``python -m mlscam.train.climate CHECKPOINT [--set group.key=value ...]`` scores a
+checkpoint file the same way (its own namelist with the overrides; e.g.
+``--set train.climate_truth=T.json --set rollout.mass_fixer=1``) and prints the
+numbers as JSON.
 """
 from __future__ import annotations
 
@@ -169,3 +174,43 @@ class ClimateScore:
 
 def _float(x) -> float:
     return math.nan if x is None else float(x)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..config import ConfigError, apply_overrides
+
+    p = argparse.ArgumentParser(prog="python -m mlscam.train.climate",
+                                description="The climate score of a checkpoint, as a training run with &train "
+                                            "climate_truth computes it at each validation (docs/design.md).")
+    p.add_argument("checkpoint", help="checkpoint file (its namelist is the starting point)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="GROUP.KEY=VALUE",
+                   help="change the checkpoint's namelist, e.g. train.climate_truth=T.json, data.val_files=V.nc, "
+                        "rollout.mass_fixer=1 (repeatable)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = p.parse_args(argv)
+    from .. import blas
+
+    blas.pin()
+    torch.set_num_threads(args.threads)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        cfg = apply_overrides(ckpt.config, args.overrides)
+        if not cfg.train.climate_truth:
+            raise ConfigError("no truth to score against: pass --set train.climate_truth=TRUTH_SUMMARY.json")
+        score = ClimateScore(cfg, layout=ckpt.layout, grid=ckpt.grid, normalization=ckpt.normalization,
+                             dt_seconds=ckpt.dt_seconds)
+        result = score(ckpt.build_model())
+    except (ConfigError, CheckpointError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"checkpoint": str(args.checkpoint), "days": score.days, "spinup_days": score.spinup_days,
+                      "latent_step": str(score.latent_filter), **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
