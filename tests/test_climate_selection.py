@@ -127,6 +127,9 @@ def test_the_command_line_scores_a_checkpoint_file_as_training_does(trained, tmp
     best = out / "ck" / "best.pt"
     assert main([str(best)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["climate_score"] == load_checkpoint(best).train_state["best_val"] and printed["days"] == 5
+    assert printed["start"] == 0 and printed["climate_score"] == load_checkpoint(best).train_state["best_val"] and printed["days"] == 5
+    assert main([str(best), "--start", "0", "4"]) == 0  # two initial times: two scores, the first the same
+    first, other = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first == printed and other["start"] == 4 and other["climate_score"] != first["climate_score"]
     assert main([str(best), "--set", "train.select_by=val_loss", "--set", "train.climate_truth="]) == 1
     assert "pass --set train.climate_truth=" in capsys.readouterr().err

@@ -96,13 +96,17 @@ class ClimateScore:
         if not config.data.val_files:
             raise ValueError("&train climate_truth starts its rollout from time 0 of the first &data val_files "
                              "file, but val_files is empty; set val_files (a run of the truth's model)")
-        source = open_source(config.data, files=config.data.val_files[:1], states_only=True)
-        self.x0 = torch.as_tensor(np.asarray(source.read(0), dtype=np.float32))  # [nlat, nlon, n_state]
+        self.source = open_source(config.data, files=config.data.val_files[:1], states_only=True)
+        self.x0 = self.initial_state(0)
         # the step of a forecast made with this namelist: the &model stabilisers with &rollout's overrides (e.g. a
         # model trained without the fixers, scored with them switched on as it would ship)
         self.latent_filter = LatentFilter.of(config.model, override=config.rollout)
         self.days = int(math.floor(t.climate_days))
         self.spinup_days = float(t.climate_spinup_days)
+
+    def initial_state(self, time: int) -> torch.Tensor:
+        """State ``time`` of the first validation file, ``[nlat, nlon, n_state]`` (training scores time 0)."""
+        return torch.as_tensor(np.asarray(self.source.read(time), dtype=np.float32))
 
     def _orientation(self, path: Path) -> bool:
         """Whether the summary's latitudes run north to south (the grid's run south to north); checks the grid."""
@@ -190,6 +194,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="GROUP.KEY=VALUE",
                    help="change the checkpoint's namelist, e.g. train.climate_truth=T.json, data.val_files=V.nc, "
                         "rollout.mass_fixer=1 (repeatable)")
+    p.add_argument("--start", type=int, nargs="+", default=[0], metavar="T",
+                   help="time indices of the first validation file to start from, one score each (default 0, "
+                        "what training scores; several measure how much the score depends on the weather)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args(argv)
     from .. import blas
@@ -203,12 +210,15 @@ def main(argv=None) -> int:
             raise ConfigError("no truth to score against: pass --set train.climate_truth=TRUTH_SUMMARY.json")
         score = ClimateScore(cfg, layout=ckpt.layout, grid=ckpt.grid, normalization=ckpt.normalization,
                              dt_seconds=ckpt.dt_seconds)
-        result = score(ckpt.build_model())
-    except (ConfigError, CheckpointError, ValueError, OSError) as exc:
+        model = ckpt.build_model()
+        for start in args.start:
+            score.x0 = score.initial_state(start)
+            print(json.dumps({"checkpoint": str(args.checkpoint), "start": start, "days": score.days,
+                              "spinup_days": score.spinup_days, "latent_step": str(score.latent_filter),
+                              **score(model)}), flush=True)
+    except (ConfigError, CheckpointError, ValueError, OSError, IndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"checkpoint": str(args.checkpoint), "days": score.days, "spinup_days": score.spinup_days,
-                      "latent_step": str(score.latent_filter), **result}))
     return 0
 
 
