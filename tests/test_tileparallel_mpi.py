@@ -9,6 +9,8 @@
 * ``mpirun -n 2 python -m mlscam.train`` with ``&train init_from`` starts from the
   checkpoint's weights: its first loss is the serial first loss from the same
   ``init_from``, not the loss of the seeded initialisation.
+* ``mpirun -n 2 python -m mlscam.train`` with averaged weights and the climate score
+  (``&train ema_decay``, ``climate_truth``, ``select_by = 'climate'``) logs the serial scores.
 """
 from __future__ import annotations
 
@@ -164,3 +166,39 @@ def test_a_failure_on_every_rank_exits_1_without_hanging(tmp_path):
     for r in (0, 1):
         assert f"error (rank {r} of 2): rank 0 of 2 failed: DataError: no file matches" in proc.stderr, proc.stderr
     assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.mpi
+def test_multi_rank_run_scores_the_climate_and_averages_weights_as_serial(data_path, tmp_path):
+    """&train ema_decay, climate_truth and select_by = 'climate' on 2 ranks: every rank agrees on the score
+    (rank 0 computes it), the logged scores equal a serial run's (float32), and best.pt follows the score."""
+    import torch
+
+    from mlscam.config import config_from_dict, config_to_namelist
+    from mlscam.evaluate import open_dataset, read_run_climate
+    from mlscam.train import train
+
+    truth = read_run_climate(open_dataset(data_path), ["temperature", "u"], spinup_days=0, progress=False)
+    (tmp_path / "truth.json").write_text(json.dumps(truth.to_dict()))
+    d = case.config_dict(data_path, "global_rollout", max_steps=4, val_every=2, val_batches=1, ema_decay=0.5,
+                         climate_truth=str(tmp_path / "truth.json"), climate_days=2.0, climate_spinup_days=0.5,
+                         select_by="climate", checkpoint_dir=str(tmp_path / "serial"))
+    d["data"]["val_files"] = [data_path]
+    cfg = config_from_dict(d)
+    nml = tmp_path / "run.nml"
+    nml.write_text(config_to_namelist(cfg))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    _mpirun(2, ["-m", "mlscam.train", str(nml), "--set", "parallel.threads=1",
+                "--set", f"train.checkpoint_dir={tmp_path / 'par'}"])
+    serial = _losses(tmp_path / "serial" / "train_log.jsonl", "val_climate_score")
+    parallel = _losses(tmp_path / "par" / "train_log.jsonl", "val_climate_score")
+    assert sorted(serial) == sorted(parallel) == [2, 4]
+    for s in serial:
+        assert np.isfinite(serial[s]) and abs(parallel[s] - serial[s]) <= 1e-3 * abs(serial[s]), (parallel, serial)
+    best = torch.load(tmp_path / "par" / "best.pt", weights_only=True)["train_state"]
+    assert best["best_val"] == min(parallel.values()) and "raw_state_dict" in best
