@@ -88,7 +88,7 @@ class ClimateScore:
                 + (f"are not variables of the model ({list(layout.variables)})" if unknown else
                    f"are not in {path} (it has {list(self.truth.fields)})")
                 + "; list variables that both have")
-        self.flip = self._orientation(path)
+        self.flip = self._check_grid(path)
         self.steps_per_day = round(86400.0 / self.dt_seconds)
         if abs(self.steps_per_day * self.dt_seconds - 86400.0) > 1e-6:
             raise ValueError(f"climate scoring decodes once a day, but a day is not a whole number of model steps "
@@ -97,7 +97,6 @@ class ClimateScore:
             raise ValueError("&train climate_truth starts its rollout from time 0 of the first &data val_files "
                              "file, but val_files is empty; set val_files (a run of the truth's model)")
         self.source = open_source(config.data, files=config.data.val_files[:1], states_only=True)
-        self.x0 = self.initial_state(0)
         # the step of a forecast made with this namelist: the &model stabilisers with &rollout's overrides (e.g. a
         # model trained without the fixers, scored with them switched on as it would ship)
         self.latent_filter = LatentFilter.of(config.model, override=config.rollout)
@@ -105,11 +104,12 @@ class ClimateScore:
         self.spinup_days = float(t.climate_spinup_days)
 
     def initial_state(self, time: int) -> torch.Tensor:
-        """State ``time`` of the first validation file, ``[nlat, nlon, n_state]`` (training scores time 0)."""
+        """State ``time`` of the first validation file, ``[nlat, nlon, n_state]``."""
         return torch.as_tensor(np.asarray(self.source.read(time), dtype=np.float32))
 
-    def _orientation(self, path: Path) -> bool:
-        """Whether the summary's latitudes run north to south (the grid's run south to north); checks the grid."""
+    def _check_grid(self, path: Path) -> bool:
+        """Check the summary's grid and levels against the model's; returns whether its latitudes run north
+        to south (the model's run south to north)."""
         lat, grid_lat = np.asarray(self.truth.lat, float), np.asarray(self.grid.lat, float)
         if lat.size != grid_lat.size or self.truth.lon.size != self.grid.nlon:
             raise ValueError(f"&train climate_truth {path} is on a {lat.size}x{self.truth.lon.size} grid, the model "
@@ -118,8 +118,8 @@ class ClimateScore:
         if not np.allclose(lat[::-1] if flip else lat, grid_lat, atol=1e-3):
             raise ValueError(f"&train climate_truth {path}: its latitudes differ from the model grid's; summarise a "
                              "run on the model's grid")
-        levels = {v: len(self.truth.fields[v].levels) for v in self.tolerances}
-        for v, n in levels.items():
+        for v in self.tolerances:
+            n = len(self.truth.fields[v].levels)
             want = self.layout.nlev if v in self.layout.variables_3d else 1
             if n != want:
                 raise ValueError(f"&train climate_truth {path}: {v!r} has {n} levels there, {want} in the model")
@@ -150,15 +150,17 @@ class ClimateScore:
         return xr.Dataset(data, coords=coords, attrs={"source_file": "climate-scoring rollout"})
 
     @torch.no_grad()
-    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        """``{"climate_score": s, "climate_<v>_bias": ..., "climate_<v>_eddy_ratio": ...}`` of ``model``."""
+    def __call__(self, model: torch.nn.Module, *, start: int = 0) -> dict[str, float]:
+        """``{"climate_score": s, "climate_<v>_bias": ..., "climate_<v>_eddy_ratio": ...}`` of ``model``, from
+        time ``start`` of the first validation file (training scores time 0)."""
+        x0 = self.initial_state(start)
         was_training = model.training
         try:
             em = Emulator(model, self.layout, self.grid, self.normalization, self.dt_seconds,
                           chunk_size=self.config.model.chunk_size, latent_filter=self.latent_filter, warn_blas=False)
             device = next(model.parameters()).device
             states = []
-            for _, x in em.rollout(self.x0.to(device), self.days * self.steps_per_day,
+            for _, x in em.rollout(x0.to(device), self.days * self.steps_per_day,
                                    output_every=self.steps_per_day):
                 states.append(x.cpu().numpy())
         finally:
@@ -212,10 +214,9 @@ def main(argv=None) -> int:
                              dt_seconds=ckpt.dt_seconds)
         model = ckpt.build_model()
         for start in args.start:
-            score.x0 = score.initial_state(start)
             print(json.dumps({"checkpoint": str(args.checkpoint), "start": start, "days": score.days,
                               "spinup_days": score.spinup_days, "latent_step": str(score.latent_filter),
-                              **score(model)}), flush=True)
+                              **score(model, start=start)}), flush=True)
     except (ConfigError, CheckpointError, ValueError, OSError, IndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
