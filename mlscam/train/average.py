@@ -1,8 +1,8 @@
 """An exponential moving average of a model's weights (``&train ema_decay``).
 
-Averaged weights forecast more smoothly than the last optimizer iterate: the
-noise of the last steps of stochastic optimisation is averaged out, which is
-why emulators (e.g. GenCast, ACE) ship them.  After ``n`` updates the average moves by
+Averaging the weights removes the noise of the last steps of stochastic
+optimisation from the model that is validated and shipped; ACE2 ships such
+averaged weights (issue 13's sources).  After ``n`` updates the average moves by
 ``1 - d`` towards the weights, with ``d = min(decay, (1 + n) / (10 + n))``, so
 that the first steps of a run are not averaged with the initial weights for
 thousands of steps.  The average is a plain function of the sequence of
