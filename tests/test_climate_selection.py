@@ -31,11 +31,10 @@ def climate_problem(problem):
 
 @pytest.fixture(scope="module")
 def trained(climate_problem, tmp_path_factory):
-    problem = climate_problem
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run")
-    cfg = make_config(problem, "global", 6, val_every=2, out=out, overrides=CLIMATE + [
-        f"train.climate_truth={problem / 'truth_summary.json'}", "train.select_by=climate"])
+    cfg = make_config(climate_problem, "global", 6, val_every=2, out=out, overrides=CLIMATE + [
+        f"train.climate_truth={climate_problem / 'truth_summary.json'}", "train.select_by=climate"])
     trainer = build_trainer(cfg)
     trainer.run()
     return trainer, cfg, out
@@ -56,7 +55,6 @@ def test_best_pt_is_the_validation_of_lowest_climate_score(trained):
 
 
 def test_the_score_is_evaluate_climate_on_the_rollout_drivers_forecast(trained, climate_problem, tmp_path):
-    problem = climate_problem
     from mlscam.evaluate.climate_cli import main as climate_main
     from mlscam.rollout.__main__ import main as rollout_main
 
@@ -64,10 +62,10 @@ def test_the_score_is_evaluate_climate_on_the_rollout_drivers_forecast(trained, 
     best = out / "ck" / "best.pt"
     mine = ClimateScore(cfg, layout=trainer.layout, grid=trainer.grid, normalization=trainer.normalization,
                         dt_seconds=trainer.dt_seconds)(load_checkpoint(best).build_model())
-    nml = write_namelist(tmp_path / "r.nml", best, problem / "val.nc", tmp_path / "fc.nc", num_steps=20,
+    nml = write_namelist(tmp_path / "r.nml", best, climate_problem / "val.nc", tmp_path / "fc.nc", num_steps=20,
                          output_every=4)
     assert rollout_main([str(nml)]) == 0
-    assert climate_main(["--forecast", str(tmp_path / "fc.nc"), "--truth", str(problem / "truth_summary.json"),
+    assert climate_main(["--forecast", str(tmp_path / "fc.nc"), "--truth", str(climate_problem / "truth_summary.json"),
                          "--out", str(tmp_path / "clim"), "--spinup-days", "1", "--variables", "temperature", "u",
                          "--truncation", "10", "--no-plots"]) == 0
     result = json.loads((tmp_path / "clim" / "climate.json").read_text())
@@ -92,17 +90,17 @@ def test_the_score_counts_one_per_term_at_the_thresholds_and_inf_when_not_finite
 
 
 def test_bad_climate_settings_are_refused_with_the_fix(climate_problem, tmp_path):
-    problem = climate_problem
     with pytest.raises(ConfigError, match="select_by.*needs &train climate_truth"):
-        make_config(problem, "global", 4, val_every=2, overrides=["train.select_by=climate"])
+        make_config(climate_problem, "global", 4, val_every=2, overrides=["train.select_by=climate"])
     with pytest.raises(ConfigError, match="climate_truth.*val_every > 0"):
-        make_config(problem, "global", 4, overrides=[f"train.climate_truth={problem / 'truth_summary.json'}"])
+        make_config(climate_problem, "global", 4,
+                    overrides=[f"train.climate_truth={climate_problem / 'truth_summary.json'}"])
     with pytest.raises(ValueError, match="not variables of the model"):
-        build_trainer(make_config(problem, "global", 4, val_every=2, out=tmp_path, overrides=CLIMATE[:2] + [
-            f"train.climate_truth={problem / 'truth_summary.json'}", "train.climate_variables=temperature,v"]))
+        build_trainer(make_config(climate_problem, "global", 4, val_every=2, out=tmp_path, overrides=CLIMATE[:2] + [
+            f"train.climate_truth={climate_problem / 'truth_summary.json'}", "train.climate_variables=temperature,v"]))
     (tmp_path / "not_a_summary.json").write_text("{}")
     with pytest.raises(Exception, match="not a climate summary"):
-        build_trainer(make_config(problem, "global", 4, val_every=2, out=tmp_path, overrides=CLIMATE + [
+        build_trainer(make_config(climate_problem, "global", 4, val_every=2, out=tmp_path, overrides=CLIMATE + [
             f"train.climate_truth={tmp_path / 'not_a_summary.json'}"]))
 
 
@@ -127,7 +125,8 @@ def test_the_command_line_scores_a_checkpoint_file_as_training_does(trained, tmp
     best = out / "ck" / "best.pt"
     assert main([str(best)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["start"] == 0 and printed["climate_score"] == load_checkpoint(best).train_state["best_val"] and printed["days"] == 5
+    assert printed["start"] == 0 and printed["days"] == 5
+    assert printed["climate_score"] == load_checkpoint(best).train_state["best_val"]
     assert main([str(best), "--start", "0", "4"]) == 0  # two initial times: two scores, the first the same
     first, other = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert first == printed and other["start"] == 4

@@ -73,26 +73,32 @@ def _losses(log: Path, key: str = "loss") -> dict[int, float]:
     return {r["step"]: r[key] for r in map(json.loads, log.read_text().splitlines()) if key in r}
 
 
-@pytest.mark.mpi
-def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
-    """2 steps on 2 ranks, then 2 more on 4 ranks from the 2-rank last.pt == 4 serial steps (float32)."""
+def _serial_run_and_namelist(data_path: str, tmp_path: Path, **train_keys) -> Path:
+    """Train the tiny problem serially (one thread, validation on the training file, checkpoints in
+    ``tmp_path/serial``) and return the namelist of that run, for the same run under mpirun."""
+    import torch
+
     from mlscam.config import config_from_dict, config_to_namelist
     from mlscam.train import train
 
-    d = case.config_dict(data_path, "global_rollout", max_steps=4, checkpoint_every=1, val_every=2, val_batches=1,
-                         checkpoint_dir=str(tmp_path / "serial"))
+    d = case.config_dict(data_path, "global_rollout", checkpoint_dir=str(tmp_path / "serial"), **train_keys)
     d["data"]["val_files"] = [data_path]  # validation (eval mode, no gradients) runs tiled too
     cfg = config_from_dict(d)
     nml = tmp_path / "run.nml"
     nml.write_text(config_to_namelist(cfg))
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         train(cfg)
     finally:
         torch.set_num_threads(threads)
+    return nml
+
+
+@pytest.mark.mpi
+def test_multi_rank_run_resumes_on_another_rank_count(data_path, tmp_path):
+    """2 steps on 2 ranks, then 2 more on 4 ranks from the 2-rank last.pt == 4 serial steps (float32)."""
+    nml = _serial_run_and_namelist(data_path, tmp_path, max_steps=4, checkpoint_every=1, val_every=2, val_batches=1)
     serial = _losses(tmp_path / "serial" / "train_log.jsonl")
 
     base = ["-m", "mlscam.train", str(nml), "--set", "parallel.threads=1"]
@@ -174,25 +180,13 @@ def test_multi_rank_run_scores_the_climate_and_averages_weights_as_serial(data_p
     (rank 0 computes it), the logged scores equal a serial run's (float32), and best.pt follows the score."""
     import torch
 
-    from mlscam.config import config_from_dict, config_to_namelist
     from mlscam.evaluate import open_dataset, read_run_climate
-    from mlscam.train import train
 
     truth = read_run_climate(open_dataset(data_path), ["temperature", "u"], spinup_days=0, progress=False)
     (tmp_path / "truth.json").write_text(json.dumps(truth.to_dict()))
-    d = case.config_dict(data_path, "global_rollout", max_steps=4, val_every=2, val_batches=1, ema_decay=0.5,
-                         climate_truth=str(tmp_path / "truth.json"), climate_days=2.0, climate_spinup_days=0.5,
-                         select_by="climate", checkpoint_dir=str(tmp_path / "serial"))
-    d["data"]["val_files"] = [data_path]
-    cfg = config_from_dict(d)
-    nml = tmp_path / "run.nml"
-    nml.write_text(config_to_namelist(cfg))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    nml = _serial_run_and_namelist(data_path, tmp_path, max_steps=4, val_every=2, val_batches=1, ema_decay=0.5,
+                                   climate_truth=str(tmp_path / "truth.json"), climate_days=2.0,
+                                   climate_spinup_days=0.5, select_by="climate")
     _mpirun(2, ["-m", "mlscam.train", str(nml), "--set", "parallel.threads=1",
                 "--set", f"train.checkpoint_dir={tmp_path / 'par'}"])
     serial = _losses(tmp_path / "serial" / "train_log.jsonl", "val_climate_score")
