@@ -288,6 +288,20 @@ class TrainConfig(Group):
     climate_tolerances: tuple[float, ...] = _f((1.5, 2.0), "per climate_variables entry: the zonal-mean bias (RMS "
                                                            "over latitude and level, in the variable's units) "
                                                            "that counts 1 in the climate score")
+    free_run_weight: float = _f(0.0, "weight of the free-run climate term (0 = off; 'global', 'global_rollout', "
+                                     "one rank): a free-running globe of the model's own, advanced free_run_steps "
+                                     "without gradients and free_run_graded with them every training step, is held "
+                                     "to the climate of the &data files (zonal means and eddy variance of "
+                                     "climate_variables, tolerances climate_tolerances; docs/design.md, 'Training "
+                                     "on the model's own climate')")
+    free_run_eddy: float = _f(0.0, "weight of the eddy-variance part of the free-run term, relative to its "
+                                   "zonal-mean part (0 = held to the zonal means only; at 1 the demo's eddy "
+                                   "variance overshot to 2-4x the truth's within 70 steps, docs/demo_model.md)")
+    free_run_steps: int = _f(24, "free-run chain: steps without gradients per training step")
+    free_run_graded: int = _f(2, "free-run chain: steps with gradients per training step (their decoded states are "
+                                 "scored)")
+    free_run_memory: float = _f(0.99, "free-run chain: weight of the old value in the running means of its climate, "
+                                      "per training step (0.99: about the last 100 training steps)")
     select_by: str = _f("val_loss", "what best.pt minimises: 'val_loss' or 'climate' (the climate score; needs "
                                     "climate_truth)")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
@@ -325,6 +339,12 @@ class TrainConfig(Group):
                       "climate_tolerances", f"needs one value per climate_variables entry "
                                             f"({len(self.climate_variables)}), got {len(self.climate_tolerances)}")
         self._require(all(t > 0 for t in self.climate_tolerances), "climate_tolerances", "must all be > 0")
+        self._at_least(0.0, "free_run_weight", "free_run_eddy")
+        self._at_least(0, "free_run_steps")
+        self._positive("free_run_graded")
+        self._require(0.0 <= self.free_run_memory < 1.0, "free_run_memory", "must be in [0, 1) (e.g. 0.99)")
+        self._require(self.free_run_weight == 0.0 or self.mode != "single_column", "free_run_weight",
+                      "runs a whole globe; use mode 'global' or 'global_rollout', or set free_run_weight = 0")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
                       "must name a directory ('.' = output.directory itself)")

@@ -98,12 +98,29 @@ class Trainer:
 
             self.climate = ClimateScore(config, layout=layout, grid=grid, normalization=normalization,
                                         dt_seconds=dt_seconds)
+        self.free_run = self._build_free_run() if t.free_run_weight > 0 else None
         self.step = 0
         self.best_val = math.inf
         self.bad_validations = 0
         self.history: list[dict] = []
         self.progress = config.output.progress if progress is None else progress
         self.out_dir = Path(t.checkpoint_dir)
+
+    def _build_free_run(self):
+        """The free-running chain of ``&train free_run_weight`` (train/free_run.py), held to the climate of the
+        ``&data files``."""
+        from ..data.source import open_source
+        from .free_run import FreeRun, climate_of_source
+
+        if self.tile.world_size > 1:
+            raise ValueError("&train free_run_weight > 0 runs a whole globe on one rank (its zonal means need whole "
+                             "latitude rows), but this run is tile-parallel over "
+                             f"{self.tile.world_size} ranks; train on one rank or set free_run_weight = 0")
+        t = self.config.train
+        source = open_source(self.config.data, states_only=True)
+        target = climate_of_source(source, self.layout, t.climate_variables)
+        return FreeRun(self.config, self.model, layout=self.layout, grid=self.grid, normalization=self.normalization,
+                       target=target)
 
     @property
     def is_root(self) -> bool:
@@ -120,6 +137,8 @@ class Trainer:
             train_state.update(raw_state_dict={k: v.detach().cpu() for k, v in weights.items()},
                                weight_average=self.average.state_dict())
             weights = self.average.weights
+        if self.free_run is not None:
+            train_state["free_run"] = self.free_run.state_dict()
         return Checkpoint(
             config=self.config, layout=self.layout, normalization=self.normalization,
             dt_seconds=self.dt_seconds, grid=self.grid, state_dict=weights,
@@ -154,6 +173,8 @@ class Trainer:
                 self.average.reset(self.model)
             else:
                 self.average.load(ckpt.state_dict, ts["weight_average"])
+        if self.free_run is not None and ts.get("free_run") is not None:  # else the chain starts afresh
+            self.free_run.load_state_dict(ts["free_run"])
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.scheduler.load_state_dict(ckpt.scheduler_state)
         self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
@@ -191,6 +212,10 @@ class Trainer:
         batch = self._to_device(self.train_batches(self.step))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.train.bf16):
             loss, terms = self.objective(batch)
+            if self.free_run is not None:  # the model's own climate (train/free_run.py)
+                free, free_terms = self.free_run(batch["x"][0, 0])
+                loss = loss + self.config.train.free_run_weight * free
+                terms = {**terms, **free_terms}
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {self.step} (terms {terms}); "
                                      "lower &train lr or check the data and statistics for NaNs")
