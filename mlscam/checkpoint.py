@@ -174,20 +174,30 @@ def file_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _generator_attributes(path: str) -> dict:
+    """The generator's attributes (tool, seed, command line, ...) that a data file carries."""
+    import netCDF4
+
+    out: dict[str, Any] = {}
+    with netCDF4.Dataset(path) as ds:
+        for key in ("tool", "seed", "resolution", "days", "interval_hours", "command_line"):
+            if key in ds.ncattrs():
+                value = ds.getncattr(key)
+                out[key] = value.item() if hasattr(value, "item") else value
+    return out
+
+
 def _provenance(patterns) -> dict:
-    """Files and the generator's attributes (tool, seed, command line) of training data files."""
+    """Files and the generator's attributes (tool, seed, command line) of training data files: those of the
+    first file at the top level, and with several files every file's under ``per_file``."""
     import glob
 
     paths = sorted(p for pattern in patterns for p in glob.glob(pattern))
     out: dict[str, Any] = {"files": [os.path.basename(p) for p in paths]}
     if paths:
-        import netCDF4
-
-        with netCDF4.Dataset(paths[0]) as ds:
-            for key in ("tool", "seed", "resolution", "days", "interval_hours", "command_line"):
-                if key in ds.ncattrs():
-                    value = ds.getncattr(key)
-                    out[key] = value.item() if hasattr(value, "item") else value
+        out.update(_generator_attributes(paths[0]))
+    if len(paths) > 1:
+        out["per_file"] = [{"file": os.path.basename(p), **_generator_attributes(p)} for p in paths]
     return out
 
 
@@ -209,7 +219,8 @@ def export_for_inference(src, dst, model_settings: dict[str, str] | None = None)
         "training": {
             "mode": ckpt.config.train.mode,
             "steps": ts.get("step"),
-            "best_val_loss": ts.get("best_val"),
+            "best_val_loss": ts.get("best_val"),  # the best of the selected_by metric
+            "selected_by": ckpt.config.train.select_by,
             "data": _provenance(data.files),
             "val_data": _provenance(data.val_files),
         },

@@ -153,3 +153,26 @@ def test_export_sets_runtime_keys_of_the_step_and_only_those(tmp_path, capsys):
     assert main(["export", str(src), str(tmp_path / "bad.pt"), "--set", "mass_fixer=maybe"]) == 1
     assert "expected true/false" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_export_records_every_data_file_and_what_chose_the_weights(tmp_path):
+    import dataclasses
+
+    import netCDF4
+
+    from mlscam.checkpoint import export_for_inference
+
+    for name, seed in (("a.nc", 0), ("b.nc", 4)):
+        with netCDF4.Dataset(tmp_path / name, "w") as ds:
+            ds.setncattr("tool", "mlscam.datagen.held_suarez")
+            ds.setncattr("seed", np.int64(seed))
+    ckpt, _ = _ckpt()
+    ckpt.config = dataclasses.replace(
+        ckpt.config, data=dataclasses.replace(ckpt.config.data, files=(str(tmp_path / "*.nc"),)),
+        train=dataclasses.replace(ckpt.config.train, select_by="climate", climate_truth="t.json", val_every=10))
+    ckpt.train_state = {"step": 3, "best_val": 4.5}
+    training = load_checkpoint(export_for_inference(save_checkpoint(tmp_path / "last.pt", ckpt),
+                                                    tmp_path / "ship.pt")).metadata["training"]
+    assert training["data"]["seed"] == 0  # the first file's, as before
+    assert [(f["file"], f["seed"]) for f in training["data"]["per_file"]] == [("a.nc", 0), ("b.nc", 4)]
+    assert training["selected_by"] == "climate" and training["best_val_loss"] == 4.5
