@@ -57,8 +57,8 @@ def test_the_term_is_the_climate_error_of_the_running_means_and_gives_a_gradient
     assert fr.warm and loss.requires_grad  # memory 0.5: warm after 1 / (1 - 0.5) = 2 samples
     # the running means: the plain mean of the first two samples (then exponential)
     assert all(not torch.equal(first[v][0], fr.means[v][0]) for v in first)
-    w = np.cos(np.deg2rad(trainer.grid.lat_array()))
-    w = w / w.sum()
+    w = trainer.grid.area_weights().reshape(trainer.grid.nlat, trainer.grid.nlon)[:, 0]
+    w = w / w.sum()  # the area of a latitude row's cells
     expected = 0.0
     for v, tol in (("temperature", 1.5), ("u", 2.0)):
         m, e = (a.double().numpy() for a in fr.means[v])

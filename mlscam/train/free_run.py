@@ -126,8 +126,8 @@ class FreeRun:
                              latent_filter=LatentFilter.of(config.model, override=config.rollout))
         param = next(model.parameters())
         self.dtype, self.device = param.dtype, param.device
-        w = np.cos(np.deg2rad(np.asarray(grid.lat_array(), float)))
-        self.wlat = torch.as_tensor(w / w.sum(), dtype=param.dtype, device=param.device)  # [nlat]
+        w = np.asarray(grid.area_weights(), float).reshape(grid.nlat, grid.nlon)[:, 0]  # a row's cell area
+        self.wlat = torch.as_tensor(w / w.sum(), dtype=param.dtype, device=param.device)  # [nlat], sums to 1
         self.target = {}
         for v in self.tolerances:
             mean, eddy = (torch.as_tensor(a, dtype=param.dtype, device=param.device) for a in target[v])
@@ -176,7 +176,7 @@ class FreeRun:
 
     def _error(self) -> tuple[torch.Tensor, dict[str, float]]:
         """The climate error ``C`` of the running means (a number, no gradient) and its parts."""
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         parts = {}
         for v, tol in self.tolerances.items():
             (m, e), (m_t, e_t) = self.means[v], self.target[v]
@@ -228,7 +228,7 @@ class FreeRun:
         value, parts = self._error()
         parts["free_run_restarts"] = float(self.restarts)
         if not self.warm:  # the means are a few snapshots' (weather, not climate): no gradient yet
-            return value.to(self.dtype), {"free_run": float(value), **parts}
+            return value.to(self.dtype), {"free_run": float(value), **parts}  # (no gradient)
         surrogate = torch.zeros((), dtype=self.dtype, device=self.device)
         for v, tol in self.tolerances.items():
             (mm, ee), (m_t, e_t) = self.means[v], self.target[v]
@@ -236,7 +236,7 @@ class FreeRun:
             m, ev = stats[v][0] - start[v][0], stats[v][1] - start[v][1]
             grad_m = 2.0 * (mm - m_t) / tol ** 2
             level_e = (ee * self.wlat).sum(-1)  # [level]: the running eddy variance of each level
-            grad_e = 2.0 * self.eddy * self._eddy_log_ratio(ee, e_t) / math.log(EDDY_TOLERANCE) ** 2 / level_e  # [level]
+            grad_e = 2.0 * self.eddy * self._eddy_log_ratio(ee, e_t) / math.log(EDDY_TOLERANCE) ** 2 / level_e
             # the derivatives of C by M [level, lat] and by the levels' eddy variances, times their samples
             surrogate = surrogate + (grad_m * m * self.wlat).sum(-1).mean() + (grad_e * (ev * self.wlat).sum(-1)).mean()
         loss = surrogate - surrogate.detach() + value.to(self.dtype)
