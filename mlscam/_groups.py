@@ -294,14 +294,16 @@ class TrainConfig(Group):
                                      "to the climate of the &data files (zonal means and eddy variance of "
                                      "climate_variables, tolerances climate_tolerances; docs/design.md, 'Training "
                                      "on the model's own climate')")
-    free_run_eddy: float = _f(0.0, "weight of the eddy-variance part of the free-run term, relative to its "
-                                   "zonal-mean part (0 = held to the zonal means only; at 1 the demo's eddy "
-                                   "variance overshot to 2-4x the truth's within 70 steps, docs/demo_model.md)")
+    free_run_eddy: float = _f(1.0, "weight of the eddy-variance part of the free-run term, relative to its "
+                                   "zonal-mean part (0 = held to the zonal means only, which the demo paid for "
+                                   "with half its eddy variance; the shipped demo: 1 with free_run_weight = 0.01, "
+                                   "docs/demo_model.md stage 15)")
     free_run_steps: int = _f(24, "free-run chain: steps without gradients per training step")
     free_run_graded: int = _f(2, "free-run chain: steps with gradients per training step (their decoded states are "
                                  "scored)")
-    free_run_memory: float = _f(0.99, "free-run chain: weight of the old value in the running means of its climate, "
-                                      "per training step (0.99: about the last 100 training steps)")
+    free_run_memory: float = _f(0.97, "free-run chain: weight of the old value in the running means of its climate, "
+                                      "per training step (0.97: about the last 33 training steps; the term gives "
+                                      "a gradient once the means hold 1 / (1 - free_run_memory) of them)")
     select_by: str = _f("val_loss", "what best.pt minimises: 'val_loss' or 'climate' (the climate score; needs "
                                     "climate_truth)")
     on_the_fly: bool = _f(False, "'single_column': sample tiles from the files instead of prepared shards")
