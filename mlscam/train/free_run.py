@@ -66,10 +66,10 @@ from ..model.engine import Engine
 from ..model.filters import LatentFilter
 from ..model.network import LatentModel
 from ..normalization import Normalization
+from .climate import EDDY_TOLERANCE  # an eddy variance ratio of 1.4 counts 1, as in the climate score
 
 __all__ = ["FreeRun", "zonal_statistics", "climate_of_source"]
 
-EDDY_TOLERANCE = 1.4  # as in mlscam.train.climate: an eddy variance ratio of 1.4 counts 1
 TARGET_STATES = 720  # states read for the training climate (evenly spaced over the files)
 
 
