@@ -202,3 +202,60 @@ def test_held_suarez_smoke_run(tmp_path, monkeypatch, capsys):
         assert a.attrs == {**b.attrs, "command_line": a.attrs["command_line"], "history": a.attrs["history"]}
         assert not np.array_equal(a["surface_pressure"].values, c["surface_pressure"].values)
     print(f"smoke: 3 runs of 2 simulated days in {elapsed:.1f} s")
+
+
+def test_check_mass_accepts_the_cpu_made_mass_and_refuses_the_gpu_made():
+    from mlscam.datagen.held_suarez import MASS_TOLERANCE, check_mass
+
+    grid = LatLonGrid.equiangular(32, 64)
+    area = grid.area_weights()
+    rng = np.random.default_rng(0)
+    wave = 800.0 * rng.standard_normal((32, 64))
+    cpu = 100003.97 + wave - float(np.mean(wave * area))  # a seed-1 CPU sample's global mean
+    check_mass(cpu, area, 1e5, hour=720)
+    check_mass(1e5 * (1 + 0.9 * MASS_TOLERANCE) + 0 * wave, area, 1e5, hour=0)
+    gpu = cpu * 1.0423  # the 2026-11-28 H200 sample (benchmarks/gpu/datagen_compare.txt)
+    with pytest.raises(RuntimeError, match=r"1042\.\d\d hPa, \+4\.2\d% .*JAX_PLATFORMS=cpu"):
+        check_mass(gpu, area, 1e5, hour=720)
+    with pytest.raises(RuntimeError, match="not conserved"):
+        check_mass(np.full((32, 64), np.nan), area, 1e5, hour=1)
+
+
+def test_generator_refuses_a_run_whose_mass_moves_and_writes_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("dinosaur")
+    from mlscam.datagen import dycore
+    from mlscam.datagen.held_suarez import main
+
+    to_latlon = dycore.HeldSuarezModel.to_latlon
+
+    def heavier(self, state):  # what the GPU-made file held: 4.2% more air from the first sample on
+        fields = to_latlon(self, state)
+        return {**fields, "surface_pressure": fields["surface_pressure"] * 1.042}
+
+    monkeypatch.setattr(dycore.HeldSuarezModel, "to_latlon", heavier)
+    out = tmp_path / "heavy.nc"
+    with pytest.raises(RuntimeError, match="mass is not conserved"):
+        main(SMOKE + ["--seed", "1", "--output", str(out)])
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_transforms_are_full_float32_on_a_gpu_too(monkeypatch):
+    pytest.importorskip("dinosaur")
+    import jax
+    import jax.numpy as jnp
+    from dinosaur import jax_numpy_utils, spherical_harmonic
+
+    from mlscam.datagen.dycore import pin_transform_precision
+
+    x6 = jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X6
+    # dinosaur's own choice on a GPU (restored after the test), as on a process that never built the model
+    monkeypatch.setattr(jax_numpy_utils, "FLOAT32_DOT_ALGORITHM", x6)
+    monkeypatch.setattr(spherical_harmonic, "FAST_TRANSFORM_DOT_ALGORITHM", None)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax_numpy_utils, "_gpu_supports_bf16_dot_algorithms", lambda: True)
+    a = jnp.ones((4, 4), jnp.float32)
+    assert jax_numpy_utils.resolve_dot_precision(None, a, a) == x6
+    pin_transform_precision()
+    assert jax_numpy_utils.resolve_dot_precision(None, a, a) == jax.lax.Precision.HIGHEST
+    fast = spherical_harmonic.FAST_TRANSFORM_DOT_ALGORITHM
+    assert jax_numpy_utils.resolve_dot_precision(None, a, a, float32_algorithm=fast) == jax.lax.Precision.HIGHEST

@@ -13,7 +13,9 @@ Follows the package's own documented Held-Suarez example (Held & Suarez 1994):
 * IMEX SIL3 time stepping (``time_integration.imex_rk_sil3``) with the
   example's exponential step filter (tau = 0.0087504 in model time units,
   order 1.5, cutoff 0.8);
-* time step 20 minutes at T21, 10 minutes at T42 (the example's T42 value).
+* time step 20 minutes at T21, 10 minutes at T42 (the example's T42 value);
+* the spectral transforms in full float32 on every platform
+  (:func:`pin_transform_precision`).
 
 Output is evaluated from the spherical-harmonic coefficients directly at the
 points of the equiangular, cell-centred grid of ``LatLonGrid.equiangular``
@@ -35,7 +37,8 @@ import jax.numpy as jnp
 
 from mlscam.grid import LatLonGrid
 
-__all__ = ["RESOLUTIONS", "FILTER", "HeldSuarezModel", "dinosaur_version", "jax_version"]
+__all__ = ["RESOLUTIONS", "FILTER", "HeldSuarezModel", "dinosaur_version", "jax_version", "pin_transform_precision",
+           "TRANSFORM_PRECISION"]
 
 #: Supported truncations: dinosaur grid factory, default time step (minutes).
 RESOLUTIONS: dict[str, tuple[str, int]] = {"T21": ("T21", 20), "T42": ("T42", 10)}
@@ -43,6 +46,34 @@ RESOLUTIONS: dict[str, tuple[str, int]] = {"T21": ("T21", 20), "T42": ("T42", 10
 FILTER = {"tau": 0.0087504, "order": 1.5, "cutoff": 0.8}
 P0_PA = 1e5
 P1_PA = 5e3
+#: What the data files record of :func:`pin_transform_precision`.
+TRANSFORM_PRECISION = "float32 (jax.lax.Precision.HIGHEST) on every platform"
+
+
+def pin_transform_precision() -> None:
+    """Make dinosaur's float32 matrix products, the spherical-harmonic transforms among them, full float32
+    (``jax.lax.Precision.HIGHEST``) on every platform, as they are on the CPU.
+
+    dinosaur 1.5 chooses the algorithm of a float32 product by platform: ``HIGHEST`` on the CPU, a bfloat16
+    emulation (``BF16_BF16_F32_X6``) on GPUs, fixed in its own code, so ``JAX_DEFAULT_MATMUL_PRECISION`` does not
+    reach it. The transform most exposed to rounding is that of the log of surface pressure, which is about
+    44.8 everywhere in the model's units: a rounding that every node shares moves the global mean, which is the
+    atmosphere's mass, and the dycore keeps that offset. One H200 run of seed 1 (2026-11-28,
+    ``benchmarks/gpu/datagen_compare.txt``) held a global-mean surface pressure of 1042.4 hPa from the first
+    sample on, against 1000.04 hPa on the CPU, and ``JAX_DEFAULT_MATMUL_PRECISION=highest`` changed it by less
+    than 0.01 hPa. That this setting removes the offset on a GPU is the hypothesis the next GPU run checks;
+    :func:`mlscam.datagen.held_suarez.generate` refuses a run whose mass moves (``MASS_TOLERANCE``) either way.
+
+    The setting is process-wide (module attributes of dinosaur), takes effect for functions traced after the
+    call, and changes nothing on the CPU.
+    """
+    from dinosaur import jax_numpy_utils, spherical_harmonic
+
+    highest = jax.lax.Precision.HIGHEST
+    if hasattr(jax_numpy_utils, "FLOAT32_DOT_ALGORITHM"):
+        jax_numpy_utils.FLOAT32_DOT_ALGORITHM = highest
+    if hasattr(spherical_harmonic, "FAST_TRANSFORM_DOT_ALGORITHM"):
+        spherical_harmonic.FAST_TRANSFORM_DOT_ALGORITHM = highest
 
 
 def dinosaur_version() -> str:
@@ -75,6 +106,7 @@ class HeldSuarezModel:
         if levels < 2:
             raise ValueError(f"need at least 2 sigma levels, got levels={levels}")
         factory, default_dt = RESOLUTIONS[resolution]
+        pin_transform_precision()
         self.resolution = resolution
         self.dt_minutes = float(default_dt if dt_minutes is None else dt_minutes)
         if self.dt_minutes <= 0:

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from mlscam.datagen.cf_writer import CFStateWriter
@@ -38,6 +39,9 @@ __all__ = ["HeldSuarezRun", "TIME_UNITS", "CALENDAR", "generate", "main"]
 #: Time 0 is the initial rest state; the first sample is at ``24 * spinup_days`` hours.
 TIME_UNITS = "hours since 2000-01-01 00:00:00"
 CALENDAR = "proleptic_gregorian"
+#: Largest relative departure of a written state's global-mean surface pressure from the initial 1000 hPa
+#: (check_mass). CPU-made years stay within 5e-5; a run that lost or gained 0.5% of its mass is broken.
+MASS_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,29 @@ def _created() -> str:
     return now.replace(microsecond=0).isoformat()
 
 
+def check_mass(surface_pressure: np.ndarray, area: np.ndarray, p0: float, *, hour: float) -> None:
+    """Refuse a state whose global-mean surface pressure (the atmosphere's mass) is more than
+    ``MASS_TOLERANCE`` away from the initial ``p0``: the dycore conserves mass (CPU-made years stay within
+    5 Pa of 1000 hPa), so such a state means the platform did not compute the model (``dycore.pin_transform_precision``)."""
+    mean = float(np.mean(np.asarray(surface_pressure, dtype=np.float64) * area))
+    if not abs(mean / p0 - 1.0) <= MASS_TOLERANCE:
+        import jax
+
+        raise RuntimeError(
+            f"the dycore's state at hour {hour:g} has a global-mean surface pressure of {mean / 100:.2f} hPa, "
+            f"{100 * (mean / p0 - 1):+.2f}% from the {p0 / 100:.0f} hPa it started with (allowed: "
+            f"{100 * MASS_TOLERANCE:g}%): the atmosphere's mass is not conserved on this platform "
+            f"({jax.default_backend()}), so these would not be Held-Suarez data and nothing was written. "
+            "Generate on the CPU (JAX_PLATFORMS=cpu) and report the platform and versions."
+        )
+
+
 def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progress: bool = True) -> CourantTable:
     """Simulate ``run`` and write it to ``output`` (atomically). Returns the Courant table."""
     try:
-        from mlscam.datagen.dycore import FILTER, HeldSuarezModel, dinosaur_version, jax_version
+        from mlscam.datagen.dycore import (
+            FILTER, P0_PA, TRANSFORM_PRECISION, HeldSuarezModel, dinosaur_version, jax_version,
+        )
     except ImportError as err:
         raise ImportError(
             f"the Held-Suarez generator needs the dinosaur dynamical core ({err}); "
@@ -126,6 +149,7 @@ def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progres
         "days": run.days,
         "interval_hours": run.interval_hours,
         "model_time_step_minutes": model.dt_minutes,
+        "transform_precision": TRANSFORM_PRECISION,
         "time_stepping": "IMEX SIL3 (dinosaur.time_integration.imex_rk_sil3)",
         "filter": "exponential step filter tau={tau} (model units), order={order}, cutoff={cutoff}".format(**FILTER),
         "initial_condition": "isothermal 288 K rest atmosphere, p0=1000 hPa, surface-pressure perturbation "
@@ -142,6 +166,7 @@ def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progres
         "references": "Held, I. M. and Suarez, M. J. (1994), BAMS 75, 1825-1830; https://github.com/google-research/dinosaur",
     }
     umax, vmax = RunningMaxAbs(model.grid.nlat), RunningMaxAbs(model.grid.nlat)
+    area = model.grid.area_weights()
     day_per_interval = run.interval_hours / 24.0
     state = model.initial_state(run.seed)
     with CFStateWriter(
@@ -158,6 +183,7 @@ def generate(run: HeldSuarezRun, output: str, *, command_line: str = "", progres
                 state = advance(state)
                 bar.update(day_per_interval)
             fields = model.to_latlon(state)
+            check_mass(fields["surface_pressure"], area, P0_PA, hour=run.spinup_days * 24.0 + k * run.interval_hours)
             writer.append(run.spinup_days * 24.0 + k * run.interval_hours, fields)
             umax.update(fields["u"])
             vmax.update(fields["v"])
