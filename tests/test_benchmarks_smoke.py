@@ -83,3 +83,30 @@ def test_stencil_predictability_runs_and_its_3x3_stencil_is_the_grid_stencil(tmp
     text = out.read_text()
     assert "command: python benchmarks/stencil_predictability.py" in text
     assert "MLP, 3x3 stencil" in text and "linear, 3x3 stencil" in text and "emulator one step" in text
+
+
+def _climate_json(path: Path, years: list[tuple[float, float, float, float, float]]) -> None:
+    """A climate.json of ``years`` given as (T bias, T eddy ratio, u bias, u eddy ratio, T end - start)."""
+    def var(bias, ratio, drift=0.0):
+        return {"zonal_mean_bias_rms": {"total": bias}, "eddy_variance_ratio": {"total": ratio},
+                "stability": {"finite": bool(np.isfinite(bias))}, "global_mean": {"end_minus_start": drift}}
+    forecasts = [{"file": f"y{i}.nc", "variables": {"temperature": var(tb, te, d), "u": var(ub, ue)}}
+                 for i, (tb, te, ub, ue, d) in enumerate(years)]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "climate.json").write_text(__import__("json").dumps({"forecasts": forecasts}))
+
+
+def test_validation_score_adds_the_drift_to_the_training_score(tmp_path, capsys):
+    mod = load_script("validation_score")
+    # year 1 at every threshold (5 terms of 1), year 2 perfect but drifting 1 K (2) and a 1.4^2 eddy ratio (2)
+    _climate_json(tmp_path / "a0", [(1.5, 1.4, 2.0, 1 / 1.4, -0.5)])
+    _climate_json(tmp_path / "a1", [(0.0, 1.96, 0.0, 1.0, 1.0)])
+    score, terms, n = mod.label_score([tmp_path / "a0", tmp_path / "a1"], 0.5)
+    assert n == 2 and score == pytest.approx((5 + 4) / 2)
+    assert terms["T drift"] == pytest.approx(1.5) and terms["temperature eddy"] == pytest.approx(1.5)
+    _climate_json(tmp_path / "b", [(float("nan"), 1.0, 1.0, 1.0, 0.0)])
+    assert mod.label_score([tmp_path / "b"], 0.5)[0] == float("inf")
+    assert mod.main([f"A={tmp_path / 'a0'},{tmp_path / 'a1'}"]) == 0
+    assert "4.500" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="climate_report.sh"):
+        mod.main([f"C={tmp_path / 'missing'}"])

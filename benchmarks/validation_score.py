@@ -1,0 +1,74 @@
+"""The score that chooses between candidate models: their one-year validation climates, drift included.
+
+    python benchmarks/validation_score.py LABEL=DIR[,DIR...] [LABEL=DIR ...] [--drift-tolerance 0.5]
+
+Each DIR holds a ``climate.json`` of ``python -m mlscam.evaluate climate`` (``benchmarks/climate_report.sh`` on
+the validation truth, e.g. ``CLIMATE_STARTS="0 365" bash benchmarks/climate_report.sh
+data/hs_climate_seed1_2y.nc DIR CKPT``); a label may gather several directories (one per start year). For every
+one-year forecast in them the score adds, for temperature and u, the terms of ``&train select_by = 'climate'``
+(``mlscam.train.climate``: ``bias / tolerance + |ln eddy ratio| / ln 1.4``, tolerances 1.5 K and 2 m/s), and
+``|global-mean T end - start| / drift_tolerance``: 1 at each of issue 13's thresholds. The label's score is
+the mean over its forecasts; lower is better. The drift term is new (2026-11-28): stage 15F beat 15D on the
+score without it, and drifted 0.5-0.7 K on the test years where 15D drifted 0.1-0.2 K.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+TOLERANCES = {"temperature": 1.5, "u": 2.0}
+EDDY_TOLERANCE = 1.4
+
+
+def forecast_terms(forecast: dict, drift_tolerance: float) -> dict[str, float]:
+    """The score's terms of one forecast of a climate.json (``inf`` if any variable is not finite)."""
+    terms: dict[str, float] = {}
+    for v, tol in TOLERANCES.items():
+        m = forecast["variables"][v]
+        bias, ratio = m["zonal_mean_bias_rms"]["total"], m["eddy_variance_ratio"]["total"]
+        ok = m["stability"]["finite"] and bias is not None and ratio is not None and ratio > 0
+        terms[f"{v} bias"] = bias / tol if ok else math.inf
+        terms[f"{v} eddy"] = abs(math.log(ratio)) / math.log(EDDY_TOLERANCE) if ok else math.inf
+    drift = forecast["variables"]["temperature"]["global_mean"]["end_minus_start"]
+    terms["T drift"] = abs(drift) / drift_tolerance if drift is not None else math.inf
+    return terms
+
+
+def label_score(dirs: list[Path], drift_tolerance: float) -> tuple[float, dict[str, float], int]:
+    """Mean score, mean terms and the number of forecasts over the ``climate.json`` files of ``dirs``."""
+    rows = []
+    for d in dirs:
+        path = d / "climate.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} not found: run benchmarks/climate_report.sh with OUT_DIR {d} first")
+        rows += [forecast_terms(f, drift_tolerance) for f in json.loads(path.read_text())["forecasts"]]
+    if not rows:
+        raise SystemExit(f"error: no forecasts in {[str(d) for d in dirs]}")
+    keys = list(rows[0])
+    means = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+    return sum(means.values()), means, len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", metavar="LABEL=DIR[,DIR...]")
+    p.add_argument("--drift-tolerance", type=float, default=0.5, help="K of global-mean T drift that count 1")
+    args = p.parse_args(argv)
+    header = None
+    for run in args.runs:
+        label, sep, dirs = run.partition("=")
+        if not sep or not dirs:
+            raise SystemExit(f"error: {run!r} is not LABEL=DIR[,DIR...]")
+        score, terms, n = label_score([Path(d) for d in dirs.split(",")], args.drift_tolerance)
+        if header is None:
+            header = list(terms)
+            print(f"{'run':<16} {'score':>7} {'(no drift)':>10} " + " ".join(f"{k:>14}" for k in header) + "  forecasts")
+        print(f"{label:<16} {score:7.3f} {score - terms['T drift']:10.3f} "
+              + " ".join(f"{terms[k]:14.3f}" for k in header) + f"  {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
