@@ -299,8 +299,8 @@ class TrainConfig(Group):
                                    "with half its eddy variance; the shipped demo: 1 with free_run_weight = 0.01, "
                                    "docs/demo_model.md stage 15)")
     free_run_steps: int = _f(24, "free-run chain: steps without gradients per training step")
-    free_run_graded: int = _f(2, "free-run chain: steps with gradients per training step (their decoded states are "
-                                 "scored)")
+    free_run_graded: int = _f(6, "free-run chain: steps with gradients per training step (their decoded states are "
+                                 "scored; 6 halved the demo's one-year biases against 2, docs/demo_model.md stage 16)")
     free_run_memory: float = _f(0.97, "free-run chain: weight of the old value in the running means of its climate, "
                                       "per training step (0.97: about the last 33 training steps; the term gives "
                                       "a gradient once the means hold 1 / (1 - free_run_memory) of them)")
