@@ -225,6 +225,9 @@ def main() -> None:
     p.add_argument("--inits", type=int, nargs="+", default=[0, 24, 47])
     p.add_argument("--year-days", type=int, default=365)
     p.add_argument("--out", default=None)
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads of the weather and climate runs (the speed pairs always use 1); 1 beside "
+                        "another job")
     args = p.parse_args()
     report = bc.Report(args.out)
     report("# stability ablation: weather skill, grid-scale noise, climate, speed")
@@ -245,7 +248,7 @@ def main() -> None:
     rows = []
     for label, path, filt in variants:
         t0 = time.perf_counter()
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         em = Emulator.from_checkpoint(path, latent_filter=filt)
         plain = Emulator.from_checkpoint(path, latent_filter=LatentFilter(0.0))
         lf = em.engine.latent_filter
