@@ -35,7 +35,9 @@ def _run(tmp_path, *args, **env):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"GPU_DATA_SEED": "2"}, "GPU_DATA_SEED=2 refused: seed 1 is the validation run, 2 the test run, 3 the climate truth"),
+    ({"GPU_DATA_SEED": "2"}, "GPU_DATA_SEED=2 refused: seeds 1 and 5 are the validation runs, 2 the test run, "
+                             "3 the climate truth"),
+    ({"GPU_DATA_SEED": "5"}, "GPU_DATA_SEED=5 refused"),
     ({"GPU_DATA_SEED": "1"}, "GPU_DATA_SEED=1 refused"),
     ({"GPU_DATA_SEED": "3"}, "GPU_DATA_SEED=3 refused"),
     ({"GPU_VAL_SEED": "3"}, "GPU_VAL_SEED=3 refused: seeds 2 and 3 are the test run and the climate truth"),

@@ -21,7 +21,7 @@
 # Environment (GPU mode defaults; --cpu has tiny ones):
 #   GPU_DATA_DAYS (180)         days of hourly training data after the spin-up (one file, one seed: mlscam
 #                               concatenates files in time and rejects repeated times, so seeds can't be mixed)
-#   GPU_DATA_SEED (10)          dycore seed of the training data; 1, 2 and 3 are refused (1 validation,
+#   GPU_DATA_SEED (10)          dycore seed of the training data; 1, 2, 3 and 5 are refused (1 and 5 validation,
 #                               2 test, 3 climate truth)
 #   GPU_VAL_DAYS (10)           days of the validation file (seed 1, as the shipped data)
 #   GPU_SPINUP_DAYS (200)       spin-up before the first sample (the shipped data's)
@@ -81,8 +81,9 @@ VSEED=${GPU_VAL_SEED:-1}
 if ! [[ "$SEED" =~ ^[0-9]+$ && "$VSEED" =~ ^[0-9]+$ ]]; then
     say "GPU_DATA_SEED=$SEED, GPU_VAL_SEED=$VSEED: seeds are whole numbers >= 0"; finish 2
 fi
-case " 1 2 3 " in *" $SEED "*)
-    say "GPU_DATA_SEED=$SEED refused: seed 1 is the validation run, 2 the test run, 3 the climate truth"; finish 2;;
+case " 1 2 3 5 " in *" $SEED "*)
+    say "GPU_DATA_SEED=$SEED refused: seeds 1 and 5 are the validation runs, 2 the test run, 3 the climate truth"
+    finish 2;;
 esac
 case " 2 3 $SEED " in *" $VSEED "*)
     say "GPU_VAL_SEED=$VSEED refused: seeds 2 and 3 are the test run and the climate truth (and not the training seed)"
