@@ -58,15 +58,20 @@ def level_mean(result: dict, var: str, metric: str, source: str = "forecast") ->
     return {k: float(np.mean(v)) for k, v in sorted(leads.items())}
 
 
-def polar_split(files, truth, lead_hours: int = 24, polar_lat: float = 80.0) -> dict:
-    """Day-1 RMSE (all levels, area weighted) in the rows poleward of ``polar_lat`` and in the rest,
-    for the forecasts and for persistence: the rows next to the poles violate the stencil's
-    Courant condition at any practical step (docs/datagen.md)."""
+BANDS = ((0.0, 30.0), (30.0, 60.0), (60.0, 80.0), (80.0, 90.0))
+
+
+def band_split(files, truth, bands=BANDS, lead_hours: int = 24) -> dict:
+    """RMSE at ``lead_hours`` (all levels, area weighted) of the forecasts and of persistence in latitude
+    bands ``(lo, hi)`` of |lat| (lo < |lat| <= hi; both hemispheres): ``{var: {"lo-hi": {"forecast": ..,
+    "persistence": .., "area": share of the globe}}}``. Where on the globe the forecast loses to persistence:
+    the model's error is nearly uniform, persistence's is small in the tropics and next to the poles."""
     from mlscam.grid import LatLonGrid
 
     out = {}
     for var in VARS:
-        sums = {(src, region): [0.0, 0.0] for src in ("forecast", "persistence") for region in ("polar", "rest")}
+        sums = {b: {"forecast": 0.0, "persistence": 0.0, "w": 0.0} for b in bands}
+        area = {}
         for f in files:
             with open_dataset(f) as fc:
                 lead = np.asarray(fc["lead_time"].values, dtype=float)
@@ -74,17 +79,30 @@ def polar_split(files, truth, lead_hours: int = 24, polar_lat: float = 80.0) -> 
                 valid = fc["time"].values[k]
                 t_valid = int(np.flatnonzero(truth["time"].values == valid)[0])
                 t_init = t_valid - lead_hours  # hourly truth
-                grid = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values))
-                w = grid.area_weights()
-                polar = np.abs(fc["lat"].values) > polar_lat
+                w = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values)).area_weights()
+                alat = np.abs(fc["lat"].values)
                 tr = truth[var].values[t_valid]
-                for src, field in (("forecast", fc[var].values[k]), ("persistence", truth[var].values[t_init])):
-                    err2 = (field - tr) ** 2 * w
-                    for region, rows in (("polar", polar), ("rest", ~polar)):
-                        sums[(src, region)][0] += float(err2[..., rows, :].sum())
-                        sums[(src, region)][1] += float(np.broadcast_to(w, err2.shape)[..., rows, :].sum())
-        out[var] = {f"{src}_{region}": float(np.sqrt(a / b)) for (src, region), (a, b) in sums.items()}
+                for b in bands:
+                    rows = (alat > b[0]) & (alat <= b[1])
+                    area[b] = float(w[rows].sum() / w.sum())
+                    wb = np.broadcast_to(w, tr.shape)[..., rows, :]
+                    sums[b]["w"] += float(wb.sum())
+                    for src, field in (("forecast", fc[var].values[k]), ("persistence", truth[var].values[t_init])):
+                        sums[b][src] += float((((field - tr) ** 2)[..., rows, :] * wb).sum())
+        out[var] = {f"{lo:g}-{hi:g}": {"forecast": float(np.sqrt(s["forecast"] / s["w"])),
+                                       "persistence": float(np.sqrt(s["persistence"] / s["w"])), "area": area[(lo, hi)]}
+                    for (lo, hi), s in sums.items() if s["w"] > 0}
     return out
+
+
+def polar_split(files, truth, lead_hours: int = 24, polar_lat: float = 80.0) -> dict:
+    """Day-1 RMSE (all levels, area weighted) in the rows poleward of ``polar_lat`` and in the rest,
+    for the forecasts and for persistence: the rows next to the poles violate the stencil's
+    Courant condition at any practical step (docs/datagen.md)."""
+    split = band_split(files, truth, bands=((0.0, polar_lat), (polar_lat, 90.0)), lead_hours=lead_hours)
+    names = {f"0-{polar_lat:g}": "rest", f"{polar_lat:g}-90": "polar"}
+    return {var: {f"{src}_{names[band]}": v[src] for band, v in bands.items() for src in ("forecast", "persistence")}
+            for var, bands in split.items()}
 
 
 def plot_skill(curves: dict, path: Path) -> None:
@@ -156,6 +174,7 @@ def main(argv=None) -> int:
             curves[var]["persistence"] = entry["persistence"][var]
             curves[var]["climatology"] = entry["climatology"][var]
         entry["polar_rows_day1"] = polar_split(files, truth)
+        entry["latitude_bands_day1"] = band_split(files, truth)
         report["models"][label] = entry
         print(f"{label}: {len(files)} forecasts of {a.days} days in {wall:.1f} s")
     plot_skill(curves, out / "skill_rmse.png")
@@ -199,6 +218,15 @@ def summary_markdown(report: dict, days=(1, 3, 5, 10)) -> str:
             f"({pr[var]['forecast_polar'] / pr[var]['persistence_polar']:.2f}) vs "
             f"{pr[var]['forecast_rest']:.2f} / {pr[var]['persistence_rest']:.2f} "
             f"({pr[var]['forecast_rest'] / pr[var]['persistence_rest']:.2f})" for var in VARS), ""]
+        if "latitude_bands_day1" in e:
+            lb = e["latitude_bands_day1"]
+            lines += ["Day 1 by latitude band (|lat|, degrees; mlscam / persistence, ratio):", "",
+                      "| band | share of the globe | " + " | ".join(VARS) + " |", "| --- | --- |" + " --- |" * len(VARS)]
+            for band in lb[VARS[0]]:
+                cells = [f"{lb[v][band]['forecast']:.2f} / {lb[v][band]['persistence']:.2f} "
+                         f"({lb[v][band]['forecast'] / lb[v][band]['persistence']:.2f})" for v in VARS]
+                lines.append(f"| {band} | {lb[VARS[0]][band]['area']:.3f} | " + " | ".join(cells) + " |")
+            lines.append("")
     if "year" in report:
         y = report["year"]
         lines.append(f"One year: {y['steps']} steps in {y['wall_s']:.1f} s; finite: {y['finite']}; zonal-mean RMSE "

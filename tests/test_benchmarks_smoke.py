@@ -110,3 +110,41 @@ def test_validation_score_adds_the_drift_to_the_training_score(tmp_path, capsys)
     assert "4.500" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="climate_report.sh"):
         mod.main([f"C={tmp_path / 'missing'}"])
+
+
+def test_skill_report_splits_day1_error_by_latitude_band(tmp_path):
+    import xarray as xr
+
+    mod = load_script("skill_report")
+    lat = np.array([-85.0, -70.0, -45.0, -10.0, 10.0, 45.0, 70.0, 85.0])
+    lon = np.arange(0.0, 360.0, 45.0)
+    hours = np.arange(49)
+    times = np.datetime64("2000-01-01T00") + hours.astype("timedelta64[h]")
+    rate = {0: 0.1, 1: 0.2, 2: 0.5, 3: 1.0}  # persistence error per hour in each band (tropics .. poles)
+    err = {0: 0.5, 1: 1.0, 2: 3.0, 3: 2.0}  # the forecast's error at day 1
+    band = np.array([3, 2, 1, 0, 0, 1, 2, 3])
+    a = np.array([rate[b] for b in band])[None, :, None]
+    t = hours[:, None, None, None] * a[None]  # [time, level, lat, lon]
+    t = np.broadcast_to(t, (49, 2, lat.size, lon.size)).astype(np.float64)
+    coords = {"time": times, "level": [0.3, 0.7], "lat": lat, "lon": lon}
+    dims = ("time", "level", "lat", "lon")
+    truth = xr.Dataset({"temperature": (dims, t), "u": (dims, 2 * t)}, coords=coords)
+    e = np.array([err[b] for b in band])[None, :, None]
+    fc_vals = t[[24, 30]] + e  # leads 24 and 30 h from the initial hour 0
+    fc = xr.Dataset({"temperature": (dims, fc_vals), "u": (dims, 2 * fc_vals)},
+                    coords={**coords, "time": times[[24, 30]], "lead_time": ("time", [24.0, 30.0])})
+    fc.to_netcdf(tmp_path / "fc.nc")
+    split = mod.band_split([tmp_path / "fc.nc"], truth)
+    for var, scale in (("temperature", 1.0), ("u", 2.0)):
+        for b, (lo, hi) in enumerate(mod.BANDS):
+            got = split[var][f"{lo:g}-{hi:g}"]
+            assert got["forecast"] == pytest.approx(scale * err[b])
+            assert got["persistence"] == pytest.approx(scale * 24 * rate[b])
+        assert sum(v["area"] for v in split[var].values()) == pytest.approx(1.0)
+    polar = mod.polar_split([tmp_path / "fc.nc"], truth)
+    assert polar["temperature"]["forecast_polar"] == pytest.approx(2.0)
+    assert polar["temperature"]["persistence_polar"] == pytest.approx(24.0)
+    text = mod.summary_markdown({"command": "x", "models": {"m": {
+        "checkpoint": "c", "rmse": {v: {} for v in mod.VARS}, "polar_rows_day1": polar,
+        "latitude_bands_day1": split}}})
+    assert "| 0-30 |" in text and "0.50 / 2.40 (0.21)" in text
