@@ -61,38 +61,95 @@ def level_mean(result: dict, var: str, metric: str, source: str = "forecast") ->
 BANDS = ((0.0, 30.0), (30.0, 60.0), (60.0, 80.0), (80.0, 90.0))
 
 
+def _fields_at(files, truth, var: str, lead_hours: int):
+    """For each forecast file: ``(forecast, truth, persistence, area weights, lat)`` of ``var`` at ``lead_hours``
+    (``[level, lat, lon]`` arrays; persistence is the truth at the forecast's initial hour, hourly truth)."""
+    from mlscam.grid import LatLonGrid
+
+    for f in files:
+        with open_dataset(f) as fc:
+            lead = np.asarray(fc["lead_time"].values, dtype=float)
+            k = int(np.flatnonzero(np.isclose(lead, lead_hours))[0])
+            valid = fc["time"].values[k]
+            t_valid = int(np.flatnonzero(truth["time"].values == valid)[0])
+            t_init = t_valid - lead_hours
+            w = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values)).area_weights()
+            yield (fc[var].values[k], truth[var].values[t_valid], truth[var].values[t_init], w,
+                   np.asarray(fc["lat"].values))
+
+
 def band_split(files, truth, bands=BANDS, lead_hours: int = 24) -> dict:
     """RMSE at ``lead_hours`` (all levels, area weighted) of the forecasts and of persistence in latitude
     bands ``(lo, hi)`` of |lat| (lo < |lat| <= hi; both hemispheres): ``{var: {"lo-hi": {"forecast": ..,
     "persistence": .., "area": share of the globe}}}``. Where on the globe the forecast loses to persistence:
     the model's error is nearly uniform, persistence's is small in the tropics and next to the poles."""
-    from mlscam.grid import LatLonGrid
-
     out = {}
     for var in VARS:
         sums = {b: {"forecast": 0.0, "persistence": 0.0, "w": 0.0} for b in bands}
         area = {}
-        for f in files:
-            with open_dataset(f) as fc:
-                lead = np.asarray(fc["lead_time"].values, dtype=float)
-                k = int(np.flatnonzero(np.isclose(lead, lead_hours))[0])
-                valid = fc["time"].values[k]
-                t_valid = int(np.flatnonzero(truth["time"].values == valid)[0])
-                t_init = t_valid - lead_hours  # hourly truth
-                w = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values)).area_weights()
-                alat = np.abs(fc["lat"].values)
-                tr = truth[var].values[t_valid]
-                for b in bands:
-                    rows = (alat > b[0]) & (alat <= b[1])
-                    area[b] = float(w[rows].sum() / w.sum())
-                    wb = np.broadcast_to(w, tr.shape)[..., rows, :]
-                    sums[b]["w"] += float(wb.sum())
-                    for src, field in (("forecast", fc[var].values[k]), ("persistence", truth[var].values[t_init])):
-                        sums[b][src] += float((((field - tr) ** 2)[..., rows, :] * wb).sum())
+        for fc, tr, pers, w, lat in _fields_at(files, truth, var, lead_hours):
+            alat = np.abs(lat)
+            for b in bands:
+                rows = (alat > b[0]) & (alat <= b[1])
+                area[b] = float(w[rows].sum() / w.sum())
+                wb = np.broadcast_to(w, tr.shape)[..., rows, :]
+                sums[b]["w"] += float(wb.sum())
+                for src, field in (("forecast", fc), ("persistence", pers)):
+                    sums[b][src] += float((((field - tr) ** 2)[..., rows, :] * wb).sum())
         out[var] = {f"{lo:g}-{hi:g}": {"forecast": float(np.sqrt(s["forecast"] / s["w"])),
                                        "persistence": float(np.sqrt(s["persistence"] / s["w"])), "area": area[(lo, hi)]}
                     for (lo, hi), s in sums.items() if s["w"] > 0}
     return out
+
+
+def zonal_split(files, truth, lead_hours: int = 24) -> dict:
+    """RMSE at ``lead_hours`` (all levels, area weighted) of the forecasts and of persistence, and its
+    zonal-mean part (the same RMSE of the zonal means of the error): ``{var: {"forecast", "forecast_zonal_mean",
+    "persistence", "persistence_zonal_mean"}}``. A zonal-mean part near the total would be a drift of the
+    model's climate; a small one says the error is in the eddies."""
+    out = {}
+    for var in VARS:
+        sums = {k: 0.0 for k in ("forecast", "forecast_zonal_mean", "persistence", "persistence_zonal_mean", "w")}
+        for fc, tr, pers, w, _ in _fields_at(files, truth, var, lead_hours):
+            wb = np.broadcast_to(w, tr.shape)
+            sums["w"] += float(wb.sum())
+            for src, field in (("forecast", fc), ("persistence", pers)):
+                err = field - tr
+                sums[src] += float((err ** 2 * wb).sum())
+                sums[f"{src}_zonal_mean"] += float((np.broadcast_to(err.mean(-1, keepdims=True), err.shape) ** 2
+                                                    * wb).sum())
+        out[var] = {k: float(np.sqrt(v / sums["w"])) for k, v in sums.items() if k != "w"}
+    return out
+
+
+def autoencoder_error(ckpt: str, truth, times) -> dict:
+    """RMSE (all levels, area weighted) of ``decode(encode(x))`` against ``x`` at the truth's ``times``: the
+    error a forecast starts with, before any step (the raw decode, no fixer). ``{var: rmse}``."""
+    import torch
+
+    from mlscam import blas
+    from mlscam.emulator import Emulator
+    from mlscam.grid import LatLonGrid
+
+    blas.pin()
+    em = Emulator.from_checkpoint(ckpt)
+    layout = em.layout
+    if "level" in truth.dims and not np.allclose(truth["level"].values, layout.levels, atol=1e-4):
+        raise SystemExit(f"the truth's levels {truth['level'].values} are not the checkpoint's {layout.levels}")
+    w = LatLonGrid(tuple(truth["lat"].values), tuple(truth["lon"].values)).area_weights()
+    sums = {v: 0.0 for v in VARS}
+    for t in times:
+        parts = []
+        for name in layout.variables:
+            a = np.asarray(truth[name].values[t], dtype=np.float32)
+            parts.append(np.moveaxis(a, 0, -1) if a.ndim == 3 else a[..., None])
+        x = torch.from_numpy(np.concatenate(parts, -1))
+        with torch.no_grad():
+            rec = em.decode(em.encode(x), fix=False).numpy()
+        for v in VARS:
+            sl = layout.slice_of(v)
+            sums[v] += float(((rec[..., sl] - x.numpy()[..., sl]) ** 2 * w[..., None]).sum() / (w.sum() * rec[..., sl].shape[-1]))
+    return {v: float(np.sqrt(sums[v] / len(times))) for v in VARS}
 
 
 def polar_split(files, truth, lead_hours: int = 24, polar_lat: float = 80.0) -> dict:
@@ -175,6 +232,8 @@ def main(argv=None) -> int:
             curves[var]["climatology"] = entry["climatology"][var]
         entry["polar_rows_day1"] = polar_split(files, truth)
         entry["latitude_bands_day1"] = band_split(files, truth)
+        entry["zonal_mean_part_day1"] = zonal_split(files, truth)
+        entry["autoencoder_rmse"] = autoencoder_error(ckpt, truth, a.inits)
         report["models"][label] = entry
         print(f"{label}: {len(files)} forecasts of {a.days} days in {wall:.1f} s")
     plot_skill(curves, out / "skill_rmse.png")
@@ -227,6 +286,13 @@ def summary_markdown(report: dict, days=(1, 3, 5, 10)) -> str:
                          f"({lb[v][band]['forecast'] / lb[v][band]['persistence']:.2f})" for v in VARS]
                 lines.append(f"| {band} | {lb[VARS[0]][band]['area']:.3f} | " + " | ".join(cells) + " |")
             lines.append("")
+        if "zonal_mean_part_day1" in e:
+            zs, ae = e["zonal_mean_part_day1"], e["autoencoder_rmse"]
+            lines += ["Day 1, the zonal-mean part of the RMSE (mlscam; persistence): " + "; ".join(
+                f"{v} {zs[v]['forecast_zonal_mean']:.2f} of {zs[v]['forecast']:.2f}; "
+                f"{zs[v]['persistence_zonal_mean']:.2f} of {zs[v]['persistence']:.2f}" for v in VARS),
+                "", "The autoencoder alone, decode(encode(x)) at the initial times: " + "; ".join(
+                f"{v} {ae[v]:.2f}" for v in VARS), ""]
     if "year" in report:
         y = report["year"]
         lines.append(f"One year: {y['steps']} steps in {y['wall_s']:.1f} s; finite: {y['finite']}; zonal-mean RMSE "

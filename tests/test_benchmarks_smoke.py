@@ -148,3 +148,45 @@ def test_skill_report_splits_day1_error_by_latitude_band(tmp_path):
         "checkpoint": "c", "rmse": {v: {} for v in mod.VARS}, "polar_rows_day1": polar,
         "latitude_bands_day1": split}}})
     assert "| 0-30 |" in text and "0.50 / 2.40 (0.21)" in text
+
+
+def test_skill_report_zonal_split_separates_the_zonal_mean_error(tmp_path):
+    import xarray as xr
+
+    mod = load_script("skill_report")
+    lat, lon = np.array([-45.0, 45.0]), np.arange(0.0, 360.0, 90.0)
+    times = np.datetime64("2000-01-01T00") + np.arange(25).astype("timedelta64[h]")
+    dims = ("time", "level", "lat", "lon")
+    truth = xr.Dataset({v: (dims, np.zeros((25, 1, 2, 4))) for v in mod.VARS},
+                       coords={"time": times, "level": [0.5], "lat": lat, "lon": lon})
+    # forecast error: a zonal-mean part of 3 plus a wave of amplitude 4 (RMS 4 over the circle when it is +-4)
+    err = 3.0 + 4.0 * np.array([1.0, -1.0, 1.0, -1.0])
+    fc = xr.Dataset({v: (dims, np.broadcast_to(err, (1, 1, 2, 4)).copy()) for v in mod.VARS},
+                    coords={"time": times[[24]], "level": [0.5], "lat": lat, "lon": lon, "lead_time": ("time", [24.0])})
+    fc.to_netcdf(tmp_path / "fc.nc")
+    z = mod.zonal_split([tmp_path / "fc.nc"], truth)["u"]
+    assert z["forecast"] == pytest.approx(5.0) and z["forecast_zonal_mean"] == pytest.approx(3.0)
+    assert z["persistence"] == 0.0 and z["persistence_zonal_mean"] == 0.0
+
+
+def test_skill_report_autoencoder_error_is_the_reconstruction_rmse(tmp_path):
+    import xarray as xr
+
+    from mlscam.emulator import Emulator
+
+    mod = load_script("skill_report")
+    ckpt = ROOT / "mlscam" / "assets" / "demo" / "checkpoint.pt"
+    init = xr.open_dataset(ROOT / "mlscam" / "assets" / "demo" / "initial_state.nc").load()
+    got = mod.autoencoder_error(str(ckpt), init, [0])
+    em = Emulator.from_checkpoint(str(ckpt))
+    lay = em.layout
+    x = np.concatenate([np.moveaxis(init[v].values[0], 0, -1) if init[v].ndim == 4 else init[v].values[0][..., None]
+                        for v in lay.variables], -1).astype(np.float32)
+    with torch.no_grad():
+        rec = em.decode(em.encode(torch.from_numpy(x)), fix=False).numpy()
+    w = np.cos(np.radians(init["lat"].values))[:, None, None]
+    for v in mod.VARS:
+        d = (rec - x)[..., lay.slice_of(v)]
+        ref = np.sqrt((d ** 2 * w).sum() / (w.sum() * init.sizes["lon"] * d.shape[-1]))
+        assert got[v] == pytest.approx(ref, rel=0.02)  # cos(lat) against exact cell areas
+        assert 0.05 < got[v] < 2.0  # the shipped autoencoder: tenths of a kelvin / m/s, not zero
