@@ -10,6 +10,10 @@ one-year forecast in them the score adds, for temperature and u, the terms of ``
 ``|global-mean T end - start| / drift_tolerance``: 1 at each of issue 13's thresholds. The label's score is
 the mean over its forecasts; lower is better. The drift term is new (2026-11-28): stage 15F beat 15D on the
 score without it, and drifted 0.5-0.7 K on the test years where 15D drifted 0.1-0.2 K.
+
+``--rule MAX_SCORE`` also says, per label, whether it passes the rule that chose the shipped demo (stages 16E,
+16G, 16H in ``docs/demo_model.md``): a score of at most MAX_SCORE (3.0 there) and every one of its forecasts
+within the bias tolerances (1.5 K, 2 m/s). Give one label per validation seed; the rule needs all to pass.
 """
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ def forecast_terms(forecast: dict, drift_tolerance: float) -> dict[str, float]:
     return terms
 
 
-def label_score(dirs: list[Path], drift_tolerance: float) -> tuple[float, dict[str, float], int]:
-    """Mean score, mean terms and the number of forecasts over the ``climate.json`` files of ``dirs``."""
+def label_rows(dirs: list[Path], drift_tolerance: float) -> list[dict[str, float]]:
+    """The score's terms of every forecast in the ``climate.json`` files of ``dirs``."""
     rows = []
     for d in dirs:
         path = d / "climate.json"
@@ -47,17 +51,38 @@ def label_score(dirs: list[Path], drift_tolerance: float) -> tuple[float, dict[s
         rows += [forecast_terms(f, drift_tolerance) for f in json.loads(path.read_text())["forecasts"]]
     if not rows:
         raise SystemExit(f"error: no forecasts in {[str(d) for d in dirs]}")
+    return rows
+
+
+def label_score(dirs: list[Path], drift_tolerance: float) -> tuple[float, dict[str, float], int]:
+    """Mean score, mean terms and the number of forecasts over the ``climate.json`` files of ``dirs``."""
+    rows = label_rows(dirs, drift_tolerance)
     keys = list(rows[0])
     means = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
     return sum(means.values()), means, len(rows)
+
+
+def rule_verdict(dirs: list[Path], drift_tolerance: float, max_score: float) -> tuple[bool, str]:
+    """Whether a label passes the shipping rule (score <= ``max_score``, every forecast's T and u bias within
+    its tolerance), and why not."""
+    score, _, _ = label_score(dirs, drift_tolerance)
+    why = [f"score {score:.2f} > {max_score:g}"] if not score <= max_score else []
+    for v, tol in TOLERANCES.items():
+        worst = max(r[f"{v} bias"] for r in label_rows(dirs, drift_tolerance)) * tol
+        if not worst <= tol:
+            why.append(f"{v} bias {worst:.2f} > {tol:g} in a forecast")
+    return not why, "; ".join(why) or "passes"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", metavar="LABEL=DIR[,DIR...]")
     p.add_argument("--drift-tolerance", type=float, default=0.5, help="K of global-mean T drift that count 1")
+    p.add_argument("--rule", type=float, metavar="MAX_SCORE",
+                   help="also check the shipping rule: score <= MAX_SCORE and every forecast within the bias tolerances")
     args = p.parse_args(argv)
     header = None
+    verdicts = []
     for run in args.runs:
         label, sep, dirs = run.partition("=")
         if not sep or not dirs:
@@ -68,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'run':<16} {'score':>7} {'(no drift)':>10} " + " ".join(f"{k:>14}" for k in header) + "  forecasts")
         print(f"{label:<16} {score:7.3f} {score - terms['T drift']:10.3f} "
               + " ".join(f"{terms[k]:14.3f}" for k in header) + f"  {n}")
+        if args.rule is not None:
+            verdicts.append((label, *rule_verdict([Path(d) for d in dirs.split(",")], args.drift_tolerance, args.rule)))
+    if verdicts:
+        print(f"rule (score <= {args.rule:g}, every forecast within " + ", ".join(
+            f"{tol:g} {'K' if v == 'temperature' else 'm/s'} ({v})" for v, tol in TOLERANCES.items()) + "):")
+        for label, ok, why in verdicts:
+            print(f"  {label:<16} {'PASS' if ok else 'FAIL'}  {why}")
+        print("all pass" if all(ok for _, ok, _ in verdicts) else "not all pass")
     return 0
 
 

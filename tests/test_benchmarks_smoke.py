@@ -112,6 +112,22 @@ def test_validation_score_adds_the_drift_to_the_training_score(tmp_path, capsys)
         mod.main([f"C={tmp_path / 'missing'}"])
 
 
+def test_validation_score_rule_needs_the_score_and_every_year_within_the_tolerances(tmp_path, capsys):
+    mod = load_script("validation_score")
+    # (T bias, T eddy, u bias, u eddy, drift): two good years, score 0.4 + 0 + 0.5 + 0 + 0 = 0.9
+    _climate_json(tmp_path / "good", [(0.6, 1.0, 1.0, 1.0, 0.0), (0.6, 1.0, 1.0, 1.0, 0.0)])
+    # a low mean score, but one year's u bias is 2.2 m/s: fails the rule
+    _climate_json(tmp_path / "one_bad_year", [(0.3, 1.0, 2.2, 1.0, 0.0), (0.3, 1.0, 0.2, 1.0, 0.0)])
+    assert mod.rule_verdict([tmp_path / "good"], 0.5, 3.0) == (True, "passes")
+    ok, why = mod.rule_verdict([tmp_path / "one_bad_year"], 0.5, 3.0)
+    assert not ok and "u bias 2.20 > 2" in why
+    ok, why = mod.rule_verdict([tmp_path / "good"], 0.5, 0.5)
+    assert not ok and "score 0.90 > 0.5" in why
+    assert mod.main(["--rule", "3", f"A={tmp_path / 'good'}", f"B={tmp_path / 'one_bad_year'}"]) == 0
+    out = capsys.readouterr().out
+    assert "A                PASS" in out and "B                FAIL" in out and "not all pass" in out
+
+
 def test_skill_report_splits_day1_error_by_latitude_band(tmp_path):
     import xarray as xr
 
