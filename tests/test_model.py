@@ -316,6 +316,45 @@ def test_conv_mixer_folds_the_pole_embedding_into_the_stencil():
     assert torch.allclose(mix(tiles, crossed), explicit, rtol=1e-12, atol=1e-12)
 
 
+def test_conv_mixer_keeps_its_pole_term_without_gradients_and_follows_every_weight_change():
+    """Without gradients the pole term ``P = W_t e`` is computed once and kept (a rollout calls the mixer
+    once per chunk of every step); an in-place update of either weight, a new weight tensor or a cast
+    recomputes it; the results are those of a fresh computation, bit for bit."""
+    torch.manual_seed(4)
+    from mlscam.model.mixer import ConvMixer
+
+    mix = ConvMixer(8, blocks=1, channel_hidden=16, stencil_width=12)
+    with torch.no_grad():
+        mix.crossed_embedding.normal_()
+        mix.out.weight.normal_()
+    tiles, crossed = torch.randn(5, 9, 8), torch.rand(5, 9) < 0.4
+
+    def fresh():  # with gradients the term is always computed anew
+        with torch.enable_grad():
+            return mix(tiles, crossed).detach()
+
+    with torch.no_grad():
+        first = mix.pole_term()
+        assert mix.pole_term() is first  # kept
+        assert torch.equal(mix(tiles, crossed), fresh())
+        mix.crossed_embedding.add_(0.5)  # an optimizer-like in-place step
+        assert mix.pole_term() is not first
+        assert torch.equal(mix(tiles, crossed), fresh())
+        mix.stencil.weight.mul_(1.5)
+        assert torch.equal(mix(tiles, crossed), fresh())
+        mix.stencil.weight = torch.nn.Parameter(torch.randn_like(mix.stencil.weight))
+        assert torch.equal(mix(tiles, crossed), fresh())
+        mix.load_state_dict(ConvMixer(8, blocks=1, channel_hidden=16, stencil_width=12).state_dict())
+        assert torch.equal(mix(tiles, crossed), fresh())
+        mix.double()
+        assert mix.pole_term().dtype == torch.float64
+        assert torch.equal(mix(tiles.double(), crossed), mix.to(torch.float64)(tiles.double(), crossed))
+    with torch.enable_grad():
+        out = mix(tiles.double(), crossed).sum()
+        out.backward()
+    assert mix.crossed_embedding.grad is not None and mix.crossed_embedding.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_model_config_builds_the_same_model_as_build_model(mixer):
     cfg = ModelConfig(mixer=mixer, **TINY)

@@ -11,6 +11,8 @@ halo. The final projection starts near zero, so ``z[t+1] ~ z[t]`` at first.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -137,14 +139,34 @@ class ConvMixer(_Mixer):
         self.out_norm = make_norm(norm, width)
         self.out = shrink_init(nn.Linear(width, latent_dim))
 
+    def pole_term(self) -> torch.Tensor:
+        """``P [9, W]``, ``P[t] = W_t e``: the crossed-pole embedding through the stencil.
+
+        It depends on the weights only, so without gradients (a rollout: one call per chunk of every step)
+        it is kept and recomputed only when the stencil weight or the embedding change (another tensor, an
+        in-place update such as an optimizer step or ``load_state_dict``, or new storage, dtype or device
+        from ``.to()`` / ``.double()``); the same bits either way. With
+        gradients, and while a CUDA graph is captured, it is computed on every call."""
+        w, e = self.stencil.weight, self.crossed_embedding
+        capturing = w.is_cuda and torch.cuda.is_current_stream_capturing()
+        if torch.is_grad_enabled() or capturing:
+            return torch.einsum("wtl,l->tw", w.view(-1, TOKENS, self.latent_dim), e)
+        # a Parameter keeps its identity and version when .double() / .to() swap its .data: the storage,
+        # dtype and device are part of the key
+        state = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in (w, e))
+        cached = getattr(self, "_pole_cache", None)  # (weak refs to w and e, their state, P)
+        if cached is None or cached[0]() is not w or cached[1]() is not e or cached[2] != state:
+            cached = (weakref.ref(w), weakref.ref(e), state,
+                      torch.einsum("wtl,l->tw", w.view(-1, TOKENS, self.latent_dim), e))
+            self._pole_cache = cached
+        return cached[3]
+
     def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
         """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""
         self.check(tiles, crossed)
         # stencil(flatten(tiles + crossed * e)) = stencil(flatten(tiles)) + crossed @ P, P[t] = W_t e:
         # the pole embedding costs a [N, 9] x [9, W] product instead of a pass over [N, 9, L]
-        w = self.stencil.weight.view(-1, TOKENS, self.latent_dim)  # [W, 9, L]
-        pole = torch.einsum("wtl,l->tw", w, self.crossed_embedding)  # [9, W]
-        h = torch.addmm(self.stencil(tiles.flatten(1)), crossed.to(tiles.dtype), pole)  # [N, W]
+        h = torch.addmm(self.stencil(tiles.flatten(1)), crossed.to(tiles.dtype), self.pole_term())  # [N, W]
         for block in self.blocks:
             h = block(h)
         return self.out(self.out_norm(h))
