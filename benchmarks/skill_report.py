@@ -74,7 +74,7 @@ def _fields_at(files, truth, var: str, lead_hours: int):
             t_valid = int(np.flatnonzero(truth["time"].values == valid)[0])
             t_init = t_valid - lead_hours
             w = LatLonGrid(tuple(fc["lat"].values), tuple(fc["lon"].values)).area_weights()
-            yield (fc[var].values[k], truth[var].values[t_valid], truth[var].values[t_init], w,
+            yield (fc[var].values[k], truth[var].isel(time=t_valid).values, truth[var].isel(time=t_init).values, w,
                    np.asarray(fc["lat"].values))
 
 
@@ -141,7 +141,7 @@ def autoencoder_error(ckpt: str, truth, times) -> dict:
     for t in times:
         parts = []
         for name in layout.variables:
-            a = np.asarray(truth[name].values[t], dtype=np.float32)
+            a = np.asarray(truth[name].isel(time=t).values, dtype=np.float32)
             parts.append(np.moveaxis(a, 0, -1) if a.ndim == 3 else a[..., None])
         x = torch.from_numpy(np.concatenate(parts, -1))
         with torch.no_grad():
