@@ -54,21 +54,24 @@ def label_rows(dirs: list[Path], drift_tolerance: float) -> list[dict[str, float
     return rows
 
 
+def _score(rows: list[dict[str, float]]) -> tuple[float, dict[str, float], int]:
+    means = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    return sum(means.values()), means, len(rows)
+
+
 def label_score(dirs: list[Path], drift_tolerance: float) -> tuple[float, dict[str, float], int]:
     """Mean score, mean terms and the number of forecasts over the ``climate.json`` files of ``dirs``."""
-    rows = label_rows(dirs, drift_tolerance)
-    keys = list(rows[0])
-    means = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
-    return sum(means.values()), means, len(rows)
+    return _score(label_rows(dirs, drift_tolerance))
 
 
 def rule_verdict(dirs: list[Path], drift_tolerance: float, max_score: float) -> tuple[bool, str]:
     """Whether a label passes the shipping rule (score <= ``max_score``, every forecast's T and u bias within
     its tolerance), and why not."""
-    score, _, _ = label_score(dirs, drift_tolerance)
+    rows = label_rows(dirs, drift_tolerance)
+    score = _score(rows)[0]
     why = [f"score {score:.2f} > {max_score:g}"] if not score <= max_score else []
     for v, tol in TOLERANCES.items():
-        worst = max(r[f"{v} bias"] for r in label_rows(dirs, drift_tolerance)) * tol
+        worst = max(r[f"{v} bias"] for r in rows) * tol
         if not worst <= tol:
             why.append(f"{v} bias {worst:.2f} > {tol:g} in a forecast")
     return not why, "; ".join(why) or "passes"
