@@ -251,6 +251,13 @@ class TrainConfig(Group):
     pushforward_steps: int = _f(0, "'global_rollout': latent steps run WITHOUT gradients before the rollout_steps "
                                    "with losses, so the model learns from its own drifted states (the "
                                    "'pushforward' trick); windows of pushforward_steps + rollout_steps + 1 states")
+    truth_start_every: int = _f(0, "'global_rollout' with pushforward_steps > 0: every truth_start_every-th training "
+                                   "step (steps 0, N, 2N, ...) grades the first truth_start_steps steps of its window "
+                                   "from the truth, with no pushforward, instead of the steps after it; the others are "
+                                   "pushforward steps (0 = off; 2 alternates the short leads with the model's own "
+                                   "drifted states, docs/demo_model.md stage 17)")
+    truth_start_steps: int = _f(24, "with truth_start_every: graded steps from the truth, at most pushforward_steps + "
+                                    "rollout_steps (24: the first day at one-hour steps)")
     batch_size: int = _f(4, "samples per optimizer step (times, or tiles in 'single_column')")
     max_steps: int = _f(1000, "optimizer steps")
     lr: float = _f(1e-3, "peak learning rate (AdamW)")
@@ -323,6 +330,15 @@ class TrainConfig(Group):
                        "pushforward_steps")
         self._require(self.pushforward_steps == 0 or self.mode == "global_rollout", "pushforward_steps",
                       "applies to mode = 'global_rollout' only; set 0 or use that mode")
+        self._at_least(0, "truth_start_every")
+        self._positive("truth_start_steps")
+        self._require(self.truth_start_every == 0 or (self.mode == "global_rollout" and self.pushforward_steps > 0),
+                      "truth_start_every", "alternates with pushforward steps: needs mode = 'global_rollout' and "
+                      "pushforward_steps > 0, or set 0")
+        self._require(self.truth_start_every == 0
+                      or self.truth_start_steps <= self.pushforward_steps + self.rollout_steps, "truth_start_steps",
+                      f"must fit the window of pushforward_steps + rollout_steps = "
+                      f"{self.pushforward_steps + self.rollout_steps} steps")
         self._require(not self.mirror or self.mode != "single_column", "mirror",
                       "applies to the whole-globe modes 'global' and 'global_rollout'; set .false. for "
                       "'single_column'")

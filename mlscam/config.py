@@ -28,7 +28,7 @@ import argparse
 import os
 import sys
 from dataclasses import fields, replace
-from typing import Iterable
+from typing import Any, Iterable
 
 from mlscam._groups import (DEFAULT_CHUNK_SIZE, GROUPS, LEVEL_SOURCES, Config, CouplerConfig, DataConfig, LossConfig,
                             MetaConfig, ModelConfig, OutputConfig, ParallelConfig, RolloutConfig, TrainConfig)
@@ -139,7 +139,12 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
 
     The value text is parsed by the field's type: lists comma-separated, logicals
     true/false/.true./.false./t/f. Unknown groups/keys and bad values raise ConfigError.
+    A group's overrides are checked together, so their order does not matter (``--set
+    train.pushforward_steps=24 --set train.mode=global_rollout`` is valid); a later value of
+    the same key wins.
     """
+    updates: dict[str, dict[str, Any]] = {}
+    items: dict[str, list[str]] = {}
     for item in overrides:
         source = f"--set {item}: "
         target, sep, text = item.partition("=")
@@ -151,11 +156,20 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
         _group_of(group, source, cfg.mlscam.host_groups)
         _check_key(group, key, source)
         try:
-            value = parse_text(f"{group}.{key}", text, kind_of(GROUPS[group], key))
-            cfg = replace(cfg, **{group: replace(getattr(cfg, group), **{key: value})})
+            updates.setdefault(group, {})[key] = parse_text(f"{group}.{key}", text, kind_of(GROUPS[group], key))
         except ConfigError as exc:
             raise ConfigError(f"{source}{exc}") from None
-    return cfg
+        items.setdefault(group, []).append(item)
+    groups = {}
+    for group, values in updates.items():
+        try:
+            groups[group] = replace(getattr(cfg, group), **values)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {' --set '.join(items[group])}: {exc}") from None
+    try:  # checks across groups see every override at once
+        return replace(cfg, **groups)
+    except ConfigError as exc:
+        raise ConfigError(f"--set {' --set '.join(i for g in items.values() for i in g)}: {exc}") from None
 
 
 def _override_keys(overrides: Iterable[str]) -> frozenset:

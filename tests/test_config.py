@@ -241,6 +241,18 @@ def test_overrides_parse_by_field_type(tmp_path):
     assert apply_overrides(cfg, ["train.bf16=false", "train.bf16=F"]).train.bf16 is False
 
 
+def test_overrides_of_a_group_are_checked_together_in_any_order(tmp_path):
+    """A check across keys sees every override: the pushforward may come before the mode it needs."""
+    nml = write(tmp_path, "&train mode = 'global' /\n")
+    cfg = load_config(nml, ["train.pushforward_steps=24", "train.truth_start_every=2", "train.truth_start_steps=30",
+                            "train.rollout_steps=6", "train.mode=global_rollout"])
+    assert (cfg.train.mode, cfg.train.pushforward_steps, cfg.train.truth_start_steps) == ("global_rollout", 24, 30)
+    with pytest.raises(ConfigError) as info:  # still refused when the final values do not fit, naming every --set
+        load_config(nml, ["train.pushforward_steps=24", "model.latent_dim=32"])
+    assert str(info.value).startswith("--set train.pushforward_steps=24: train.pushforward_steps = 24: applies to "
+                                      "mode = 'global_rollout' only"), str(info.value)
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.latnet_dim=3", "--set model.latnet_dim=3: unknown key 'latnet_dim' in &model; did you mean 'latent_dim'?"),
     ("model.latent_dim=big", "--set model.latent_dim=big: model.latent_dim = big: expected an integer"),

@@ -51,3 +51,31 @@ def test_pushforward_needs_global_rollout():
     with pytest.raises(ConfigError, match="pushforward_steps"):
         TrainConfig(mode="global", pushforward_steps=3)
     assert TrainConfig(mode="global_rollout", pushforward_steps=3).pushforward_steps == 3
+
+
+def test_truth_start_grades_the_windows_first_steps_from_the_truth(tmp_path):
+    """truth_start = 2 on a pushforward window of 3 states is the pushforward-free loss of its first 2 steps:
+    the same number as an objective without pushforward on those states, and the encoder gets a gradient."""
+    em = Emulator.from_checkpoint(make_checkpoint(tmp_path / "c.pt"))
+    em.model.train()
+    x = torch.from_numpy(initial_states()).unsqueeze(0)  # [1, 3, ...]
+    short = _objective(em, 1)({"x": x}, truth_start=2)[0]
+    assert short.item() == pytest.approx(_objective(em, 0)({"x": x})[0].item(), rel=1e-6)
+    assert short.item() != pytest.approx(_objective(em, 1)({"x": x})[0].item(), rel=1e-3)  # not the pushforward loss
+    one = _objective(em, 1)({"x": x}, truth_start=1)[0]
+    assert one.item() == pytest.approx(_objective(em, 0)({"x": x[:, :2]})[0].item(), rel=1e-6)
+    short.backward()
+    assert any(p.grad is not None and p.grad.any() for p in em.model.encoder.parameters())
+    with pytest.raises(ValueError, match="holds no 3 steps to grade from the truth"):
+        _objective(em, 1)({"x": x}, truth_start=3)
+
+
+def test_truth_start_every_needs_a_pushforward_window_it_fits():
+    with pytest.raises(ConfigError, match="truth_start_every"):
+        TrainConfig(mode="global_rollout", truth_start_every=2)  # no pushforward to alternate with
+    with pytest.raises(ConfigError, match="truth_start_steps.*fit the window of .* = 6 steps"):
+        TrainConfig(mode="global_rollout", pushforward_steps=4, rollout_steps=2, truth_start_every=2,
+                    truth_start_steps=7)
+    ok = TrainConfig(mode="global_rollout", pushforward_steps=4, rollout_steps=2, truth_start_every=2,
+                     truth_start_steps=6)
+    assert (ok.truth_start_every, ok.truth_start_steps) == (2, 6)

@@ -213,6 +213,24 @@ def test_pushforward_windows_hold_the_pushforward_and_the_graded_steps(problem, 
     assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])
 
 
+def test_truth_start_every_alternates_the_first_steps_from_the_truth_with_pushforward_steps(problem, tmp_path):
+    """&train truth_start_every = 2: training steps 0, 2, ... grade the window's first truth_start_steps from
+    the truth, steps 1, 3, ... the steps after the pushforward; the loss of each is the objective's."""
+    cfg = make_config(problem, "global_rollout", 4, out=tmp_path / "t",
+                      overrides=["train.truth_start_every=2", "train.truth_start_steps=3", "train.pushforward_steps=2"])
+    trainer = build_trainer(cfg)
+    seen = []
+    call = trainer.objective.__call__
+
+    def spy(batch, *, truth_start=0):
+        seen.append(truth_start)
+        return call(batch, truth_start=truth_start)
+
+    trainer.objective = spy
+    trainer.run()
+    assert seen == [3, 0, 3, 0]
+
+
 def test_an_unwritable_checkpoint_dir_fails_before_training(problem, tmp_path, capsys):
     from mlscam.train.__main__ import main
 

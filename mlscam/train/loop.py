@@ -211,7 +211,7 @@ class Trainer:
         self.model.train()
         batch = self._to_device(self.train_batches(self.step))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.train.bf16):
-            loss, terms = self.objective(batch)
+            loss, terms = self.objective(batch, truth_start=self._truth_start())
             if self.free_run is not None:  # the model's own climate (train/free_run.py)
                 free, free_terms = self.free_run(batch["x"][0, 0])
                 loss = loss + self.config.train.free_run_weight * free
@@ -230,6 +230,11 @@ class Trainer:
             self.average.update(self.model)
         self.step += 1
         return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
+
+    def _truth_start(self) -> int:
+        """Graded steps from the truth for this training step (``&train truth_start_every``), else 0."""
+        t = self.config.train
+        return t.truth_start_steps if t.truth_start_every and self.step % t.truth_start_every == 0 else 0
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

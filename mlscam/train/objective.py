@@ -118,12 +118,15 @@ class Objective:
         return e.norm.apply(e.decode(z, target))
 
     # -- the loss -------------------------------------------------------------
-    def __call__(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of one batch and its terms (detached floats, averaged over rollout steps)."""
+    def __call__(self, batch: dict, *, truth_start: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one batch and its terms (detached floats, averaged over rollout steps).
+
+        ``truth_start > 0`` ('global_rollout'): grade the window's first ``truth_start`` steps from the truth,
+        with no pushforward (``&train truth_start_every``)."""
         if self.mode == "single_column":
             loss, terms = self._single_column(batch)
             return loss, {name: float(v) for name, v in terms.items()}
-        return self._global(batch)
+        return self._global(batch, truth_start=truth_start)
 
     def _terms(self, *, pred_state, true_state, pred_z, pred_dz, z_prev_true, true_z, pred_tendency, true_tendency,
                weights, pred_increment=None):
@@ -159,11 +162,15 @@ class Objective:
                             if "increment" in self.loss.weights else None),
         )
 
-    def _global(self, batch):
+    def _global(self, batch, *, truth_start: int = 0):
         e = self.engine
         x = batch["x"]  # [B, P+K+1, nlat, nlon, S]
         kp1 = x.shape[1]
         p = self.pushforward_steps if self.mode == "global_rollout" else 0
+        if truth_start:
+            if truth_start >= kp1:
+                raise ValueError(f"a batch of {kp1} states holds no {truth_start} steps to grade from the truth")
+            p, kp1 = 0, truth_start + 1
         if kp1 <= p + 1:
             raise ValueError(f"a batch of {kp1} states has no graded step after {p} pushforward steps")
         xn = e.norm.apply(x).flatten(2, 3)  # [B, P+K+1, ncol, S]; ncol = own columns on a tile
