@@ -309,7 +309,9 @@ Generated from the dataclasses in `mlscam/config.py` by
 * **Overrides.** Every driver takes `NAMELIST [--set group.key=value ...]`; the
   value is parsed by the key's type (lists comma-separated, logicals
   `true`/`false`/`.true.`/`.false.`/`t`/`f`). A relative input path given with
-  `--set` resolves against the working directory (where you typed it).
+  `--set` resolves against the working directory (where you typed it). The overrides
+  are checked together, after all are applied, so their order does not matter; a
+  later `--set` of the same key wins.
 * `python -m mlscam.config validate FILE.nml [--set ...]` checks a file and prints
   the resolved configuration.
 """
