@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", metavar="LABEL=DIR[,DIR...]")
     p.add_argument("--drift-tolerance", type=float, default=0.5, help="K of global-mean T drift that count 1")
     p.add_argument("--rule", type=float, metavar="MAX_SCORE",
-                   help="also check the shipping rule: score <= MAX_SCORE and every forecast within the bias tolerances")
+                   help="also check the shipping rule: score <= MAX_SCORE and every forecast within the bias "
+                        "tolerances; the exit status is 1 when a label fails it")
     args = p.parse_args(argv)
     header = None
     verdicts = []
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{tol:g} {'K' if v == 'temperature' else 'm/s'} ({v})" for v, tol in TOLERANCES.items()) + "):")
         for label, ok, why in verdicts:
             print(f"  {label:<16} {'PASS' if ok else 'FAIL'}  {why}")
-        print("all pass" if all(ok for _, ok, _ in verdicts) else "not all pass")
+        passed = all(ok for _, ok, _ in verdicts)
+        print("all pass" if passed else "not all pass")
+        return 0 if passed else 1  # a script can act on the verdict
     return 0
 
 

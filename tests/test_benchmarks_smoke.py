@@ -123,9 +123,11 @@ def test_validation_score_rule_needs_the_score_and_every_year_within_the_toleran
     assert not ok and "u bias 2.20 > 2" in why
     ok, why = mod.rule_verdict([tmp_path / "good"], 0.5, 0.5)
     assert not ok and "score 0.90 > 0.5" in why
-    assert mod.main(["--rule", "3", f"A={tmp_path / 'good'}", f"B={tmp_path / 'one_bad_year'}"]) == 0
+    assert mod.main(["--rule", "3", f"A={tmp_path / 'good'}", f"B={tmp_path / 'one_bad_year'}"]) == 1
     out = capsys.readouterr().out
     assert "A                PASS" in out and "B                FAIL" in out and "not all pass" in out
+    assert mod.main(["--rule", "3", f"A={tmp_path / 'good'}"]) == 0  # the exit status is the verdict
+    assert "all pass" in capsys.readouterr().out
 
 
 def test_skill_report_splits_day1_error_by_latitude_band(tmp_path):
