@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the demo's shipping rule reads for one candidate, on validation data only (issue 13,
-# docs/demo_model.md "How a stage is chosen"):
+# docs/demo_model.md "Choosing what ships" and "Alternating the two kinds of batches"):
 #
 #   bash benchmarks/validate_candidate.sh NAME CHECKPOINT [MAX_SCORE]
 #
@@ -10,7 +10,7 @@
 #    data/hs_climate_seed5_2y.nc), side by side on one thread each -> mlscam_output/val_climate{,5}/stageNAME;
 # 4. benchmarks/validation_score.py --rule MAX_SCORE (default 3) on both seeds: exit status 0 when the candidate
 #    passes the climate rule on both, 1 when not.
-# The test seeds (2 and 3) are never read here. About 6 minutes on the 2 cores.
+# The test seeds (2 and 3) are never read here. About 7 minutes on the 2 cores.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

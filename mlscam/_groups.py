@@ -255,7 +255,7 @@ class TrainConfig(Group):
                                    "step (steps 0, N, 2N, ...) grades the first truth_start_steps steps of its window "
                                    "from the truth, with no pushforward, instead of the steps after it; the others are "
                                    "pushforward steps (0 = off; 2 alternates the short leads with the model's own "
-                                   "drifted states, docs/demo_model.md stage 17)")
+                                   "drifted states; docs/demo_model.md, 'Alternating the two kinds of batches')")
     truth_start_steps: int = _f(24, "with truth_start_every: graded steps from the truth, at most pushforward_steps + "
                                     "rollout_steps (24: the first day at one-hour steps)")
     batch_size: int = _f(4, "samples per optimizer step (times, or tiles in 'single_column')")

@@ -215,7 +215,7 @@ def test_pushforward_windows_hold_the_pushforward_and_the_graded_steps(problem, 
 
 def test_truth_start_every_alternates_the_first_steps_from_the_truth_with_pushforward_steps(problem, tmp_path):
     """&train truth_start_every = 2: training steps 0, 2, ... grade the window's first truth_start_steps from
-    the truth, steps 1, 3, ... the steps after the pushforward; the loss of each is the objective's."""
+    the truth, steps 1, 3, ... the steps after the pushforward (what the loop asks the objective for)."""
     cfg = make_config(problem, "global_rollout", 4, out=tmp_path / "t",
                       overrides=["train.truth_start_every=2", "train.truth_start_steps=3", "train.pushforward_steps=2"])
     trainer = build_trainer(cfg)
