@@ -150,16 +150,18 @@ class ConvMixer(_Mixer):
         w, e = self.stencil.weight, self.crossed_embedding
         capturing = w.is_cuda and torch.cuda.is_current_stream_capturing()
         if torch.is_grad_enabled() or capturing:
-            return torch.einsum("wtl,l->tw", w.view(-1, TOKENS, self.latent_dim), e)
+            return self._pole_of(w, e)
         # a Parameter keeps its identity and version when .double() / .to() swap its .data: the storage,
         # dtype and device are part of the key
         state = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in (w, e))
         cached = getattr(self, "_pole_cache", None)  # (weak refs to w and e, their state, P)
         if cached is None or cached[0]() is not w or cached[1]() is not e or cached[2] != state:
-            cached = (weakref.ref(w), weakref.ref(e), state,
-                      torch.einsum("wtl,l->tw", w.view(-1, TOKENS, self.latent_dim), e))
+            cached = (weakref.ref(w), weakref.ref(e), state, self._pole_of(w, e))
             self._pole_cache = cached
         return cached[3]
+
+    def _pole_of(self, w: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("wtl,l->tw", w.view(-1, TOKENS, self.latent_dim), e)  # [9, W]
 
     def forward(self, tiles: torch.Tensor, crossed: torch.Tensor) -> torch.Tensor:
         """``tiles [N, 9, L]``, ``crossed [N, 9]`` bool -> ``dz [N, L]`` of the centre column."""
