@@ -18,9 +18,11 @@ check that both trees give the same latents after 24 steps (bit for bit).
 
 ``--dycore``: every round also times the Dinosaur Held-Suarez dycore at T21 L10
 (``mlscam.datagen.dycore``, its jitted one-day ``advance_fn``, 3 days after the
-JIT warm-up, JAX's default threading) in a child of the first tree, so each
-tree's latent-only day gets the ratio emulator-days-per-second /
-dycore-days-per-second of ``rollout_throughput.py``, from the same run.
+JIT warm-up) in two children of the first tree: with JAX's default threading
+(all cores), and on one core (the child's CPU affinity set to one core and XLA's
+CPU thread pool off before JAX starts; the issue's "on one thread" for both
+sides). Each tree's latent-only day gets the ratio emulator-days-per-second /
+dycore-days-per-second of ``rollout_throughput.py`` against both, from the same run.
 ``--every LABEL=M`` runs that tree with ``&model latent_projection_every = M``
 (its latents then differ from the others': another run, not a faster one).
 """
@@ -71,7 +73,11 @@ print(json.dumps({"s_per_step": statistics.median(times[1:]) / 24, "cpu_s_per_st
 """
 
 DYCORE = r"""
-import json, statistics, time
+import json, os, statistics, sys, time
+if len(sys.argv) > 1 and sys.argv[1] == "one-core":  # before JAX starts its thread pools
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                               " intra_op_parallelism_threads=1").strip()
 import jax
 from mlscam.datagen.dycore import HeldSuarezModel
 hs = HeldSuarezModel("T21", 10)
@@ -124,11 +130,13 @@ def main() -> None:
     days = {(t, label): [] for t in args.threads for label, _ in trees}
     digests: dict[tuple[int, str], str] = {}
     dycore: list[float] = []
+    dycore_one: list[float] = []
     loads = []
     for _ in range(args.rounds):
         loads.append(bc.load_average().split()[0])
         if args.dycore:
             dycore.append(_child(DYCORE, trees[0][1])["s_per_day"])
+            dycore_one.append(_child(DYCORE, trees[0][1], "one-core")["s_per_day"])
         for threads in args.threads:
             for label, path in trees:
                 r = measure(path, threads, every.get(label))
@@ -140,9 +148,11 @@ def main() -> None:
     if dycore:
         report(f"dycore T21 L10 (JAX default threads), s per simulated day: "
                f"{' '.join(f'{d:.3f}' for d in dycore)} -> median {statistics.median(dycore):.3f}")
+        report(f"dycore T21 L10 (one core, XLA's thread pool off), s per simulated day: "
+               f"{' '.join(f'{d:.3f}' for d in dycore_one)} -> median {statistics.median(dycore_one):.3f}")
     report()
     report("threads tree           s/step    ratio to first   CPU s/step  ratio   same latents as first   "
-           "latent-only s/day" + ("   ratio to dycore (days/s)" if dycore else ""))
+           "latent-only s/day" + ("   ratio to dycore (days/s): default threads, one core" if dycore else ""))
     for threads in args.threads:
         base = statistics.median(times[threads, trees[0][0]])
         cpu_base = statistics.median(cpu[threads, trees[0][0]])
@@ -152,7 +162,8 @@ def main() -> None:
             line = (f"{threads:7d} {label:12s} {med:10.5f}   {med / base:10.3f}     {cpu_med:10.5f} {cpu_med / cpu_base:6.3f}"
                     f"   {str(digests[threads, label] == digests[threads, trees[0][0]]):>5}                 {day:10.3f}")
             if dycore:
-                line += f"          {statistics.median(dycore) / day:10.2f}"
+                line += (f"          {statistics.median(dycore) / day:10.2f}"
+                         f"  {statistics.median(dycore_one) / day:10.2f}")
             report(line)
     report(bc.load_warning(2))
     report.save()

@@ -26,7 +26,8 @@ from .grid import LatLonGrid
 from .layout import ColumnLayout
 from .normalization import Normalization
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "file_hash"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "file_hash",
+           "grow_checkpoint"]
 
 #: Bump when the file layout changes; `_upgrade` keeps older files loading.
 FORMAT_VERSION = 1
@@ -232,6 +233,45 @@ def export_for_inference(src, dst, model_settings: dict[str, str] | None = None)
     return save_checkpoint(dst, ckpt)
 
 
+def grow_checkpoint(src, dst, *, channel_hidden: int | None = None, mixer_blocks: int | None = None,
+                    seed: int = 0) -> Path:
+    """Write ``src``'s model grown to ``channel_hidden`` hidden units per mixer block and ``mixer_blocks`` blocks
+    (``mlscam.model.grow``: the grown model computes what ``src`` does, up to rounding), as a file to start a
+    training run from (``&train init_from``, with the same two ``&model`` values). The new units' input
+    weights are drawn with ``seed``; optimizer state and training state are dropped; ``metadata['grown_from']``
+    records the source and the two sizes."""
+    from .model.grow import grow_conv_mixer
+
+    ckpt = load_checkpoint(src)
+    model_cfg = ckpt.config.model
+    if model_cfg.mixer != "conv":
+        raise CheckpointError(f"grow works on a conv mixer (&model mixer = 'conv'), {src} has {model_cfg.mixer!r}")
+    hidden = model_cfg.channel_hidden if channel_hidden is None else int(channel_hidden)
+    blocks = model_cfg.mixer_blocks if mixer_blocks is None else int(mixer_blocks)
+    if hidden < model_cfg.channel_hidden or blocks < model_cfg.mixer_blocks:
+        raise CheckpointError(f"grow only grows: {src} has channel_hidden {model_cfg.channel_hidden} and mixer_blocks "
+                              f"{model_cfg.mixer_blocks}, asked for {hidden} and {blocks}")
+    if (hidden, blocks) == (model_cfg.channel_hidden, model_cfg.mixer_blocks):
+        raise CheckpointError(f"nothing to grow: {src} already has channel_hidden {hidden} and mixer_blocks {blocks}; "
+                              "give a larger --channel-hidden or --mixer-blocks")
+    from .config import apply_overrides
+
+    config = apply_overrides(ckpt.config, [f"model.channel_hidden={hidden}", f"model.mixer_blocks={blocks}"])
+    torch.manual_seed(seed)
+    fresh = config.model.build(ckpt.layout).state_dict()
+    try:
+        ckpt.state_dict = grow_conv_mixer(ckpt.state_dict, fresh)
+    except ValueError as err:
+        raise CheckpointError(f"cannot grow {src}: {err}") from None
+    ckpt.config = config
+    ckpt.metadata = {**ckpt.metadata, "grown_from": {"file": os.path.basename(str(src)), "sha256": file_hash(src),
+                                                     "channel_hidden": [model_cfg.channel_hidden, hidden],
+                                                     "mixer_blocks": [model_cfg.mixer_blocks, blocks],
+                                                     "seed": int(seed)}}
+    ckpt.optimizer_state = ckpt.scheduler_state = ckpt.train_state = None
+    return save_checkpoint(dst, ckpt)
+
+
 def _with_model_settings(config: Config, settings: dict[str, str]) -> Config:
     """``config`` with ``&model`` runtime keys set from their text (validated like any namelist value)."""
     from .config import ConfigError, apply_overrides
@@ -260,6 +300,13 @@ def main(argv=None) -> int:
     e.add_argument("dst")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a &model runtime key in the exported file (e.g. mass_fixer=true); repeatable")
+    g = sub.add_parser("grow", help="a larger mixer (wider or more blocks) that computes what the checkpoint does, "
+                                    "to train from (&train init_from)")
+    g.add_argument("src")
+    g.add_argument("dst")
+    g.add_argument("--channel-hidden", type=int, help="hidden units per mixer block (at least the checkpoint's)")
+    g.add_argument("--mixer-blocks", type=int, help="mixer blocks (at least the checkpoint's)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the new units' input weights (default 0)")
     i = sub.add_parser("info", help="print what a checkpoint holds")
     i.add_argument("path")
     a = p.parse_args(argv)
@@ -272,6 +319,10 @@ def main(argv=None) -> int:
                     raise CheckpointError(f"--set {item!r}: give KEY=VALUE (e.g. mass_fixer=true)")
                 settings[key.removeprefix("model.")] = value
             print(f"wrote {export_for_inference(a.src, a.dst, settings)}")
+        elif a.cmd == "grow":
+            out = grow_checkpoint(a.src, a.dst, channel_hidden=a.channel_hidden, mixer_blocks=a.mixer_blocks,
+                                  seed=a.seed)
+            print(f"wrote {out}")
         else:
             ck = load_checkpoint(a.path)
             print(json.dumps({"format_version": ck.format_version, "layout": ck.layout.to_dict(),

@@ -176,3 +176,52 @@ def test_export_records_every_data_file_and_what_chose_the_weights(tmp_path):
     assert training["data"]["seed"] == 0  # the first file's, as before
     assert [(f["file"], f["seed"]) for f in training["data"]["per_file"]] == [("a.nc", 0), ("b.nc", 4)]
     assert training["selected_by"] == "climate" and training["best_val_loss"] == 4.5
+
+
+def _rollout(path, x0, steps=4):
+    em = Emulator.from_checkpoint(path)
+    return torch.stack([x for _, x in em.rollout(x0, steps)])
+
+
+@pytest.mark.parametrize("args", [{"channel_hidden": 24}, {"mixer_blocks": 3},
+                                  {"channel_hidden": 32, "mixer_blocks": 2}])
+def test_grow_gives_a_larger_mixer_that_computes_the_same(tmp_path, args):
+    from mlscam.checkpoint import grow_checkpoint
+
+    ckpt, model = _ckpt()
+    with torch.no_grad():  # weights far from their near-identity start, so a changed function would show
+        for p in model.mixer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ckpt.state_dict = model.state_dict()
+    src = save_checkpoint(tmp_path / "m.pt", ckpt)
+    dst = grow_checkpoint(src, tmp_path / "big.pt", **args)
+    big = load_checkpoint(dst)
+    assert big.config.model.channel_hidden == args.get("channel_hidden", 16)
+    assert big.config.model.mixer_blocks == args.get("mixer_blocks", 1)
+    assert big.metadata["grown_from"]["file"] == "m.pt" and big.optimizer_state is None
+    grown_params = sum(v.numel() for v in big.state_dict.values())
+    assert grown_params > sum(v.numel() for v in ckpt.state_dict.values())
+    x0 = torch.randn(GRID.nlat, GRID.nlon, LAYOUT.n_state, generator=torch.Generator().manual_seed(3))
+    before, after = _rollout(src, x0), _rollout(dst, x0)
+    assert not torch.equal(before[1], before[0])  # the mixer does move the state
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+    # the new parts are no-ops because their output weights are zero, not because their inputs are
+    if "channel_hidden" in args:
+        w2 = big.state_dict["mixer.blocks.0.mlp.2.weight"]
+        assert torch.count_nonzero(w2[:, 16:]) == 0
+        assert torch.count_nonzero(big.state_dict["mixer.blocks.0.mlp.0.weight"][16:]) > 0
+    if args.get("mixer_blocks", 1) > 1:
+        assert torch.count_nonzero(big.state_dict["mixer.blocks.1.mlp.2.weight"]) == 0
+        assert torch.count_nonzero(big.state_dict["mixer.blocks.1.mlp.2.bias"]) == 0
+        assert torch.count_nonzero(big.state_dict["mixer.blocks.1.mlp.0.weight"]) > 0
+
+
+def test_grow_refuses_to_shrink_or_do_nothing_and_says_so(tmp_path, capsys):
+    from mlscam.checkpoint import grow_checkpoint, main
+
+    ckpt, _ = _ckpt()
+    src = save_checkpoint(tmp_path / "m.pt", ckpt)
+    with pytest.raises(CheckpointError, match="only grows: .* channel_hidden 16 and mixer_blocks 1, asked for 8 and 1"):
+        grow_checkpoint(src, tmp_path / "s.pt", channel_hidden=8)
+    assert main(["grow", str(src), str(tmp_path / "same.pt")]) == 1
+    assert "nothing to grow" in capsys.readouterr().err and not (tmp_path / "same.pt").exists()

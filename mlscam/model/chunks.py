@@ -17,7 +17,8 @@ the BLAS gives every row of a matmul the same arithmetic:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -62,6 +63,7 @@ class TilePlan:
         chunk (padding rows gather row 0; their results are dropped).
       crossed: ``[nchunks, call_rows, 9]`` bool, the crossed-pole flags of the same tiles.
       batch, nsrc, ncent, chunk_size, call_rows: the shapes it was built for.
+      scratch: the gather buffers of steps without gradients on the CPU, per thread (see :func:`apply_plan`).
     """
 
     index: torch.Tensor
@@ -71,6 +73,7 @@ class TilePlan:
     ncent: int
     chunk_size: int
     call_rows: int
+    scratch: dict = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -143,15 +146,34 @@ def apply_plan(mixer: nn.Module, z_src: torch.Tensor, plan: TilePlan, *, tile_fn
         return dz, extra.view(batch, 0, extra.shape[-1])
     flat = z_src.reshape(batch * nsrc, latent)
     out, extra = [], []
+    buffer = None
+    if not torch.is_grad_enabled() and z_src.device.type == "cpu":
+        # one gather buffer per plan and thread, filled chunk after chunk: a fresh tensor per chunk costs more
+        # than the copy itself (without gradients nothing keeps a chunk's tiles; a result that is a view of
+        # them is copied, _own)
+        key = (threading.get_ident(), latent, z_src.dtype)
+        buffer = plan.scratch.get(key)
+        if buffer is None:
+            buffer = plan.scratch[key] = z_src.new_empty(plan.call_rows * 9, latent)
     for idx, cr in zip(plan.index, plan.crossed):
-        tiles = flat.index_select(0, idx).view(plan.call_rows, 9, latent)
-        out.append(mixer(tiles, cr))
+        if buffer is None:
+            tiles = flat.index_select(0, idx).view(plan.call_rows, 9, latent)
+        else:
+            tiles = torch.index_select(flat, 0, idx, out=buffer).view(plan.call_rows, 9, latent)
+        out.append(_own(mixer(tiles, cr), buffer))
         if tile_fn is not None:
-            extra.append(tile_fn(tiles))
+            extra.append(_own(tile_fn(tiles), buffer))
     dz = _unchunked(out, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, latent)
     if tile_fn is None:
         return dz
     return dz, _unchunked(extra, plan.chunk_size, batch * plan.ncent).view(batch, plan.ncent, -1)
+
+
+def _own(result: torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
+    """``result``, copied if it is a view of the gather ``buffer`` (which the next chunk overwrites)."""
+    if buffer is not None and result.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
+        return result.clone()
+    return result
 
 
 def advance_columns(
