@@ -134,6 +134,10 @@ class ModelConfig(Group):
                                          "bring the run's step count to M, 2M, ...; restarts keep the count), "
                                          "1 = every step; M > 1 saves M-1 of every M decode+encode pairs; the mass "
                                          "fixer, inside the projection, then acts on those steps only")
+    latent_substeps: int = _f(1, "sub-steps of the latent step: K > 1 advances each step in K sub-steps of 1/K of "
+                                 "the mixer's increment (and of the filter's damping), each from its own 3x3 tile "
+                                 "(a halo exchange each), so information travels K cells per step instead of one; "
+                                 "K times the mixer's work. 1 = one step (the shipped demo)")
     mass_fixer: bool = _f(False, "conserve the global dry mass: inside the manifold projection, shift the decoded "
                                  "surface_pressure uniformly so its area-weighted global mean stays that of the "
                                  "rollout's initial state (reproducible global sum, bit for bit on any number of "
@@ -152,7 +156,7 @@ class ModelConfig(Group):
     def _validate(self) -> None:
         self._positive("latent_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "decoder_layers",
                        "mixer_blocks", "token_hidden", "channel_hidden", "heads", "chunk_size",
-                       "latent_projection_every")
+                       "latent_projection_every", "latent_substeps")
         self._at_least(0, "stencil_width", "latent_filter", "latent_filter_polar_lat", "latent_projection")
         self._require(self.latent_filter <= 1.0, "latent_filter", "must be in [0, 1]")
         self._require(self.latent_projection <= 1.0, "latent_projection", "must be in [0, 1]")
@@ -182,7 +186,7 @@ class ModelConfig(Group):
     #: keys that do not change the parameters: how the step runs, not what it learned
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("chunk_size", "latent_filter", "latent_filter_polar_lat",
                                                "latent_projection", "latent_projection_every", "mass_fixer",
-                                               "polar_wind_fixer")
+                                               "polar_wind_fixer", "latent_substeps")
 
     def same_parameters(self, other: "ModelConfig") -> bool:
         """Whether ``other`` describes the same parameters (all keys but :attr:`RUNTIME_KEYS` equal)."""
@@ -389,6 +393,7 @@ class RolloutConfig(Group):
     latent_filter_polar_lat: float = _f(-1.0, "override the checkpoint's &model latent_filter_polar_lat (-1 = keep)")
     latent_projection: float = _f(-1.0, "override the checkpoint's &model latent_projection (-1 = keep; 0 = off)")
     latent_projection_every: int = _f(0, "override the checkpoint's &model latent_projection_every (0 = keep)")
+    latent_substeps: int = _f(0, "override the checkpoint's &model latent_substeps (0 = keep)")
     mass_fixer: int = _f(-1, "override the checkpoint's &model mass_fixer (-1 = keep; 0 = off; 1 = on, which needs "
                              "a latent projection > 0)")
     polar_wind_fixer: int = _f(-1, "override the checkpoint's &model polar_wind_fixer (-1 = keep; 0 = off; k > 0 = "
@@ -400,7 +405,7 @@ class RolloutConfig(Group):
                                 "bfloat16 autocast, latents kept in float32; encode/decode stay fp32)")
 
     def _validate(self) -> None:
-        self._at_least(0, "start_time", "num_steps", "chunk_size", "latent_projection_every")
+        self._at_least(0, "start_time", "num_steps", "chunk_size", "latent_projection_every", "latent_substeps")
         self._choice("precision", ("fp32", "bf16"))
         self._require(self.latent_filter == -1.0 or 0.0 <= self.latent_filter <= 1.0, "latent_filter",
                       "must be -1 (keep the checkpoint's) or in [0, 1]")

@@ -48,7 +48,7 @@ def test_typo_key_names_it_lists_valid_keys_and_suggests(tmp_path):
         "unknown key 'latnet_dim' in &model; did you mean 'latent_dim'? Valid keys of &model: "
         "latent_dim, encoder_hidden, encoder_layers, decoder_hidden, decoder_layers, mixer, "
         "mixer_blocks, token_hidden, channel_hidden, stencil_width, heads, norm, activation, chunk_size, latent_filter, latent_filter_polar_lat, "
-        "latent_projection, latent_projection_every, mass_fixer, polar_wind_fixer")
+        "latent_projection, latent_projection_every, latent_substeps, mass_fixer, polar_wind_fixer")
 
 
 def test_unknown_key_without_close_match_lists_valid_keys(tmp_path):

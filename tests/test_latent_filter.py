@@ -255,3 +255,44 @@ def test_projection_every_restarts_and_ranks_bit_for_bit(tmp_path):
     em = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.0, 0.0, 0.5, projection_every=3))
     serial = em.step(em.encode(torch.from_numpy(initial_states()[1])), 5)
     assert torch.equal(serial.reshape(full.shape), full)
+
+
+def test_substeps_are_validated_and_read_from_model_and_rollout_groups():
+    from mlscam.config import ModelConfig, RolloutConfig
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"substeps must be an integer >= 1"):
+            LatentFilter(substeps=bad)
+    assert LatentFilter(substeps=2).active  # sub-stepping alone makes the engine read the settings
+    model = ModelConfig(latent_substeps=2)
+    assert LatentFilter.of(model).substeps == 2
+    assert LatentFilter.of(model, RolloutConfig()).substeps == 2  # 0: keep the checkpoint's
+    assert LatentFilter.of(model, RolloutConfig(latent_substeps=3)).substeps == 3
+    assert model.same_parameters(ModelConfig())  # a runtime key: init_from and export accept it
+    with pytest.raises(ValueError, match="latent_substeps"):
+        ModelConfig(latent_substeps=0)
+
+
+def test_a_substepped_step_is_k_partial_steps_each_from_its_own_tiles(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    one = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.2, 50.0)).engine
+    two = Emulator.from_checkpoint(ckpt, latent_filter=LatentFilter(0.2, 50.0, substeps=2)).engine
+    z = one.encode(torch.from_numpy(initial_states()[0]).reshape(1, GRID.ncol, -1))
+    with torch.no_grad():
+        half = z + one.advance(z) / 2
+        want = half + one.advance(half) / 2
+        got, dz = two.step_once(z)
+    assert torch.equal(got, want) and torch.equal(dz, want - z)
+    assert not torch.equal(got, one.step_once(z)[0])
+    # the first-order agreement that makes a trained one-step model a start for a sub-stepped one
+    with torch.no_grad():
+        step1 = one.step_once(z)[0]
+    assert (got - step1).abs().max() < 0.5 * (step1 - z).abs().max()
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks,layout", [(2, (1, 2)), (3, (3, 1))])
+def test_substepped_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+    """Every sub-step exchanges its own halo: the tiled component stays the serial emulator, bit for bit."""
+    _component_on_ranks_equals_the_serial_emulator(tmp_path, nranks, layout, LatentFilter(0.1, 0.0, 0.5, substeps=2),
+                                                   latent_filter=0.1, latent_projection=0.5, latent_substeps=2)

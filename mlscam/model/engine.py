@@ -136,6 +136,7 @@ class Engine:
         self.damping = None  # [ncol, 1]: nu per owned column
         self.projection = 0.0 if self.latent_filter is None else float(self.latent_filter.projection)
         self.projection_every = 1 if self.latent_filter is None else int(self.latent_filter.projection_every)
+        self.substeps = 1 if self.latent_filter is None else int(self.latent_filter.substeps)
         if self.latent_filter is not None and self.latent_filter.damps:
             lat = grid.lat_array()[np.asarray(self.domain.columns) // grid.nlon]
             self.damping = torch.as_tensor(self.latent_filter.coefficients(lat)[:, None], dtype=param.dtype,
@@ -285,7 +286,9 @@ class Engine:
                   project: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z[t+1], dz)``: THE latent step ``z[t+1] = z[t] + mixer(tile(z[t]))`` (``dz``: the mixer's increment,
         filter included), then the manifold projection when one is set and ``project`` (a run passes
-        :meth:`projects_after` of its step count).
+        :meth:`projects_after` of its step count). With ``substeps`` K > 1 (``&model latent_substeps``) the step
+        is K sub-steps ``z <- z + advance(z) / K``, each from its own tiles, and ``dz`` is their sum
+        ``z[t+1] - z[t]`` (before the projection).
 
         With the mass fixer the projection pulls towards the state whose global-mean surface pressure is
         ``mass_target [B]`` float64, required on every step (also one that does not project, so a missing
@@ -295,8 +298,14 @@ class Engine:
         projection, needs no target."""
         if self.mass is not None:
             self.check_mass_target(mass_target, z)
-        dz = self.advance(z)
-        z1 = z + dz
+        if self.substeps == 1:
+            dz = self.advance(z)
+            z1 = z + dz
+        else:  # K sub-steps of 1/K of the increment, each from its own tiles (its own halo exchange)
+            z1 = z
+            for _ in range(self.substeps):
+                z1 = z1 + self.advance(z1) / self.substeps
+            dz = z1 - z
         if project and self.projection > 0.0:
             z1 = self.project(z1, mass_target)
         return z1, dz

@@ -65,11 +65,12 @@ SHAPIRO_WEIGHTS = (1 / 16, 2 / 16, 1 / 16, 2 / 16, 4 / 16, 2 / 16, 1 / 16, 2 / 1
 
 @dataclass(frozen=True)
 class LatentFilter:
-    """The latent step's stabilisers: the grid-scale filter (``strength`` nu in [0, 1], 0: off; ``polar_lat``
-    in degrees, 0: the same nu on every row), the manifold ``projection`` alpha in [0, 1] (0: off), applied
-    on every ``projection_every``-th step, and, inside it, the global dry-mass fixer (``mass_fixer``) and the
-    polar wind fixer (``polar_wind_rows`` k > 0: ``[v] = 0`` in the k rows next to each pole); both need
-    ``projection > 0``."""
+    """The latent step's settings beside the weights: the grid-scale filter (``strength`` nu in [0, 1], 0: off;
+    ``polar_lat`` in degrees, 0: the same nu on every row), the manifold ``projection`` alpha in [0, 1] (0: off),
+    applied on every ``projection_every``-th step, and, inside it, the global dry-mass fixer (``mass_fixer``) and
+    the polar wind fixer (``polar_wind_rows`` k > 0: ``[v] = 0`` in the k rows next to each pole); both need
+    ``projection > 0``. ``substeps`` K > 1 advances each step in K sub-steps of 1/K of the mixer's increment and
+    the filter's damping, each from its own tile (``mlscam.model.engine.Engine.step_once``)."""
 
     strength: float = 0.0
     polar_lat: float = 0.0
@@ -77,6 +78,7 @@ class LatentFilter:
     mass_fixer: bool = False
     projection_every: int = 1
     polar_wind_rows: int = 0
+    substeps: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -100,6 +102,9 @@ class LatentFilter:
                 or self.polar_wind_rows < 0:
             raise ValueError(f"polar_wind_rows must be an integer >= 0 (the latitude rows next to each pole where "
                              f"[v] = 0; 0 = off), got {self.polar_wind_rows!r}")
+        if isinstance(self.substeps, bool) or int(self.substeps) != self.substeps or self.substeps < 1:
+            raise ValueError(f"latent substeps must be an integer >= 1 (sub-steps per step; 1 = one), "
+                             f"got {self.substeps!r}")
         if self.polar_wind_rows > 0 and not self.projection > 0.0:
             raise ValueError(f"the polar wind fixer acts inside the manifold projection, which is off (latent "
                              f"projection {self.projection}): set &model latent_projection > 0 (e.g. 0.1; or "
@@ -116,6 +121,7 @@ class LatentFilter:
         alpha, fixer = float(model_cfg.latent_projection), bool(model_cfg.mass_fixer)
         every = int(model_cfg.latent_projection_every)
         polar = int(model_cfg.polar_wind_fixer)
+        substeps = int(model_cfg.latent_substeps)
         if override is not None:
             nu = nu if override.latent_filter < 0 else float(override.latent_filter)
             lat = lat if override.latent_filter_polar_lat < 0 else float(override.latent_filter_polar_lat)
@@ -123,12 +129,13 @@ class LatentFilter:
             fixer = fixer if override.mass_fixer < 0 else bool(override.mass_fixer)
             every = every if override.latent_projection_every < 1 else int(override.latent_projection_every)
             polar = polar if override.polar_wind_fixer < 0 else int(override.polar_wind_fixer)
-        return cls(nu, lat, alpha, fixer, every, polar)
+            substeps = substeps if override.latent_substeps < 1 else int(override.latent_substeps)
+        return cls(nu, lat, alpha, fixer, every, polar, substeps)
 
     @property
     def active(self) -> bool:
-        """Whether any stabiliser is on."""
-        return self.strength > 0.0 or self.projection > 0.0
+        """Whether any stabiliser is on, or the step is sub-stepped."""
+        return self.strength > 0.0 or self.projection > 0.0 or self.substeps > 1
 
     @property
     def damps(self) -> bool:
