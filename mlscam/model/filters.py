@@ -113,10 +113,11 @@ class LatentFilter:
 
     @classmethod
     def of(cls, model_cfg, override=None) -> "LatentFilter":
-        """The stabilisers of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
-        ``latent_projection``, ``mass_fixer``, ``latent_projection_every``, ``polar_wind_fixer``); an
-        ``&rollout`` group as ``override`` replaces each value it sets (>= 0; ``mass_fixer``: 0 off, 1 on;
-        ``latent_projection_every`` >= 1; ``polar_wind_fixer``: 0 off, k rows)."""
+        """The step settings of a ``&model`` group (``latent_filter``, ``latent_filter_polar_lat``,
+        ``latent_projection``, ``mass_fixer``, ``latent_projection_every``, ``polar_wind_fixer``,
+        ``latent_substeps``); an ``&rollout`` group as ``override`` replaces each value it sets (>= 0;
+        ``mass_fixer``: 0 off, 1 on; ``latent_projection_every`` and ``latent_substeps`` >= 1;
+        ``polar_wind_fixer``: 0 off, k rows)."""
         nu, lat = float(model_cfg.latent_filter), float(model_cfg.latent_filter_polar_lat)
         alpha, fixer = float(model_cfg.latent_projection), bool(model_cfg.mass_fixer)
         every = int(model_cfg.latent_projection_every)
