@@ -182,8 +182,9 @@ class ConvMixer(_Mixer):
         operands in the same order (``Linear`` is ``addmm(bias, x, W^T)``, the residual ``x + y`` is
         ``x.add_(y)``, the activation in place), hence the same bits, but the hidden activations go to buffers
         kept between calls instead of new tensors. A rollout calls this for every chunk of every step; with the
-        gather buffer of ``mlscam.model.chunks.apply_plan`` it makes the demo's step about 10% faster on one
-        thread (``benchmarks/step_speed_stage16H.txt``). Only the returned ``dz`` is a new tensor."""
+        gather buffer of ``mlscam.model.chunks.apply_plan`` the demo's step took 0.80-1.06x the time of the
+        allocating one in side-by-side runs on one thread, 0.90 on a quiet machine
+        (``benchmarks/step_speed_stage16H.txt``). Only the returned ``dz`` is a new tensor."""
         n = tiles.shape[0]
         key = (n, tiles.dtype, threading.get_ident())  # a thread's buffers are its own (fake ranks are threads)
         work = getattr(self, "_work", None)
