@@ -57,7 +57,9 @@ def linear_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Linear)]
     try:
-        with torch.no_grad():
+        # the autograd path: without gradients on the CPU the conv mixer uses its Linear weights directly
+        # (ConvMixer._forward_in_place), which the hooks would not see
+        with torch.enable_grad():
             module(*inputs)
     finally:
         for h in handles:
