@@ -44,7 +44,7 @@ def linear_shapes(mixer: nn.Module, chunk: int, latent: int) -> list[tuple[str, 
                 lambda m, a, _o, name=name: shapes.append((name, a[0].numel() // m.in_features,
                                                            m.in_features, m.out_features))))
     try:
-        with torch.no_grad():
+        with torch.enable_grad():  # the autograd path calls every Linear module (the CPU inference path does not)
             mixer(torch.randn(chunk, 9, latent), torch.zeros(chunk, 9, dtype=torch.bool))
     finally:
         for h in handles:
