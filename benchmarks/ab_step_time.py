@@ -22,7 +22,9 @@ JIT warm-up) in two children of the first tree: with JAX's default threading
 (all cores), and on one core (the child's CPU affinity set to one core and XLA's
 CPU thread pool off before JAX starts; the issue's "on one thread" for both
 sides). Each tree's latent-only day gets the ratio emulator-days-per-second /
-dycore-days-per-second of ``rollout_throughput.py`` against both, from the same run.
+dycore-days-per-second of ``rollout_throughput.py`` against both, from the same run: the ratio of
+the medians, and the ratio round by round (min / median / max), which cancels the machine's drift
+between rounds (on these shared machines a side's time moves by 20-40% between identical runs).
 ``--every LABEL=M`` runs that tree with ``&model latent_projection_every = M``
 (its latents then differ from the others': another run, not a faster one).
 """
@@ -165,7 +167,19 @@ def main() -> None:
                 line += (f"          {statistics.median(dycore) / day:10.2f}"
                          f"  {statistics.median(dycore_one) / day:10.2f}")
             report(line)
-    report(bc.load_warning(2))
+    if dycore:
+        # the same ratios round by round (each round's dycore against the same round's latent-only day): the
+        # machine's speed drifts between rounds, a paired ratio cancels what both sides of a round share
+        report()
+        report("per-round paired ratio to the dycore (days/s), min / median / max over rounds:")
+        for threads in args.threads:
+            for label, _ in trees:
+                for name, dy in (("default threads", dycore), ("one core", dycore_one)):
+                    r = [d / day for d, day in zip(dy, days[threads, label])]
+                    report(f"{threads:7d} {label:12s} {name:16s} {min(r):6.2f} {statistics.median(r):6.2f} "
+                           f"{max(r):6.2f}   ({' '.join(f'{x:.2f}' for x in r)})")
+    # the children run one at a time: the benchmark itself keeps one core busy
+    report(bc.load_warning(1))
     report.save()
 
 

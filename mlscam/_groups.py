@@ -281,9 +281,10 @@ class TrainConfig(Group):
     early_stopping_patience: int = _f(0, "validations without improvement before stopping (0 = off)")
     checkpoint_dir: str = _f("checkpoints", "where best.pt and last.pt go", path="output")
     checkpoint_every: int = _f(100, "write last.pt every this many steps")
-    resume: str = _f("", "checkpoint to resume from exactly", path="input")
+    resume: str = _f("", "checkpoint to resume from exactly (with its normalization statistics)", path="input")
     init_from: str = _f("", "checkpoint whose weights start this run (fresh optimizer and schedule: fine-tuning, "
-                            "e.g. global_rollout after global)", path="input")
+                            "e.g. global_rollout after global); the run normalises with the checkpoint's "
+                            "statistics, not the data's or data.stats_path's", path="input")
     init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")

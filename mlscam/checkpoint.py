@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -272,6 +273,41 @@ def grow_checkpoint(src, dst, *, channel_hidden: int | None = None, mixer_blocks
     return save_checkpoint(dst, ckpt)
 
 
+def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
+    """Write ``(1 - weight) * first + weight * second`` (``mlscam.model.blend``) with ``second``'s configuration,
+    layout, grid and normalization, as a model to validate or to train from. The two files must hold the same
+    architecture, grid, time step, layout and normalization statistics (one training data set); optimizer and
+    training state are dropped; ``metadata['blended_from']`` records both files (name, SHA-256) and the weight."""
+    from .model.blend import blend_state_dicts
+
+    a, b = load_checkpoint(first), load_checkpoint(second)
+    if config_to_dict(a.config)["model"] != config_to_dict(b.config)["model"]:
+        da, db = config_to_dict(a.config)["model"], config_to_dict(b.config)["model"]
+        key = next(k for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k))
+        raise CheckpointError(f"cannot blend {first} and {second}: &model {key} is {da.get(key)!r} in the first and "
+                              f"{db.get(key)!r} in the second (grow the smaller one first, or export both with the "
+                              "same runtime settings)")
+    if a.layout.to_dict() != b.layout.to_dict() or (a.grid.nlat, a.grid.nlon) != (b.grid.nlat, b.grid.nlon) \
+            or a.dt_seconds != b.dt_seconds:
+        raise CheckpointError(f"cannot blend {first} and {second}: their column layout, grid or time step differ")
+    na, nb = a.normalization, b.normalization
+    same_stats = all(np.array_equal(getattr(na, f), getattr(nb, f))
+                     for f in ("state_mean", "state_std", "tendency_mean", "tendency_std"))
+    if not same_stats:
+        raise CheckpointError(f"cannot blend {first} and {second}: their normalization statistics differ (they were "
+                              "trained on different data); only models of one training data set blend")
+    try:
+        b.state_dict = blend_state_dicts(a.state_dict, b.state_dict, weight)
+    except ValueError as err:
+        raise CheckpointError(f"cannot blend {first} and {second}: {err}") from None
+    b.metadata = {**b.metadata, "blended_from": {
+        "first": {"file": os.path.basename(str(first)), "sha256": file_hash(first)},
+        "second": {"file": os.path.basename(str(second)), "sha256": file_hash(second)},
+        "weight_of_second": float(weight)}}
+    b.optimizer_state = b.scheduler_state = b.train_state = None
+    return save_checkpoint(dst, b)
+
+
 def _with_model_settings(config: Config, settings: dict[str, str]) -> Config:
     """``config`` with ``&model`` runtime keys set from their text (validated like any namelist value)."""
     from .config import ConfigError, apply_overrides
@@ -307,6 +343,12 @@ def main(argv=None) -> int:
     g.add_argument("--channel-hidden", type=int, help="hidden units per mixer block (at least the checkpoint's)")
     g.add_argument("--mixer-blocks", type=int, help="mixer blocks (at least the checkpoint's)")
     g.add_argument("--seed", type=int, default=0, help="seed of the new units' input weights (default 0)")
+    b = sub.add_parser("blend", help="(1 - W) * FIRST + W * SECOND, tensor by tensor, for two models of one "
+                                     "architecture (e.g. a stable model and its fine-tuned successor)")
+    b.add_argument("first")
+    b.add_argument("second")
+    b.add_argument("dst")
+    b.add_argument("--weight", type=float, required=True, help="W in [0, 1]: the share of SECOND")
     i = sub.add_parser("info", help="print what a checkpoint holds")
     i.add_argument("path")
     a = p.parse_args(argv)
@@ -323,6 +365,8 @@ def main(argv=None) -> int:
             out = grow_checkpoint(a.src, a.dst, channel_hidden=a.channel_hidden, mixer_blocks=a.mixer_blocks,
                                   seed=a.seed)
             print(f"wrote {out}")
+        elif a.cmd == "blend":
+            print(f"wrote {blend_checkpoints(a.first, a.second, a.dst, weight=a.weight)}")
         else:
             ck = load_checkpoint(a.path)
             print(json.dumps({"format_version": ck.format_version, "layout": ck.layout.to_dict(),

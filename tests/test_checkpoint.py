@@ -225,3 +225,41 @@ def test_grow_refuses_to_shrink_or_do_nothing_and_says_so(tmp_path, capsys):
         grow_checkpoint(src, tmp_path / "s.pt", channel_hidden=8)
     assert main(["grow", str(src), str(tmp_path / "same.pt")]) == 1
     assert "nothing to grow" in capsys.readouterr().err and not (tmp_path / "same.pt").exists()
+
+
+def test_blend_is_the_weighted_mean_of_two_models_and_refuses_what_does_not_fit(tmp_path, capsys):
+    import dataclasses
+
+    from mlscam.checkpoint import blend_checkpoints, grow_checkpoint, main
+
+    ckpt, model = _ckpt()
+    a = save_checkpoint(tmp_path / "a.pt", ckpt)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ckpt.state_dict = model.state_dict()
+    b = save_checkpoint(tmp_path / "b.pt", ckpt)
+    sa, sb = load_checkpoint(a).state_dict, load_checkpoint(b).state_dict
+    assert main(["blend", str(a), str(b), str(tmp_path / "m.pt"), "--weight", "0.25"]) == 0
+    mixed = load_checkpoint(tmp_path / "m.pt")
+    for key in sa:
+        if sa[key].is_floating_point():
+            torch.testing.assert_close(mixed.state_dict[key], 0.75 * sa[key] + 0.25 * sb[key], rtol=1e-6, atol=1e-7)
+    assert mixed.metadata["blended_from"]["weight_of_second"] == 0.25
+    assert mixed.metadata["blended_from"]["first"]["file"] == "a.pt" and mixed.optimizer_state is None
+    # the ends are the two models themselves
+    for w, want in ((0.0, sa), (1.0, sb)):
+        end = load_checkpoint(blend_checkpoints(a, b, tmp_path / f"e{w}.pt", weight=w)).state_dict
+        assert all(torch.equal(end[k], want[k]) for k in want)
+    # another architecture, other statistics, a weight outside [0, 1]: refused, nothing written
+    bigger = grow_checkpoint(a, tmp_path / "wide.pt", channel_hidden=24)
+    with pytest.raises(CheckpointError, match="channel_hidden is 16 in the first and 24 in the second"):
+        blend_checkpoints(a, bigger, tmp_path / "x.pt", weight=0.5)
+    other = load_checkpoint(b)
+    other.normalization = dataclasses.replace(other.normalization, state_std=other.normalization.state_std * 2)
+    c = save_checkpoint(tmp_path / "c.pt", other)
+    with pytest.raises(CheckpointError, match="normalization statistics differ"):
+        blend_checkpoints(a, c, tmp_path / "x.pt", weight=0.5)
+    assert main(["blend", str(a), str(b), str(tmp_path / "x.pt"), "--weight", "1.5"]) == 1
+    assert "must lie in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -149,6 +149,37 @@ def test_init_from_starts_a_new_run_from_weights(problem, tmp_path):
                                   overrides=[f"train.init_from={ck}", f"train.resume={ck}"]))
 
 
+def test_a_run_from_a_checkpoint_keeps_its_normalization(problem, tmp_path, capsys):
+    """init_from / resume: the weights were trained on inputs normalised with the checkpoint's statistics, so
+    the run keeps them even when the data at hand (and their stats file) have others."""
+    import dataclasses
+
+    from mlscam.checkpoint import load_checkpoint, save_checkpoint
+    from mlscam.data.stats import write_stats
+
+    first = build_trainer(make_config(problem, "global", 3, out=tmp_path / "a"))
+    first.run()
+    ck = load_checkpoint(tmp_path / "a" / "ck" / "last.pt")
+    # the checkpoint's statistics made different from what the data give (as after regenerating the data)
+    shifted = dataclasses.replace(ck.normalization, state_mean=ck.normalization.state_mean + 0.5,
+                                  state_std=ck.normalization.state_std * 1.25)
+    ck.normalization = shifted
+    path = save_checkpoint(tmp_path / "shifted.pt", ck)
+    stats = tmp_path / "data_stats.nc"  # the data's own statistics in the stats file
+    write_stats(str(stats), first.normalization, ck.layout)
+    for key in ("init_from", "resume"):
+        tuned = build_trainer(make_config(problem, "global", 4, out=tmp_path / key,
+                                          overrides=[f"train.{key}={path}", f"data.stats_path={stats}"]))
+        for name in ("state_mean", "state_std", "tendency_mean", "tendency_std"):
+            np.testing.assert_array_equal(getattr(tuned.normalization, name), getattr(shifted, name))
+        assert f"differs from the normalization of the &train {key} checkpoint" in capsys.readouterr().out
+        # what the run writes carries them too
+        tuned.run()
+        saved = load_checkpoint(tmp_path / key / "ck" / "last.pt").normalization
+        np.testing.assert_array_equal(saved.state_std, shifted.state_std)
+    assert not np.array_equal(first.normalization.state_std, shifted.state_std)
+
+
 def test_increment_term_is_the_decoded_change_in_tendency_units(problem, tmp_path):
     """``&loss increment``: (decode(z1) - decode(z0)) against x1 - x0, both over the tendency std,
     area weighted; a bias of the decoder (the autoencoder's error) cancels from it."""

@@ -7,8 +7,8 @@
         ``rates SPINUP_DAYS_PER_S SAMPLING_DAYS_PER_S SETUP_S``
     python benchmarks/gpu/train_tools.py stats NAMELIST [--set group.key=value ...]
         make &data stats_path right for the run: with &train init_from (or resume) the statistics must be
-        the checkpoint's (the weights were trained on them; init_from loads weights only and the trainer
-        normalises with stats_path, which it computes from the new data when the file is missing). Writes the
+        the checkpoint's (the weights were trained on them; the trainer takes the checkpoint's since
+        2026-11-28, before it normalised with stats_path, computed from the new data). Writes the
         checkpoint's normalization to stats_path when that file does not exist, else checks that it equals
         the checkpoint's (exit 1 if not). Without init_from/resume it says the trainer computes them.
     python benchmarks/gpu/train_tools.py validate NAMELIST [--set group.key=value ...]

@@ -39,11 +39,12 @@ def _has_stats(cfg: Config) -> bool:
 
 def _check_data(cfg: Config, source, val_source, progress: bool) -> bool:
     """Every time of the training and validation files is finite, before any training (else a DataError
-    naming file, variable, level, time and cell). Computing statistics checks the training files itself."""
+    naming file, variable, level, time and cell). Computing statistics checks the training files itself; a run
+    that loads them (a stats file, or the resume / init_from checkpoint's) checks them here."""
     outcome = "Nothing was trained and no checkpoint was written"
     if val_source is not None:
         check_finite(val_source, needs="validation (&data val_files) needs", outcome=outcome, progress=progress)
-    if _has_stats(cfg):
+    if _has_stats(cfg) or cfg.train.resume or cfg.train.init_from:  # no statistics computed from the files
         check_finite(source, needs="training (&data files) needs", outcome=outcome, progress=progress)
     return True
 
@@ -56,6 +57,35 @@ def _normalization(cfg: Config, source, progress: bool):
     norm, _ = compute_stats(source, progress=progress)
     if path:
         write_stats(path, norm, source.layout)
+    return norm
+
+
+def _start_normalization(cfg: Config, source):
+    """The statistics of a run that starts from a checkpoint (``&train resume`` or ``init_from``): the checkpoint's.
+
+    Its weights were trained on inputs normalised with them; statistics of the data at hand differ whenever the
+    data are not the files the checkpoint was trained on (a dycore run made again on another machine is another
+    chaotic trajectory: on 2026-11-28 the regenerated demo data moved the mean surface pressure by 65 Pa and
+    the standard deviation of u by up to 0.5 m/s), and fine-tuning would then start from a model fed inputs it
+    never saw. A ``&data stats_path`` file that disagrees is left as it is and named in a note."""
+    path = cfg.train.resume or cfg.train.init_from
+    key = "resume" if cfg.train.resume else "init_from"
+    from ..checkpoint import load_checkpoint
+
+    norm = load_checkpoint(path, expected_layout=source.layout, grid=source.grid).normalization
+    if _has_stats(cfg):
+        import numpy as np
+
+        have = load_stats(cfg.data.stats_path, source.layout)
+        # differences in units of the checkpoint's standard deviations, channel by channel
+        shift = max(float(np.max(np.abs(getattr(have, f"{kind}_{part}") - getattr(norm, f"{kind}_{part}"))
+                                 / getattr(norm, f"{kind}_std"))) for kind in ("state", "tendency")
+                    for part in ("mean", "std"))
+        if shift > 1e-6:
+            print(f"note: &data stats_path {cfg.data.stats_path} differs from the normalization of the &train {key} "
+                  f"checkpoint {path} (a mean or standard deviation moved by up to {shift:.3g} of the checkpoint's "
+                  "standard deviation); the run uses the checkpoint's, which its weights were trained with",
+                  flush=True)
     return norm
 
 
@@ -96,7 +126,8 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
     device`` (``mlscam.parallel.choose_device``). World rank 0 first reads every time of the training and
     validation files (in chunks) and refuses a NaN/Inf (``mlscam.data.finite``: a ``DataError`` naming file,
     variable, level, time and cell, before any training). Normalisation statistics are loaded (or computed and
-    written) by world rank 0 and broadcast; ``&train resume`` or ``init_from`` is read by every rank, then
+    written) by world rank 0 and broadcast (a run from ``&train resume`` or ``init_from`` takes the checkpoint's:
+    :func:`_start_normalization`); ``&train resume`` or ``init_from`` is read by every rank, then
     every rank takes rank 0's parameters.
     """
     t = cfg.train
@@ -125,7 +156,10 @@ def build_trainer(cfg: Config, *, tile: TileContext | None = None, device: str |
         raise ValueError(f"the tile context decomposes a {decomposed} grid but the data's grid is "
                          f"{grid.shape}; build it with TileContext.build(comm, {grid.nlat}, {grid.nlon}, ...)")
     tile.from_root(lambda: _check_data(cfg, source, val_source, progress), "training data")
-    norm = tile.from_root(lambda: _normalization(cfg, source, progress), "statistics")
+    if t.resume or t.init_from:  # the weights' own statistics, whatever the data's
+        norm = tile.from_root(lambda: _start_normalization(cfg, source), "statistics")
+    else:
+        norm = tile.from_root(lambda: _normalization(cfg, source, progress), "statistics")
     train_batches, val_batches = _batches(cfg, source, val_source, tile, source.layout)
     if device is None:
         device = choose_device(tile.world, cfg.parallel.device)
