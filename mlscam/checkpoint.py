@@ -274,19 +274,20 @@ def grow_checkpoint(src, dst, *, channel_hidden: int | None = None, mixer_blocks
 
 
 def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
-    """Write ``(1 - weight) * first + weight * second`` (``mlscam.model.blend``) with ``second``'s configuration,
-    layout, grid and normalization, as a model to validate or to train from. The two files must hold the same
-    architecture, grid, time step, layout and normalization statistics (one training data set); optimizer and
+    """Write ``(1 - weight) * first + weight * second`` (``mlscam.model.blend``) with ``second``'s configuration
+    (its ``&model`` runtime keys included), layout, grid and normalization, as a model to validate or to train
+    from. The two files must hold the same architecture (the runtime keys may differ), grid, time step, layout and normalization statistics (one training data set); optimizer and
     training state are dropped; ``metadata['blended_from']`` records both files (name, SHA-256) and the weight."""
     from .model.blend import blend_state_dicts
 
     a, b = load_checkpoint(first), load_checkpoint(second)
-    if config_to_dict(a.config)["model"] != config_to_dict(b.config)["model"]:
+    if not a.config.model.same_parameters(b.config.model):  # runtime keys (the step's settings) may differ
         da, db = config_to_dict(a.config)["model"], config_to_dict(b.config)["model"]
-        key = next(k for k in sorted(set(da) | set(db)) if da.get(k) != db.get(k))
+        runtime = type(a.config.model).RUNTIME_KEYS
+        key = next(k for k in sorted(set(da) | set(db)) if k not in runtime and da.get(k) != db.get(k))
         raise CheckpointError(f"cannot blend {first} and {second}: &model {key} is {da.get(key)!r} in the first and "
-                              f"{db.get(key)!r} in the second (grow the smaller one first, or export both with the "
-                              "same runtime settings)")
+                              f"{db.get(key)!r} in the second: only one architecture blends (a smaller mixer can "
+                              "be grown first: python -m mlscam.checkpoint grow)")
     if a.layout.to_dict() != b.layout.to_dict() or (a.grid.nlat, a.grid.nlon) != (b.grid.nlat, b.grid.nlon) \
             or a.dt_seconds != b.dt_seconds:
         raise CheckpointError(f"cannot blend {first} and {second}: their column layout, grid or time step differ")
