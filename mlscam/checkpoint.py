@@ -276,8 +276,9 @@ def grow_checkpoint(src, dst, *, channel_hidden: int | None = None, mixer_blocks
 def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
     """Write ``(1 - weight) * first + weight * second`` (``mlscam.model.blend``) with ``second``'s configuration
     (its ``&model`` runtime keys included), layout, grid and normalization, as a model to validate or to train
-    from. The two files must hold the same architecture (the runtime keys may differ), grid, time step, layout and normalization statistics (one training data set); optimizer and
-    training state are dropped; ``metadata['blended_from']`` records both files (name, SHA-256) and the weight."""
+    from. The two files must hold the same architecture (the runtime keys may differ), grid, time step, layout
+    and normalization statistics (one training data set); optimizer and training state are dropped;
+    ``metadata['blended_from']`` records both files (name, SHA-256) and the weight."""
     from .model.blend import blend_state_dicts
 
     a, b = load_checkpoint(first), load_checkpoint(second)
