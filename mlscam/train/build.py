@@ -64,10 +64,9 @@ def _start_normalization(cfg: Config, source):
     """The statistics of a run that starts from a checkpoint (``&train resume`` or ``init_from``): the checkpoint's.
 
     Its weights were trained on inputs normalised with them; statistics of the data at hand differ whenever the
-    data are not the files the checkpoint was trained on (a dycore run made again on another machine is another
-    chaotic trajectory: on 2026-11-28 the regenerated demo data moved the mean surface pressure by 65 Pa and
-    the standard deviation of u by up to 0.5 m/s), and fine-tuning would then start from a model fed inputs it
-    never saw. A ``&data stats_path`` file that disagrees is left as it is and named in a note."""
+    data are not the files the checkpoint was trained on (on 2026-11-28 the demo's training data, made again on
+    a new machine, moved the mean surface pressure by 65 Pa and the standard deviation of u by up to 0.5 m/s),
+    and fine-tuning would then start from a model fed inputs it never saw. A ``&data stats_path`` file that disagrees is left as it is and named in a note."""
     path = cfg.train.resume or cfg.train.init_from
     key = "resume" if cfg.train.resume else "init_from"
     from ..checkpoint import load_checkpoint
