@@ -399,6 +399,9 @@ class RolloutConfig(Group):
                              "a latent projection > 0)")
     polar_wind_fixer: int = _f(-1, "override the checkpoint's &model polar_wind_fixer (-1 = keep; 0 = off; k > 0 = "
                                    "[v] = 0 in the k rows next to each pole, which needs a latent projection > 0)")
+    climate_correction: int = _f(1, "1 = apply the checkpoint's climate correction when it carries one (a fixed "
+                                    "zonal-mean forcing inside the manifold projection, mlscam/model/correction.py); "
+                                    "0 = off")
     chunk_size: int = _f(0, "columns per fixed-size chunk at inference (0 = the checkpoint's &model chunk_size); "
                             "results are independent of the decomposition for any one value, and differ in the "
                             "last bits between values; a GPU runs larger chunks faster")
@@ -425,6 +428,8 @@ class RolloutConfig(Group):
                       "> 0 needs the manifold projection it acts in, but &rollout latent_projection = 0 switches it "
                       "off: set latent_projection > 0 (or -1 to keep the checkpoint's), or polar_wind_fixer = 0")
         self._positive("output_every")
+        self._require(self.climate_correction in (0, 1), "climate_correction",
+                      "must be 1 (apply the checkpoint's correction, if any) or 0 (off)")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .atomic import atomic_path
 from .config import Config, config_from_dict, config_to_dict
 from .grid import LatLonGrid
 from .layout import ColumnLayout
+from .model.correction import ClimateCorrection
 from .normalization import Normalization
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "file_hash",
@@ -53,6 +54,7 @@ class Checkpoint:
     train_state: dict | None = None
     metadata: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    correction: ClimateCorrection | None = None  # a fixed zonal-mean forcing of the step (mlscam.model.correction)
 
     def build_model(self):
         """The network with the checkpoint's weights loaded (eval mode)."""
@@ -74,6 +76,7 @@ class Checkpoint:
             "scheduler_state": self.scheduler_state,
             "train_state": self.train_state,
             "metadata": dict(self.metadata),
+            "climate_correction": None if self.correction is None else self.correction.to_dict(),
         }
 
 
@@ -149,6 +152,7 @@ def load_checkpoint(
         train_state=d.get("train_state"),
         metadata=d.get("metadata") or {},
         format_version=d["format_version"],
+        correction=None if d.get("climate_correction") is None else ClimateCorrection.from_dict(d["climate_correction"]),
     )
     if expected_layout is not None and not ckpt.layout.same_as(expected_layout):
         raise CheckpointError(
@@ -269,6 +273,7 @@ def grow_checkpoint(src, dst, *, channel_hidden: int | None = None, mixer_blocks
                                                      "channel_hidden": [model_cfg.channel_hidden, hidden],
                                                      "mixer_blocks": [model_cfg.mixer_blocks, blocks],
                                                      "seed": int(seed)}}
+    ckpt.correction = None  # estimated for the weights it grew from: a start for training, estimate it again
     ckpt.optimizer_state = ckpt.scheduler_state = ckpt.train_state = None
     return save_checkpoint(dst, ckpt)
 
@@ -306,6 +311,7 @@ def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
         "first": {"file": os.path.basename(str(first)), "sha256": file_hash(first)},
         "second": {"file": os.path.basename(str(second)), "sha256": file_hash(second)},
         "weight_of_second": float(weight)}}
+    b.correction = None  # estimated for other weights: estimate it again for the blend
     b.optimizer_state = b.scheduler_state = b.train_state = None
     return save_checkpoint(dst, b)
 

@@ -28,6 +28,7 @@ from mlscam import blas
 from mlscam.config import DEFAULT_CHUNK_SIZE
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
+from mlscam.model.correction import ClimateCorrection
 from mlscam.model.engine import Domain, Engine
 from mlscam.model.filters import LatentFilter
 from mlscam.model.graphs import GraphSteps, capture_unavailable
@@ -45,7 +46,9 @@ class Emulator:
     put in eval mode; every method runs under ``torch.no_grad``. Tensors are
     ``[..., nlat, nlon, feature]`` with ``(nlat, nlon)`` the domain's shape (the
     grid's, latitude ascending, longitude from 0 east); leading dimensions are
-    batch dimensions. Work happens on the model's device and dtype.
+    batch dimensions. Work happens on the model's device and dtype. ``latent_filter`` sets the step's
+    stabilisers and fixers (``mlscam.model.filters``), ``correction`` a fixed zonal-mean forcing inside the
+    manifold projection (``mlscam.model.correction``).
 
     Step options (keyword-only; encode and decode always run eagerly in the model's dtype):
 
@@ -59,14 +62,17 @@ class Emulator:
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid,
                  normalization: Normalization, dt_seconds: float, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 domain: Domain | None = None, latent_filter: LatentFilter | None = None, warn_blas: bool = True,
+                 domain: Domain | None = None, latent_filter: LatentFilter | None = None,
+                 correction: ClimateCorrection | None = None, warn_blas: bool = True,
                  precision: str = "fp32", cuda_graph: bool = False):
         if not dt_seconds > 0:
             raise ValueError(f"dt_seconds must be > 0, got {dt_seconds}")
         self._precision, self._cuda_graph = check_precision(precision), bool(cuda_graph)
         self.blas_mode = blas.check(warn=warn_blas)  # one line if decompositions may differ in the last bits
+        if correction is not None:
+            correction.check(grid.nlat, layout.n_state, float(dt_seconds))
         self.engine = Engine(model.eval(), layout, grid, normalization, chunk_size=chunk_size, domain=domain,
-                             latent_filter=latent_filter)
+                             latent_filter=latent_filter, correction=correction)
         self.model, self.layout, self.grid, self.normalization = model, layout, grid, normalization
         self.dt_seconds = float(dt_seconds)
         self._graphs: GraphSteps | None = None  # captured on the first step with cuda_graph on a GPU
@@ -75,11 +81,14 @@ class Emulator:
     @classmethod
     def from_checkpoint(cls, path, *, grid: LatLonGrid | None = None, allow_other_grid: bool = False,
                         device: torch.device | str = "cpu", chunk_size: int | None = None,
-                        latent_filter: LatentFilter | None = None, **options) -> "Emulator":
+                        latent_filter: LatentFilter | None = None, climate_correction: bool = True,
+                        **options) -> "Emulator":
         """The emulator of a checkpoint file (see ``mlscam.checkpoint``).
 
         ``grid`` defaults to the training grid; another grid needs ``allow_other_grid=True``.
         ``latent_filter`` defaults to the checkpoint's ``&model latent_filter``.
+        ``climate_correction``: apply the checkpoint's climate correction when it carries one
+        (``mlscam.model.correction``).
         ``options``: the step options of the constructor (``precision``, ``cuda_graph``, ``warn_blas``).
         """
         from mlscam.checkpoint import load_checkpoint
@@ -87,7 +96,8 @@ class Emulator:
         ckpt = load_checkpoint(path, grid=grid, allow_other_grid=allow_other_grid)
         em = cls(ckpt.build_model().to(device), ckpt.layout, grid or ckpt.grid, ckpt.normalization,
                  ckpt.dt_seconds, chunk_size=chunk_size or ckpt.config.model.chunk_size,
-                 latent_filter=latent_filter or LatentFilter.of(ckpt.config.model), **options)
+                 latent_filter=latent_filter or LatentFilter.of(ckpt.config.model),
+                 correction=ckpt.correction if climate_correction else None, **options)
         em.checkpoint = ckpt
         return em
 

@@ -32,6 +32,7 @@ from mlscam.layout import ColumnLayout
 from mlscam.normalization import Normalization
 
 from .chunks import TilePlan, advance_columns, apply_plan, map_columns, plan_tiles
+from .correction import ClimateCorrection
 from .filters import LatentFilter, smooth_tiles
 from .mass import MassFixer
 from .network import LatentModel
@@ -108,13 +109,15 @@ class Engine:
       latent_filter: the step's stabilisers (``mlscam.model.filters``): grid-scale damping added to every step and
         the projection towards the encoder's manifold after it, with the mass fixer (``mlscam.model.mass``) and
         the polar wind fixer (``mlscam.model.polar``) inside the projection; None or all off: off.
+      correction: a fixed zonal-mean forcing added to the decoded state inside the projection
+        (``mlscam.model.correction``; needs the projection); None: none.
 
     Buffers follow the model's device and dtype at construction; :meth:`to` moves or casts them.
     """
 
     def __init__(self, model: LatentModel, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
                  *, chunk_size: int, domain: Domain | None = None, grad_checkpointing: bool = False,
-                 latent_filter: LatentFilter | None = None):
+                 latent_filter: LatentFilter | None = None, correction: ClimateCorrection | None = None):
         if model.n_state != layout.n_state or model.n_static != layout.n_static:
             raise ValueError(
                 f"model expects {model.n_state} state channels and {model.n_static} static features, "
@@ -148,6 +151,12 @@ class Engine:
         if self.latent_filter is not None and self.latent_filter.polar_wind_rows > 0:
             self.polar = PolarWindFixer(layout, grid, self.domain, self.latent_filter.polar_wind_rows,
                                         device=param.device)
+        self.correction = None  # [ncol, S]: the climate correction's offset per projecting step (physical units)
+        if correction is not None:
+            correction.check(grid.nlat, layout.n_state, correction.step_seconds)
+            offsets = correction.offsets(self.projection, self.projection_every)  # [nlat, S]
+            rows = np.asarray(self.domain.columns) // grid.nlon
+            self.correction = torch.as_tensor(offsets[rows], dtype=param.dtype, device=param.device)
         self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
@@ -161,6 +170,8 @@ class Engine:
             self.mass.to(device)
         if self.polar is not None:
             self.polar.to(device)
+        if self.correction is not None:
+            self.correction = self.correction.to(device=device, dtype=dtype)
         self._plan = None
         return self
 
@@ -261,11 +272,15 @@ class Engine:
         ``mlscam.model.filters``; column-local). With a fixer on, the decoded state is fixed (:meth:`fix`) before
         it is re-encoded: the mass fixer shifts its surface pressure to the global mean ``mass_target [B]``
         (``mlscam.model.mass``; one global sum), the polar wind fixer sets ``[v] = 0`` next to the poles
-        (``mlscam.model.polar``; one global sum)."""
-        if not self.fixes:
+        (``mlscam.model.polar``; one global sum). With a climate correction the decoded (and fixed) state gets
+        its offset before it is re-encoded (``mlscam.model.correction``; column-local)."""
+        if not self.fixes and self.correction is None:
             return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
         target = self.check_mass_target(mass_target, z) if self.mass is not None else None
-        return z + self.projection * (self.encode(self.decode(z, target)) - z)
+        x = self.decode(z, target)
+        if self.correction is not None:
+            x = x + self.correction
+        return z + self.projection * (self.encode(x) - z)
 
     def check_mass_target(self, mass_target: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         if mass_target is None:

@@ -41,6 +41,7 @@ def provenance(component: Component, extra: dict | None = None) -> dict[str, Any
         "namelist": config_to_namelist(c.config),
         "input_file_names": c.naming.describe(c.layout.variables),
         "input_level_source": c.naming.level_source,
+        "climate_correction": c.climate_correction,
     }
     attrs.update(extra or {})
     return attrs

@@ -39,6 +39,9 @@ With the polar wind fixer on (``&model``/``&rollout polar_wind_fixer``,
 of 0 in the rows next to the poles (zonal means summed over ranks the same way). The
 decode of a rank's tile is local; the fixers run after the decode's agreement, on every
 rank (:meth:`Component._fix`).
+A checkpoint's climate correction (:mod:`mlscam.model.correction`, a fixed zonal-mean forcing
+inside the manifold projection) is applied unless ``&rollout climate_correction = 0``; it is
+column-local.
 """
 from __future__ import annotations
 
@@ -159,6 +162,7 @@ class Component:
             return Emulator(ckpt.build_model().to(self.device), self.layout, self.grid, ckpt.normalization,
                             self.dt_seconds, chunk_size=self.chunk_size, domain=domain, warn_blas=self.rank == 0,
                             latent_filter=LatentFilter.of(ckpt.config.model, config.rollout),
+                            correction=ckpt.correction if config.rollout.climate_correction else None,
                             precision=config.rollout.precision, cuda_graph=config.parallel.cuda_graph)
 
         self.emulator = collect(comm, build, "Component.init (model)")
@@ -288,6 +292,17 @@ class Component:
         """The rows next to each pole where the polar wind fixer sets ``[v] = 0`` (0: off)."""
         polar = None if self.emulator is None else self.emulator.engine.polar
         return 0 if polar is None else polar.rows
+
+    @property
+    def climate_correction(self) -> str:
+        """What the step's climate correction is (``mlscam.model.correction``): ``'none'`` (the checkpoint has
+        none), ``'off'`` (``&rollout climate_correction = 0``) or ``'on: <variables>'``."""
+        ckpt_corr = self.checkpoint.correction
+        if ckpt_corr is None:
+            return "none"
+        if self.emulator is None or self.emulator.engine.correction is None:
+            return "off"
+        return "on: " + ", ".join(ckpt_corr.variables)
 
     def mass_target(self) -> float | None:
         """The mass fixer's target: the global-mean surface pressure of the state set last (collective; None

@@ -1,0 +1,240 @@
+"""Estimating a checkpoint's climate correction from a long run it may be trained on (``mlscam.model.correction``).
+
+    python -m mlscam.train.correction CHECKPOINT OUT.pt --truth TRUTH.nc [--starts 0 365] [--days 240]
+        [--iterations 3] [--variables temperature u]
+
+``TRUTH.nc`` is a long run of the truth's model (e.g. two years of daily states of a training seed of the
+Held-Suarez dycore). Its zonal-time mean over all its times is the target; the model is rolled out ``--days``
+from each of ``--starts`` (time indices of the same file; one batch), with the step the checkpoint ships
+(its ``&model`` stabilisers and fixers: correct the exported file), and its zonal-time mean over days
+``--spinup-days`` .. ``--days`` is compared with the target. The forcing is then updated,
+
+    rate <- rate - bias / tau      (per latitude and channel of the corrected variables)
+
+with ``tau`` (days) the response time of the model's zonal mean to a forcing: ``--response-days`` for the
+first update, then the secant estimate ``<d bias, d rate> / <d rate, d rate>`` of the last two evaluations
+(clipped to 5-200 days; kept when the estimate is not positive). Every rate is evaluated by its own rollouts; the one with the smallest
+``bias_rms(v) / tolerance(v)`` summed over the variables (the first is no correction, or the checkpoint's
+own) is written to ``OUT.pt`` with the whole history in its ``provenance``, and one JSON line per evaluation
+is printed.
+
+Never estimate it on data that choose or test the model: it is tuned to the truth it is given.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..data.source import open_source
+from ..emulator import Emulator
+from ..evaluate.climate_stats import latitude_weights
+from ..model.correction import ClimateCorrection
+from ..model.filters import LatentFilter
+
+__all__ = ["channel_mask", "zonal_time_mean", "bias_rms", "estimate_correction"]
+
+#: issue 13's bias tolerances, the default weights of the choice between evaluated rates
+DEFAULT_TOLERANCES = {"temperature": 1.5, "u": 2.0}
+
+
+def channel_mask(layout, variables) -> np.ndarray:
+    """``[n_state]`` bool: the channels of ``variables`` in ``layout``."""
+    unknown = [v for v in variables if v not in layout.variables]
+    if unknown:
+        raise ValueError(f"variables {unknown} are not in the model (it has {list(layout.variables)}); "
+                         "name variables of the model")
+    mask = np.zeros(layout.n_state, dtype=bool)
+    for v in variables:
+        mask[layout.slice_of(v)] = True
+    return mask
+
+
+def zonal_time_mean(states) -> np.ndarray:
+    """Zonal-time mean ``[nlat, n_state]`` (float64) of states ``[..., nlat, nlon, n_state]`` given as an iterable
+    of arrays; every leading index counts once."""
+    total, n = None, 0
+    for x in states:
+        x = np.asarray(x, dtype=np.float64)
+        x = x.reshape(-1, *x.shape[-3:])
+        s = x.mean(axis=2).sum(axis=0)
+        total = s if total is None else total + s
+        n += x.shape[0]
+    if total is None:
+        raise ValueError("no states to average")
+    return total / n
+
+
+def bias_rms(bias: np.ndarray, layout, variables, lat) -> dict[str, float]:
+    """Area-weighted RMS over latitude and level of a zonal-mean ``bias [nlat, n_state]``, per variable."""
+    w = latitude_weights(np.asarray(lat, dtype=np.float64))
+    out = {}
+    for v in variables:
+        b = bias[:, layout.slice_of(v)]
+        out[v] = float(np.sqrt((w[:, None] * b ** 2).mean() / w.mean()))
+    return out
+
+
+def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, steps_per_day: int,
+                  progress: bool, label: str) -> np.ndarray:
+    """Zonal-time mean ``[nlat, n_state]`` of the daily states of a rollout from ``x0 [B, nlat, nlon, S]``, days
+    ``spinup_days + 1`` .. ``days``; raises when a state is not finite."""
+    from tqdm.auto import tqdm
+
+    total, n = None, 0
+    bar = tqdm(total=days, desc=label, unit="day", disable=None if progress else True)
+    with bar:
+        for step, x in em.rollout(x0, days * steps_per_day, output_every=steps_per_day):
+            day = step // steps_per_day
+            a = x.cpu().numpy().astype(np.float64)
+            if not np.isfinite(a).all():
+                raise ValueError(f"the rollout is not finite at day {day}: this model (with this correction) has no "
+                                 "climate to correct; lower --response-days' gain or correct another model")
+            if day > spinup_days:
+                s = a.mean(axis=-2).sum(axis=0)
+                total = s if total is None else total + s
+                n += a.shape[0]
+            bar.update(1)
+    return total / n
+
+
+def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), days: int = 240,
+                        spinup_days: int = 30, iterations: int = 3, variables=tuple(DEFAULT_TOLERANCES),
+                        tolerances: dict[str, float] | None = None, response_days: float = 20.0,
+                        progress: bool = True, log=print,
+                        evaluate=None) -> tuple[ClimateCorrection | None, list[dict]]:
+    """The climate correction of ``ckpt`` against the long run ``truth_path`` (module doc); returns the chosen
+    correction (None when no forcing beat the first evaluation's) and one record per evaluation.
+
+    ``evaluate(rate) -> zonal-time mean [nlat, n_state]`` replaces the rollouts (default: the rollouts of the
+    module doc), e.g. to check the iteration on a known response."""
+    if days <= spinup_days:
+        raise ValueError(f"--days ({days}) must exceed --spinup-days ({spinup_days})")
+    if iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    tolerances = {v: (tolerances or DEFAULT_TOLERANCES).get(v, 1.0) for v in variables}
+    layout, grid = ckpt.layout, ckpt.grid
+    mask = channel_mask(layout, variables)
+    latent_filter = LatentFilter.of(ckpt.config.model)
+    if not latent_filter.projection > 0.0:
+        raise ValueError("the checkpoint's step has no manifold projection (&model latent_projection = 0), where "
+                         "the correction acts: correct a model trained with one")
+    steps_per_day = round(86400.0 / ckpt.dt_seconds)
+    if abs(steps_per_day * ckpt.dt_seconds - 86400.0) > 1e-6:
+        raise ValueError(f"a day is not a whole number of steps of {ckpt.dt_seconds:g} s")
+    source = open_source(ckpt.config.data, files=[str(truth_path)], states_only=True)
+    if not source.layout.same_as(layout) or source.grid != grid:
+        raise ValueError(f"{truth_path} is not on the model's grid and column layout (its variables, levels or "
+                         "grid differ): use a run of the truth's model on the training grid")
+    ntime = source.ntime
+    bad = [s for s in starts if not 0 <= s < ntime]
+    if bad:
+        raise ValueError(f"--starts {bad} are not time indices of {truth_path} (it has {ntime} times)")
+    target = zonal_time_mean(np.asarray(source.read(t), dtype=np.float32) for t in range(ntime))
+    x0 = torch.as_tensor(np.stack([np.asarray(source.read(s), dtype=np.float32) for s in starts]))
+    model = ckpt.build_model()
+
+    def rollouts(rate: np.ndarray, label: str) -> np.ndarray:
+        corr = ClimateCorrection(rate, variables, ckpt.dt_seconds) if np.any(rate) else None
+        em = Emulator(model, layout, grid, ckpt.normalization, ckpt.dt_seconds,
+                      chunk_size=ckpt.config.model.chunk_size, latent_filter=latent_filter, correction=corr,
+                      warn_blas=False)
+        return _rollout_mean(em, x0, days, spinup_days, steps_per_day, progress, label)
+
+    rate = (np.zeros((grid.nlat, layout.n_state)) if ckpt.correction is None
+            else np.where(mask[None, :], ckpt.correction.rate, 0.0))
+    history, evaluated = [], []
+    tau = float(response_days)
+    for k in range(iterations + 1):
+        mean = rollouts(rate, f"evaluation {k}") if evaluate is None else evaluate(rate)
+        bias = np.where(mask[None, :], mean - target, 0.0)
+        rms = bias_rms(bias, layout, variables, grid.lat)
+        score = sum(rms[v] / tolerances[v] for v in variables)
+        rec = {"evaluation": k, "bias_rms": rms, "score": score, "response_days": tau,  # the tau that made rate
+               "max_abs_rate": {v: float(np.abs(rate[:, layout.slice_of(v)]).max()) for v in variables}}
+        history.append(rec)
+        evaluated.append((score, k, rate.copy()))
+        log(json.dumps(rec))
+        if k == iterations:
+            break
+        if k >= 1:  # secant estimate of the response time from the last two evaluations
+            d_rate = rate - prev_rate
+            d_bias = bias - prev_bias
+            denom = float((d_rate * d_rate).sum())
+            if denom > 0:
+                est = float((d_bias * d_rate).sum()) / denom  # mean = m0 + tau * rate: d bias = tau d rate
+                tau = float(np.clip(est, 5.0, 200.0)) if math.isfinite(est) and est > 0 else tau
+        prev_rate, prev_bias = rate.copy(), bias
+        rate = rate - bias / tau
+    score, best, rate = min(evaluated, key=lambda e: e[0])
+    prov = {"truth": Path(truth_path).name, "truth_attrs": _attrs(truth_path), "starts": list(starts),
+            "days": days, "spinup_days": spinup_days, "chosen_evaluation": best, "history": history}
+    if not np.any(rate):
+        return None, history
+    return ClimateCorrection(rate, variables, ckpt.dt_seconds, provenance=prov), history
+
+
+def _attrs(path) -> dict:
+    """The truth file's generator attributes (seed, model), for the provenance."""
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as ds:
+            return {k: str(ds.getncattr(k)) for k in ds.ncattrs() if k in ("seed", "source", "model", "title",
+                                                                             "random_seed", "history")}
+    except Exception:  # noqa: BLE001 - provenance only
+        return {}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from .. import blas
+    from ..checkpoint import CheckpointError
+
+    p = argparse.ArgumentParser(prog="python -m mlscam.train.correction",
+                                description="Estimate a checkpoint's climate correction (a fixed zonal-mean "
+                                            "forcing, mlscam/model/correction.py) against a long truth run it may "
+                                            "be trained on, and write the checkpoint with it.")
+    p.add_argument("checkpoint", help="the checkpoint as it ships (its &model step settings are used)")
+    p.add_argument("output", help="the checkpoint with the correction (written atomically)")
+    p.add_argument("--truth", required=True, help="long run of the truth's model (NetCDF, e.g. daily states of a "
+                                                  "training seed); never a validation or test run")
+    p.add_argument("--starts", type=int, nargs="+", default=[0, 365], help="initial time indices (default 0 365)")
+    p.add_argument("--days", type=int, default=240, help="days per rollout (default 240)")
+    p.add_argument("--spinup-days", type=int, default=30, help="days dropped from each rollout (default 30)")
+    p.add_argument("--iterations", type=int, default=3, help="updates of the forcing (default 3)")
+    p.add_argument("--variables", nargs="+", default=list(DEFAULT_TOLERANCES),
+                   help="variables to correct (default temperature u)")
+    p.add_argument("--response-days", type=float, default=20.0,
+                   help="response time of the zonal mean for the first update (default 20 days)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    blas.pin()
+    torch.set_num_threads(args.threads)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        corr, _ = estimate_correction(ckpt, args.truth, starts=tuple(args.starts), days=args.days,
+                                      spinup_days=args.spinup_days, iterations=args.iterations,
+                                      variables=tuple(args.variables), response_days=args.response_days,
+                                      progress=not args.no_progress)
+    except (CheckpointError, ValueError, OSError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if corr is None:
+        print("error: no correction beat none on this truth; nothing written", file=sys.stderr)
+        return 1
+    ckpt.correction = corr
+    save_checkpoint(args.output, ckpt)
+    print(f"wrote {args.output} (evaluation {corr.provenance['chosen_evaluation']} chosen)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""The climate correction (mlscam/model/correction.py): a fixed zonal-mean forcing inside the manifold projection
+of THE latent step; its estimation (mlscam/train/correction.py); the checkpoint, the rollout driver, and
+decompositions bit for bit."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from component_case import (DT, GRID, LAYOUT, LEVELS, TIME_UNITS, config, initial_states, make_checkpoint,
+                            write_initial, write_namelist)
+from mlscam.checkpoint import load_checkpoint, save_checkpoint
+from mlscam.config import ConfigError, RolloutConfig
+from mlscam.emulator import Emulator
+from mlscam.model.correction import ClimateCorrection
+from mlscam.model.filters import LatentFilter
+from mlscam.parallel import run_fake_world
+from mlscam.runtime import Component
+from synthetic import make_fields, write_file
+
+torch.set_num_threads(1)
+PROJ = LatentFilter(0.0, 0.0, 0.5)  # the tiny case: projection 0.5 every step
+PROJ2 = LatentFilter(0.0, 0.0, 0.5, projection_every=2)
+
+
+def _rate(scale: float = 1.0) -> np.ndarray:
+    """A forcing of temperature and u, varying with latitude and level (units per day)."""
+    rate = np.zeros((GRID.nlat, LAYOUT.n_state))
+    lat = np.asarray(GRID.lat)
+    rate[:, LAYOUT.slice_of("temperature")] = scale * np.outer(np.cos(np.radians(lat)), [1.0, -0.5])
+    rate[:, LAYOUT.slice_of("u")] = scale * np.outer(np.sin(np.radians(lat)), [2.0, 0.25])
+    return rate
+
+
+def _correction(scale: float = 1.0) -> ClimateCorrection:
+    return ClimateCorrection(_rate(scale), ("temperature", "u"), DT, provenance={"test": True})
+
+
+def test_a_projecting_step_re_encodes_the_decoded_state_plus_the_offset(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    corr = _correction()
+    em = Emulator.from_checkpoint(ckpt, latent_filter=PROJ, warn_blas=False)
+    emc = Emulator(em.model, em.layout, em.grid, em.normalization, DT, latent_filter=PROJ, correction=corr,
+                   warn_blas=False)
+    x = torch.from_numpy(initial_states()[:2])
+    z = em.encode(x).reshape(2, GRID.ncol, -1)
+    offset = corr.rate * (DT / 86400.0) / 0.5  # rate * days per projecting step / alpha
+    np.testing.assert_allclose(corr.offsets(0.5, 1), offset)
+    with torch.no_grad():
+        z1 = z + em.engine.advance(z)
+        xd = em.engine.decode(z1) + torch.as_tensor(offset[np.arange(GRID.ncol) // GRID.nlon], dtype=torch.float32)
+        want = z1 + 0.5 * (em.engine.encode(xd) - z1)
+        got, _ = emc.engine.step_once(z)
+    assert torch.equal(got, want)
+    # the uncorrected step is another one, and decoded outputs get no offset (a tendency, not a state fix)
+    assert not torch.equal(got, em.engine.step_once(z)[0])
+    assert torch.equal(emc.decode(got.reshape(2, GRID.nlat, GRID.nlon, -1)),
+                       em.decode(got.reshape(2, GRID.nlat, GRID.nlon, -1)))
+
+
+def test_the_offset_scales_with_the_projection_and_steps_that_do_not_project_get_none(tmp_path):
+    corr = _correction()
+    np.testing.assert_allclose(corr.offsets(0.1, 3), corr.rate * 3 * DT / 86400.0 / 0.1)
+    em = Emulator.from_checkpoint(make_checkpoint(tmp_path / "c.pt"), latent_filter=PROJ2, warn_blas=False)
+    emc = Emulator(em.model, em.layout, em.grid, em.normalization, DT, latent_filter=PROJ2, correction=corr,
+                   warn_blas=False)
+    z = em.encode(torch.from_numpy(initial_states()[:1]))
+    assert torch.equal(emc.step(z, 1), em.step(z, 1))  # step 1 of 2 does not project
+    assert not torch.equal(emc.step(z, 2), em.step(z, 2))
+
+
+def test_bad_corrections_are_clear_errors(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    em = Emulator.from_checkpoint(ckpt, latent_filter=PROJ, warn_blas=False)
+    args = (em.model, em.layout, em.grid, em.normalization, DT)
+    with pytest.raises(ValueError, match="acts inside the manifold projection, which is off"):
+        Emulator(*args, latent_filter=LatentFilter(0.05, 0.0, 0.0), correction=_correction(), warn_blas=False)
+    with pytest.raises(ValueError, match=r"\[5 latitudes, 8 channels\], the model has \[6, 7\]"):
+        Emulator(*args, latent_filter=PROJ, warn_blas=False,
+                 correction=ClimateCorrection(np.zeros((5, 8)), ("u",), DT))
+    with pytest.raises(ValueError, match="estimated for a 3600 s step, the model steps 21600 s"):
+        Emulator(*args, latent_filter=PROJ, warn_blas=False,
+                 correction=ClimateCorrection(_rate(), ("u",), 3600.0))
+    with pytest.raises(ValueError, match="non-finite"):
+        ClimateCorrection(np.full((6, 7), np.nan), ("u",), DT)
+    with pytest.raises(ConfigError, match="climate_correction"):
+        RolloutConfig(climate_correction=2)
+
+
+def _corrected_checkpoint(tmp_path, scale=1.0):
+    path = make_checkpoint(tmp_path / "c.pt")
+    ckpt = load_checkpoint(path)
+    ckpt.config = replace(ckpt.config, model=replace(ckpt.config.model, latent_projection=0.5))
+    ckpt.correction = _correction(scale)
+    return save_checkpoint(tmp_path / "corrected.pt", ckpt)
+
+
+def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_switched_off(tmp_path):
+    from mlscam.rollout.__main__ import main as rollout_main
+
+    path = _corrected_checkpoint(tmp_path)
+    back = load_checkpoint(path)
+    assert np.array_equal(back.correction.rate, _rate()) and back.correction.variables == ("temperature", "u")
+    assert back.correction.provenance == {"test": True} and back.correction.step_seconds == DT
+    assert load_checkpoint(make_checkpoint(tmp_path / "plain.pt")).correction is None
+    init = write_initial(tmp_path / "init.nc")
+    runs = {}
+    for switch in (1, 0):
+        out = tmp_path / f"fc{switch}.nc"
+        nml = write_namelist(tmp_path / f"r{switch}.nml", path, init, out, num_steps=4, output_every=2)
+        assert rollout_main([str(nml), "--set", f"rollout.climate_correction={switch}"]) == 0
+        with xr.open_dataset(out) as ds:
+            runs[switch] = (ds["temperature"].values, ds.attrs["climate_correction"])
+    assert runs[1][1] == "on: temperature, u" and runs[0][1] == "off"
+    assert not np.array_equal(runs[1][0], runs[0][0])
+    # the emulator of the file applies it too, and can leave it out
+    x0 = torch.from_numpy(initial_states()[1])
+    on = Emulator.from_checkpoint(path, warn_blas=False)
+    off = Emulator.from_checkpoint(path, warn_blas=False, climate_correction=False)
+    assert on.engine.correction is not None and off.engine.correction is None
+    assert not torch.equal(on.step(on.encode(x0), 2), off.step(off.encode(x0), 2))
+
+
+@pytest.mark.decomposition
+@pytest.mark.parametrize("nranks,layout", [(1, (0, 0)), (2, (1, 2)), (3, (3, 1)), (4, (2, 2))])
+def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
+    path = _corrected_checkpoint(tmp_path)
+    init = write_initial(tmp_path / "init.nc")
+    cfg = config(path, init, tmp_path / "f.nc")
+    cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
+    em = Emulator.from_checkpoint(path, warn_blas=False)
+    z = em.encode(torch.from_numpy(initial_states()[1]))
+    refs = []
+    for _ in range(3):
+        z = em.step(z, 2)
+        refs.append(em.decode(z).numpy())
+
+    def rank_fn(comm):
+        c = Component.init(cfg, comm)
+        c.set_state_from_file(init, 1)
+        got = []
+        for _ in range(3):
+            c.step(2)
+            got.append(c.gather_state(root=0))
+        what = c.climate_correction
+        c.finalize()
+        return got, what
+
+    out = run_fake_world(nranks, rank_fn)
+    for a, b in zip(out[0][0], refs):
+        assert np.array_equal(a, b)
+    assert all(w == "on: temperature, u" for _, w in out)
+
+
+def _truth(tmp_path, days=16):
+    """A daily "truth" run on the tiny grid: the synthetic fields with a warm, westerly offset."""
+    f = make_fields(days, GRID, len(LEVELS), seed=7)
+    f["temperature"] = f["temperature"] + 3.0
+    f["u"] = f["u"] + 2.0
+    path = tmp_path / "truth.nc"
+    write_file(path, f, GRID, [24.0 * k for k in range(days)], levels=list(LEVELS), time_units=TIME_UNITS,
+               calendar="noleap")
+    return path
+
+
+def test_the_iteration_finds_the_forcing_of_a_known_linear_response(tmp_path):
+    """With a zonal mean that responds to the forcing as ``mean = m0 + tau_r * rate`` (tau_r 12 days, not the
+    first guess of 20), the secant updates bring the bias down by orders of magnitude in 3 updates."""
+    from mlscam.train.correction import estimate_correction
+
+    path = make_checkpoint(tmp_path / "c.pt")
+    ckpt = load_checkpoint(path)
+    ckpt.config = replace(ckpt.config, model=replace(ckpt.config.model, latent_projection=0.5))
+    truth = _truth(tmp_path)
+    with xr.open_dataset(truth) as ds:  # the truth's zonal-time mean in the model's channels
+        target = {v: ds[v].mean(("time", "lon")).transpose("lat", ...).values for v in ("temperature", "u")}
+    bias0 = np.zeros((GRID.nlat, LAYOUT.n_state))
+    bias0[:, LAYOUT.slice_of("temperature")] = 1.5 * np.cos(np.radians(np.asarray(GRID.lat)))[:, None]
+    bias0[:, LAYOUT.slice_of("u")] = -2.5
+    calls = []
+
+    def response(rate):
+        calls.append(rate.copy())
+        mean = np.zeros((GRID.nlat, LAYOUT.n_state))
+        for v in ("temperature", "u"):
+            t = target[v] if target[v].ndim == 2 else target[v][:, None]
+            mean[:, LAYOUT.slice_of(v)] = t
+        return mean + bias0 + 12.0 * rate
+
+    corr, history = estimate_correction(ckpt, str(truth), starts=(0, 5), days=8, spinup_days=2, iterations=3,
+                                        variables=("temperature", "u"), progress=False, log=lambda s: None,
+                                        evaluate=response)
+    assert [h["evaluation"] for h in history] == [0, 1, 2, 3] and len(calls) == 4
+    assert not calls[0].any()  # the first evaluation is the model without a correction
+    assert history[1]["response_days"] == 20.0 and history[2]["response_days"] == pytest.approx(12.0)
+    assert history[-1]["score"] < 1e-4 * history[0]["score"]
+    assert corr.provenance["chosen_evaluation"] == 3
+    np.testing.assert_allclose(corr.rate, -bias0 / 12.0, atol=1e-5)  # only T and u are forced
+    assert corr.provenance["history"] == history and corr.provenance["truth"] == "truth.nc"
+
+
+def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
+    """On the tiny random model (whose decoder does not invert its encoder, so a forcing need not help) the
+    command writes a corrected checkpoint only when a forcing beat none, and bad input is a clear error."""
+    from mlscam.train.correction import main
+
+    path = make_checkpoint(tmp_path / "c.pt")
+    ckpt = load_checkpoint(path)
+    plain = save_checkpoint(tmp_path / "plain.pt", ckpt)
+    ckpt.config = replace(ckpt.config, model=replace(ckpt.config.model, latent_projection=0.5))
+    src = save_checkpoint(tmp_path / "p.pt", ckpt)
+    truth = _truth(tmp_path)
+    out = tmp_path / "out.pt"
+    common = ["--truth", str(truth), "--starts", "0", "5", "--days", "6", "--spinup-days", "2", "--no-progress"]
+    status = main([str(src), str(out), *common, "--iterations", "2", "--response-days", "2"])
+    assert status in (0, 1) and out.exists() == (status == 0)
+    if status == 0:
+        assert load_checkpoint(out).correction.provenance["chosen_evaluation"] > 0
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--starts", "99"]) == 1
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--variables", "humidity"]) == 1
+    assert main([str(plain), str(tmp_path / "x.pt"), *common]) == 1  # no projection to act in
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--days", "2"]) == 1
+    assert not (tmp_path / "x.pt").exists()
