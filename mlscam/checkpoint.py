@@ -316,6 +316,18 @@ def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
     return save_checkpoint(dst, b)
 
 
+def _describe_correction(corr: ClimateCorrection | None) -> dict | None:
+    """The climate correction in a few numbers (``info``): variables, the largest rate of each, provenance
+    without its per-evaluation history."""
+    if corr is None:
+        return None
+    prov = {k: v for k, v in corr.provenance.items() if k != "history"}
+    history = corr.provenance.get("history") or []
+    return {"variables": list(corr.variables), "step_seconds": corr.step_seconds,
+            "provenance": prov, "evaluations": [{k: h.get(k) for k in ("evaluation", "bias_rms", "max_abs_rate")}
+                                                for h in history]}
+
+
 def _with_model_settings(config: Config, settings: dict[str, str]) -> Config:
     """``config`` with ``&model`` runtime keys set from their text (validated like any namelist value)."""
     from .config import ConfigError, apply_overrides
@@ -380,7 +392,8 @@ def main(argv=None) -> int:
             print(json.dumps({"format_version": ck.format_version, "layout": ck.layout.to_dict(),
                               "grid": [ck.grid.nlat, ck.grid.nlon], "dt_seconds": ck.dt_seconds,
                               "model": config_to_dict(ck.config)["model"], "metadata": ck.metadata,
-                              "resumable": ck.optimizer_state is not None}, indent=1, default=str))
+                              "resumable": ck.optimizer_state is not None,
+                              "climate_correction": _describe_correction(ck.correction)}, indent=1, default=str))
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ of THE latent step; its estimation (mlscam/train/correction.py); the checkpoint,
 decompositions bit for bit."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -98,7 +99,7 @@ def _corrected_checkpoint(tmp_path, scale=1.0):
     return save_checkpoint(tmp_path / "corrected.pt", ckpt)
 
 
-def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_switched_off(tmp_path):
+def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_switched_off(tmp_path, capsys):
     from mlscam.rollout.__main__ import main as rollout_main
 
     path = _corrected_checkpoint(tmp_path)
@@ -106,6 +107,13 @@ def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_swit
     assert np.array_equal(back.correction.rate, _rate()) and back.correction.variables == ("temperature", "u")
     assert back.correction.provenance == {"test": True} and back.correction.step_seconds == DT
     assert load_checkpoint(make_checkpoint(tmp_path / "plain.pt")).correction is None
+    from mlscam.checkpoint import main as checkpoint_main
+
+    assert checkpoint_main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["climate_correction"]["variables"] == ["temperature", "u"]
+    assert checkpoint_main(["info", str(tmp_path / "plain.pt")]) == 0
+    assert json.loads(capsys.readouterr().out)["climate_correction"] is None
     init = write_initial(tmp_path / "init.nc")
     runs = {}
     for switch in (1, 0):
