@@ -175,8 +175,9 @@ def _truth(tmp_path, days=16):
 
 
 def test_the_iteration_finds_the_forcing_of_a_known_linear_response(tmp_path):
-    """With a zonal mean that responds to the forcing as ``mean = m0 + tau_r * rate`` (tau_r 12 days, not the
-    first guess of 20), the secant updates bring the bias down by orders of magnitude in 3 updates."""
+    """With a zonal mean that responds to the forcing as ``mean = m0 + tau_r * rate`` (tau_r 12 days for T and 6
+    for u, not the first guess of 20), the secant updates, one per variable, bring the bias down by orders of
+    magnitude in 3 updates."""
     from mlscam.train.correction import estimate_correction
 
     path = make_checkpoint(tmp_path / "c.pt")
@@ -189,6 +190,8 @@ def test_the_iteration_finds_the_forcing_of_a_known_linear_response(tmp_path):
     bias0[:, LAYOUT.slice_of("temperature")] = 1.5 * np.cos(np.radians(np.asarray(GRID.lat)))[:, None]
     bias0[:, LAYOUT.slice_of("u")] = -2.5
     calls = []
+    tau_r = np.zeros(LAYOUT.n_state)  # the response time of each channel's zonal mean (days)
+    tau_r[LAYOUT.slice_of("temperature")], tau_r[LAYOUT.slice_of("u")] = 12.0, 6.0
 
     def response(rate):
         calls.append(rate.copy())
@@ -196,17 +199,19 @@ def test_the_iteration_finds_the_forcing_of_a_known_linear_response(tmp_path):
         for v in ("temperature", "u"):
             t = target[v] if target[v].ndim == 2 else target[v][:, None]
             mean[:, LAYOUT.slice_of(v)] = t
-        return mean + bias0 + 12.0 * rate
+        return mean + bias0 + tau_r * rate
 
     corr, history = estimate_correction(ckpt, str(truth), starts=(0, 5), days=8, spinup_days=2, iterations=3,
                                         variables=("temperature", "u"), progress=False, log=lambda s: None,
                                         evaluate=response)
     assert [h["evaluation"] for h in history] == [0, 1, 2, 3] and len(calls) == 4
     assert not calls[0].any()  # the first evaluation is the model without a correction
-    assert history[1]["response_days"] == 20.0 and history[2]["response_days"] == pytest.approx(12.0)
+    assert history[1]["response_days"] == {"temperature": 20.0, "u": 20.0}
+    assert history[2]["response_days"] == {"temperature": pytest.approx(12.0), "u": pytest.approx(6.0)}
     assert history[-1]["score"] < 1e-4 * history[0]["score"]
     assert corr.provenance["chosen_evaluation"] == 3
-    np.testing.assert_allclose(corr.rate, -bias0 / 12.0, atol=1e-5)  # only T and u are forced
+    want = -bias0 / np.where(tau_r > 0, tau_r, 1.0)
+    np.testing.assert_allclose(corr.rate, want, atol=1e-5)  # only T and u are forced
     assert corr.provenance["history"] == history and corr.provenance["truth"] == "truth.nc"
 
 
