@@ -213,6 +213,12 @@ def test_the_iteration_finds_the_forcing_of_a_known_linear_response(tmp_path):
     want = -bias0 / np.where(tau_r > 0, tau_r, 1.0)
     np.testing.assert_allclose(corr.rate, want, atol=1e-5)  # only T and u are forced
     assert corr.provenance["history"] == history and corr.provenance["truth"] == "truth.nc"
+    # from a checkpoint that has a correction, the first evaluation is that correction (a continuation)
+    ckpt.correction = ClimateCorrection(0.5 * corr.rate, ("temperature", "u"), DT)
+    calls.clear()
+    estimate_correction(ckpt, str(truth), starts=(0,), days=8, spinup_days=2, iterations=1,
+                        variables=("temperature", "u"), progress=False, log=lambda s: None, evaluate=response)
+    assert np.array_equal(calls[0], 0.5 * corr.rate)
 
 
 def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
