@@ -52,7 +52,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     ckpt = resolve_asset(a.checkpoint) if is_asset(a.checkpoint) else Path(a.checkpoint)
     em = Emulator.from_checkpoint(ckpt)
-    report(f"checkpoint {a.checkpoint}: stabilisers {em.engine.latent_filter}")
+    corr = em.checkpoint.correction
+    report(f"checkpoint {a.checkpoint}: stabilisers {em.engine.latent_filter}; climate correction "
+           + ("none" if corr is None else f"on: {', '.join(corr.variables)} (mlscam/model/correction.py)"))
     src = open_source(DataConfig(files=(a.init,), variables_3d=("u", "v", "temperature"), time_step_hours=24.0))
     x0 = torch.from_numpy(np.asarray(src.read(0)))
     per_day = round(86400 / em.dt_seconds)
