@@ -222,6 +222,30 @@ def test_the_iteration_converges_on_a_known_linear_response(tmp_path):
     assert np.array_equal(calls[0], 0.5 * corr.rate)
 
 
+def test_the_symmetric_update_forces_the_hemispheric_mean_of_the_bias(tmp_path):
+    from mlscam.train.correction import estimate_correction
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "c.pt"))
+    ckpt.config = replace(ckpt.config, model=replace(ckpt.config.model, latent_projection=0.5))
+    truth = _truth(tmp_path)
+    calls = []
+
+    def response(rate):
+        calls.append(rate.copy())
+        return np.zeros((GRID.nlat, LAYOUT.n_state))  # a zero climate: the bias is minus the truth's mean
+
+    for symmetric in (False, True):
+        calls.clear()
+        estimate_correction(ckpt, str(truth), starts=(0,), days=8, spinup_days=2, iterations=1, symmetric=symmetric,
+                            variables=("temperature", "u"), progress=False, log=lambda s: None, evaluate=response)
+        first = calls[1]
+        T = first[:, LAYOUT.slice_of("temperature")]
+        if symmetric:
+            np.testing.assert_allclose(T, T[::-1], atol=1e-12)
+        else:
+            assert not np.allclose(T, T[::-1])  # the truth's one realisation is not symmetric
+
+
 def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
     """On the tiny random model (whose decoder does not invert its encoder, so a forcing need not help) the
     command writes a corrected checkpoint only when a forcing beat none, and bad input is a clear error."""
