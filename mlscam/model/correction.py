@@ -72,13 +72,13 @@ class ClimateCorrection:
         days = int(projection_every) * self.step_seconds / 86400.0
         return self.rate * (days / float(projection))
 
-    def check(self, nlat: int, n_state: int, step_seconds: float) -> None:
-        """Refuse a correction made for another grid, column layout or step."""
+    def check(self, nlat: int, n_state: int, step_seconds: float | None = None) -> None:
+        """Refuse a correction made for another grid, column layout or (when given) step."""
         if self.rate.shape != (nlat, n_state):
             raise ValueError(f"the climate correction is [{self.rate.shape[0]} latitudes, {self.rate.shape[1]} "
                              f"channels], the model has [{nlat}, {n_state}]: estimate one for this model "
                              "(python -m mlscam.train.correction) or switch it off (&rollout climate_correction = 0)")
-        if abs(step_seconds - self.step_seconds) > 1e-6 * self.step_seconds:
+        if step_seconds is not None and abs(step_seconds - self.step_seconds) > 1e-6 * self.step_seconds:
             raise ValueError(f"the climate correction was estimated for a {self.step_seconds:g} s step, the model "
                              f"steps {step_seconds:g} s: estimate one for this model, or switch it off "
                              "(&rollout climate_correction = 0)")

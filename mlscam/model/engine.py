@@ -153,7 +153,7 @@ class Engine:
                                         device=param.device)
         self.correction = None  # [ncol, S]: the climate correction's offset per projecting step (physical units)
         if correction is not None:
-            correction.check(grid.nlat, layout.n_state, correction.step_seconds)
+            correction.check(grid.nlat, layout.n_state)  # the step length: the Emulator's check
             offsets = correction.offsets(self.projection, self.projection_every)  # [nlat, S]
             rows = np.asarray(self.domain.columns) // grid.nlon
             self.correction = torch.as_tensor(offsets[rows], dtype=param.dtype, device=param.device)
