@@ -152,7 +152,7 @@ def load_checkpoint(
         train_state=d.get("train_state"),
         metadata=d.get("metadata") or {},
         format_version=d["format_version"],
-        correction=None if d.get("climate_correction") is None else ClimateCorrection.from_dict(d["climate_correction"]),
+        correction=_read_correction(d.get("climate_correction"), path),
     )
     if expected_layout is not None and not ckpt.layout.same_as(expected_layout):
         raise CheckpointError(
@@ -169,6 +169,17 @@ def load_checkpoint(
             "&rollout allow_other_grid = .true. (or pass allow_other_grid=True)."
         )
     return ckpt
+
+
+def _read_correction(d, path) -> ClimateCorrection | None:
+    """The checkpoint's climate correction (``mlscam.model.correction``), if it has one."""
+    if d is None:
+        return None
+    try:
+        return ClimateCorrection.from_dict(d)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its climate correction cannot be read ({type(err).__name__}: {err}); "
+                              "estimate it again (python -m mlscam.train.correction)") from None
 
 
 def file_hash(path: str | os.PathLike) -> str:

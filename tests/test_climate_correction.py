@@ -13,7 +13,7 @@ import xarray as xr
 
 from component_case import (DT, GRID, LAYOUT, LEVELS, TIME_UNITS, config, initial_states, make_checkpoint,
                             write_initial, write_namelist)
-from mlscam.checkpoint import load_checkpoint, save_checkpoint
+from mlscam.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mlscam.config import ConfigError, RolloutConfig
 from mlscam.emulator import Emulator
 from mlscam.model.correction import ClimateCorrection
@@ -107,6 +107,11 @@ def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_swit
     assert np.array_equal(back.correction.rate, _rate()) and back.correction.variables == ("temperature", "u")
     assert back.correction.provenance == {"test": True} and back.correction.step_seconds == DT
     assert load_checkpoint(make_checkpoint(tmp_path / "plain.pt")).correction is None
+    bad = torch.load(path, weights_only=True)
+    bad["climate_correction"].pop("step_seconds")
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="climate correction cannot be read"):
+        load_checkpoint(tmp_path / "bad.pt")
     from mlscam.checkpoint import main as checkpoint_main
 
     assert checkpoint_main(["info", str(path)]) == 0
@@ -267,4 +272,5 @@ def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--variables", "humidity"]) == 1
     assert main([str(plain), str(tmp_path / "x.pt"), *common]) == 1  # no projection to act in
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--days", "2"]) == 1
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--response-days", "0"]) == 1
     assert not (tmp_path / "x.pt").exists()

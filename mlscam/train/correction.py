@@ -97,7 +97,8 @@ def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, s
             a = x.cpu().numpy().astype(np.float64)
             if not np.isfinite(a).all():
                 raise ValueError(f"the rollout is not finite at day {day}: this model (with this correction) has no "
-                                 "climate to correct; take smaller updates (a larger --response-days) or correct another model")
+                                 "climate to correct; take smaller updates (a larger --response-days) or correct "
+                                 "another model")
             if day > spinup_days:
                 s = a.mean(axis=-2).sum(axis=0)
                 total = s if total is None else total + s
@@ -112,7 +113,7 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
                         symmetric: bool = False, progress: bool = True, log=print,
                         evaluate=None) -> tuple[ClimateCorrection | None, list[dict]]:
     """The climate correction of ``ckpt`` against the long run ``truth_path`` (module doc); returns the chosen
-    correction (None when no forcing beat the first evaluation's) and one record per evaluation.
+    correction (None when the best evaluated rate is no forcing at all) and one record per evaluation.
 
     ``symmetric``: update with the bias averaged over the two hemispheres (latitude ``phi`` and ``-phi``), for a
     truth whose forcing is symmetric about the equator (Held-Suarez) and variables whose zonal mean is then
@@ -125,6 +126,8 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
         raise ValueError(f"--days ({days}) must exceed --spinup-days ({spinup_days})")
     if iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    if not response_days > 0:
+        raise ValueError(f"--response-days must be > 0 (each update is -bias / response days), got {response_days}")
     tolerances = {v: (tolerances or DEFAULT_TOLERANCES).get(v, 1.0) for v in variables}
     layout, grid = ckpt.layout, ckpt.grid
     mask = channel_mask(layout, variables)
