@@ -285,6 +285,11 @@ class TrainConfig(Group):
     init_from: str = _f("", "checkpoint whose weights start this run (fresh optimizer and schedule: fine-tuning, "
                             "e.g. global_rollout after global); the run normalises with the checkpoint's "
                             "statistics, not the data's or data.stats_path's", path="input")
+    climate_correction: str = _f("", "a checkpoint whose climate correction (mlscam/model/correction.py, a fixed "
+                                     "zonal-mean forcing inside the manifold projection) the training step "
+                                     "applies: the weather unrolls, the free-run chain and the climate score step "
+                                     "with it, and the run's checkpoints carry it ('' = none; e.g. the init_from "
+                                     "model's own, from python -m mlscam.train.correction)", path="input")
     init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")

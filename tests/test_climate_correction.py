@@ -274,3 +274,42 @@ def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--days", "2"]) == 1
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--response-days", "0"]) == 1
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_training_with_a_correction_steps_with_it_everywhere_and_its_checkpoints_carry_it(tmp_path):
+    """``&train climate_correction``: the weather unrolls and the free-run chain step with the named checkpoint's
+    correction, the run's checkpoints carry it, and a file without one is a clear error."""
+    from advection import write_advection
+    from test_train_modes import make_config
+    from mlscam.train import build_trainer
+
+    torch.set_num_threads(1)
+    write_advection(tmp_path / "train.nc", 48, seed=0)
+    write_advection(tmp_path / "val.nc", 24, seed=1)
+    common = ["model.latent_projection=0.5", "train.free_run_weight=0.1", "train.free_run_steps=2",
+              "train.free_run_graded=1", "train.seed=3"]
+    plain_cfg = make_config(tmp_path, "global_rollout", 2, out=tmp_path / "plain", overrides=common)
+    plain = build_trainer(plain_cfg)
+    plain.run()
+    base = load_checkpoint(tmp_path / "plain" / "ck" / "last.pt")
+    lay, grid = base.layout, base.grid
+    rate = np.zeros((grid.nlat, lay.n_state))
+    rate[:, lay.slice_of("temperature")] = 0.5
+    rate[:, lay.slice_of("u")] = np.linspace(-1.0, 1.0, grid.nlat)[:, None]
+    base.correction = ClimateCorrection(rate, ("temperature", "u"), base.dt_seconds, provenance={"made": "test"})
+    corr_path = save_checkpoint(tmp_path / "with_corr.pt", base)
+    cfg = make_config(tmp_path, "global_rollout", 2, out=tmp_path / "corr",
+                      overrides=common + [f"train.climate_correction={corr_path}"])
+    trainer = build_trainer(cfg)
+    assert trainer.objective.engine.correction is not None and trainer.free_run.engine.correction is not None
+    trainer.run()
+    assert plain.history[0]["loss"] != trainer.history[0]["loss"]  # the first step's unroll is another one
+    written = load_checkpoint(tmp_path / "corr" / "ck" / "last.pt").correction
+    assert np.array_equal(written.rate, rate) and written.provenance == {"made": "test"}
+    with pytest.raises(ValueError, match="has no climate correction"):
+        build_trainer(make_config(tmp_path, "global_rollout", 2, out=tmp_path / "bad",
+                                  overrides=common + [f"train.climate_correction={tmp_path / 'plain/ck/last.pt'}"]))
+    with pytest.raises(ValueError, match="needs &train mode = 'global' or 'global_rollout' and &model "
+                                         "latent_projection > 0"):
+        build_trainer(make_config(tmp_path, "global_rollout", 2, out=tmp_path / "bad2",
+                                  overrides=[f"train.climate_correction={corr_path}"]))

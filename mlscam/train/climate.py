@@ -68,9 +68,10 @@ class ClimateScore:
     called at each validation with the model to score (whose weights it does not change)."""
 
     def __init__(self, config: Config, *, layout: ColumnLayout, grid: LatLonGrid, normalization: Normalization,
-                 dt_seconds: float):
+                 dt_seconds: float, correction=None):
         t = config.train
         self.config, self.layout, self.grid = config, layout, grid
+        self.correction = correction  # the step's climate correction (&train climate_correction), or None
         self.normalization, self.dt_seconds = normalization, float(dt_seconds)
         self.tolerances = dict(zip(t.climate_variables, t.climate_tolerances))
         path = Path(t.climate_truth)
@@ -157,7 +158,8 @@ class ClimateScore:
         was_training = model.training
         try:
             em = Emulator(model, self.layout, self.grid, self.normalization, self.dt_seconds,
-                          chunk_size=self.config.model.chunk_size, latent_filter=self.latent_filter, warn_blas=False)
+                          chunk_size=self.config.model.chunk_size, latent_filter=self.latent_filter,
+                          correction=self.correction, warn_blas=False)
             device = next(model.parameters()).device
             states = []
             for _, x in em.rollout(x0.to(device), self.days * self.steps_per_day,

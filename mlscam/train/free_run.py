@@ -111,7 +111,8 @@ class FreeRun:
     """
 
     def __init__(self, config: Config, model: LatentModel, *, layout: ColumnLayout, grid: LatLonGrid,
-                 normalization: Normalization, target: dict[str, tuple[np.ndarray, np.ndarray]]):
+                 normalization: Normalization, target: dict[str, tuple[np.ndarray, np.ndarray]],
+                 correction=None):
         t = config.train
         unknown = [v for v in t.climate_variables if v not in layout.variables]
         if unknown:
@@ -123,7 +124,8 @@ class FreeRun:
         self.tolerances = dict(zip(t.climate_variables, t.climate_tolerances))
         self.eddy = float(t.free_run_eddy)
         self.engine = Engine(model, layout, grid, normalization, chunk_size=config.model.chunk_size,
-                             latent_filter=LatentFilter.of(config.model, override=config.rollout))
+                             latent_filter=LatentFilter.of(config.model, override=config.rollout),
+                             correction=correction)
         param = next(model.parameters())
         self.dtype, self.device = param.dtype, param.device
         w = np.asarray(grid.area_weights(), float).reshape(grid.nlat, grid.nlon)[:, 0]  # a row's cell area

@@ -55,6 +55,19 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
+def _read_correction(path: str, grid: LatLonGrid, layout: ColumnLayout, dt_seconds: float):
+    """The climate correction of the checkpoint ``path`` (``&train climate_correction``; None for ``''``),
+    checked against the run's grid, layout and step."""
+    if not path:
+        return None
+    ckpt = load_checkpoint(path)
+    if ckpt.correction is None:
+        raise ValueError(f"&train climate_correction = {path!r}: that checkpoint has no climate correction; name "
+                         "one written by python -m mlscam.train.correction, or set climate_correction = ''")
+    ckpt.correction.check(grid.nlat, layout.n_state, dt_seconds)
+    return ckpt.correction
+
+
 class Trainer:
     """Holds the model, optimizer, schedule and batch sources of one run, on one rank.
 
@@ -76,6 +89,11 @@ class Trainer:
         if t.bf16 and self.device.type != "cuda":
             raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
                              "set bf16 = .false.")
+        self.correction = _read_correction(t.climate_correction, grid, layout, dt_seconds)
+        if self.correction is not None and (t.mode == "single_column" or not config.model.latent_projection > 0):
+            raise ValueError("&train climate_correction acts inside the manifold projection of whole-globe steps: it "
+                             "needs &train mode = 'global' or 'global_rollout' and &model latent_projection > 0; "
+                             "set those, or climate_correction = ''")
         with torch.random.fork_rng(devices=[]):  # the seeded initialisation leaves the global generator alone
             torch.manual_seed(t.seed)
             self.model = config.model.build(layout).to(self.device)
@@ -84,6 +102,7 @@ class Trainer:
             loss=config.loss.build(), mode=t.mode, chunk_size=config.model.chunk_size,
             latent_truth=needs_latent_truth(config.loss), grad_checkpointing=t.grad_checkpointing, tile=self.tile,
             latent_filter=LatentFilter.of(config.model), pushforward_steps=t.pushforward_steps,
+            correction=self.correction,
         )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -97,7 +116,7 @@ class Trainer:
             from .climate import ClimateScore
 
             self.climate = ClimateScore(config, layout=layout, grid=grid, normalization=normalization,
-                                        dt_seconds=dt_seconds)
+                                        dt_seconds=dt_seconds, correction=self.correction)
         self.free_run = self._build_free_run() if t.free_run_weight > 0 else None
         self.step = 0
         self.best_val = math.inf
@@ -120,7 +139,7 @@ class Trainer:
         source = open_source(self.config.data, states_only=True)
         target = climate_of_source(source, self.layout, t.climate_variables)
         return FreeRun(self.config, self.model, layout=self.layout, grid=self.grid, normalization=self.normalization,
-                       target=target)
+                       target=target, correction=self.correction)
 
     @property
     def is_root(self) -> bool:
@@ -143,7 +162,7 @@ class Trainer:
             config=self.config, layout=self.layout, normalization=self.normalization,
             dt_seconds=self.dt_seconds, grid=self.grid, state_dict=weights,
             optimizer_state=self.optimizer.state_dict(), scheduler_state=self.scheduler.state_dict(),
-            train_state=train_state, metadata={"history_tail": self.history[-5:]},
+            train_state=train_state, metadata={"history_tail": self.history[-5:]}, correction=self.correction,
         )
 
     def _model_differences(self, ckpt) -> list[str]:

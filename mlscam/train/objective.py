@@ -36,6 +36,7 @@ import torch
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 from ..losses import LossComputer
+from ..model.correction import ClimateCorrection
 from ..model.engine import Engine
 from ..model.filters import LatentFilter
 from ..model.network import LatentModel
@@ -68,6 +69,7 @@ class Objective:
     reduce: Any = None
     tile: Any = None
     latent_filter: LatentFilter | None = None  # the step's grid-scale damping (&model latent_filter)
+    correction: ClimateCorrection | None = None  # zonal-mean forcing in the projection (&train climate_correction)
     pushforward_steps: int = 0  # global_rollout: steps without gradients before the graded ones
 
     def __post_init__(self):
@@ -81,7 +83,7 @@ class Objective:
         domain = None if self.tile is None else self.tile.domain()
         self.engine = Engine(self.model, self.layout, self.grid, self.normalization, chunk_size=self.chunk_size,
                              domain=domain, grad_checkpointing=self.grad_checkpointing,
-                             latent_filter=self.latent_filter)
+                             latent_filter=self.latent_filter, correction=self.correction)
         if self.reduce is None and self.tile is not None:
             self.reduce = self.tile.reduce()
         area = torch.as_tensor(self.grid.area_weights().reshape(-1)[self.engine.domain.columns])
