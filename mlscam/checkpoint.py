@@ -328,8 +328,8 @@ def blend_checkpoints(first, second, dst, *, weight: float) -> Path:
 
 
 def _describe_correction(corr: ClimateCorrection | None) -> dict | None:
-    """The climate correction in a few numbers (``info``): variables, the largest rate of each, provenance
-    without its per-evaluation history."""
+    """The climate correction in a few numbers (``info``): variables, provenance without its history, and each
+    evaluation's bias and largest rate."""
     if corr is None:
         return None
     prov = {k: v for k, v in corr.provenance.items() if k != "history"}

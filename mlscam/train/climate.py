@@ -23,7 +23,8 @@ thresholds::
 rollout that is not finite scores ``inf``.  Lower is better.
 
 ``python -m mlscam.train.climate CHECKPOINT [--set group.key=value ...]`` scores a
-checkpoint file the same way (its own namelist with the overrides; e.g.
+checkpoint file the same way (its own namelist with the overrides, and its climate
+correction when it has one, ``mlscam.model.correction``; e.g.
 ``--set train.climate_truth=T.json --set rollout.mass_fixer=1``) and prints the
 numbers as JSON.
 """
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
         if not cfg.train.climate_truth:
             raise ConfigError("no truth to score against: pass --set train.climate_truth=TRUTH_SUMMARY.json")
         score = ClimateScore(cfg, layout=ckpt.layout, grid=ckpt.grid, normalization=ckpt.normalization,
-                             dt_seconds=ckpt.dt_seconds)
+                             dt_seconds=ckpt.dt_seconds, correction=ckpt.correction)  # as it ships
         model = ckpt.build_model()
         for start in args.start:
             print(json.dumps({"checkpoint": str(args.checkpoint), "start": start, "days": score.days,

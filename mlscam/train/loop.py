@@ -55,7 +55,7 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
-def _read_correction(path: str, grid: LatLonGrid, layout: ColumnLayout, dt_seconds: float):
+def _correction_of(path: str, grid: LatLonGrid, layout: ColumnLayout, dt_seconds: float):
     """The climate correction of the checkpoint ``path`` (``&train climate_correction``; None for ``''``),
     checked against the run's grid, layout and step."""
     if not path:
@@ -89,7 +89,7 @@ class Trainer:
         if t.bf16 and self.device.type != "cuda":
             raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
                              "set bf16 = .false.")
-        self.correction = _read_correction(t.climate_correction, grid, layout, dt_seconds)
+        self.correction = _correction_of(t.climate_correction, grid, layout, dt_seconds)
         if self.correction is not None and (t.mode == "single_column" or not config.model.latent_projection > 0):
             raise ValueError("&train climate_correction acts inside the manifold projection of whole-globe steps: it "
                              "needs &train mode = 'global' or 'global_rollout' and &model latent_projection > 0; "
