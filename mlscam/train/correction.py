@@ -39,8 +39,9 @@ from ..emulator import Emulator
 from ..evaluate.climate_stats import latitude_weights
 from ..model.correction import ClimateCorrection
 from ..model.filters import LatentFilter
+from .free_run import climate_of_source
 
-__all__ = ["channel_mask", "zonal_time_mean", "bias_rms", "estimate_correction"]
+__all__ = ["channel_mask", "bias_rms", "estimate_correction"]
 
 #: issue 13's bias tolerances, the default weights of the choice between evaluated rates
 DEFAULT_TOLERANCES = {"temperature": 1.5, "u": 2.0}
@@ -56,21 +57,6 @@ def channel_mask(layout, variables) -> np.ndarray:
     for v in variables:
         mask[layout.slice_of(v)] = True
     return mask
-
-
-def zonal_time_mean(states) -> np.ndarray:
-    """Zonal-time mean ``[nlat, n_state]`` (float64) of states ``[..., nlat, nlon, n_state]`` given as an iterable
-    of arrays; every leading index counts once."""
-    total, n = None, 0
-    for x in states:
-        x = np.asarray(x, dtype=np.float64)
-        x = x.reshape(-1, *x.shape[-3:])
-        s = x.mean(axis=2).sum(axis=0)
-        total = s if total is None else total + s
-        n += x.shape[0]
-    if total is None:
-        raise ValueError("no states to average")
-    return total / n
 
 
 def bias_rms(bias: np.ndarray, layout, variables, lat) -> dict[str, float]:
@@ -146,7 +132,10 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
     bad = [s for s in starts if not 0 <= s < ntime]
     if bad:
         raise ValueError(f"--starts {bad} are not time indices of {truth_path} (it has {ntime} times)")
-    target = zonal_time_mean(np.asarray(source.read(t), dtype=np.float32) for t in range(ntime))
+    climate = climate_of_source(source, layout, variables, max_states=ntime)  # every time of the truth run
+    target = np.zeros((grid.nlat, layout.n_state))
+    for v in variables:
+        target[:, layout.slice_of(v)] = climate[v][0].T  # zonal mean [level, lat] -> [lat, channel]
     x0 = torch.as_tensor(np.stack([np.asarray(source.read(s), dtype=np.float32) for s in starts]))
     model = ckpt.build_model()
 
