@@ -290,6 +290,20 @@ class TrainConfig(Group):
                                      "applies: the weather unrolls, the free-run chain and the climate score step "
                                      "with it, and the run's checkpoints carry it ('' = none; e.g. the init_from "
                                      "model's own, from python -m mlscam.train.correction)", path="input")
+    correction_every: int = _f(0, "adapt the step's climate correction during training (0 = off; needs "
+                                  "free_run_weight > 0 and &model latent_projection > 0): every correction_every "
+                                  "training steps, once the free-run chain's running means are warm, the forcing "
+                                  "of climate_variables is updated by -bias / correction_response_days, bias = the "
+                                  "chain's running zonal mean minus the training data's (an online flux "
+                                  "adjustment; starts from climate_correction's, or from none; the checkpoints "
+                                  "carry it; docs/design.md, 'A climatological correction')")
+    correction_response_days: float = _f(160.0, "with correction_every: days in each update -bias / days (the "
+                                                "offline estimate's full update is 1 / 20 days after a 210-day "
+                                                "mean; the chain's means are about 40 days long, so smaller "
+                                                "steps, more often)")
+    correction_symmetric: bool = _f(False, "with correction_every: update with the bias averaged over the two "
+                                           "hemispheres (a truth forced symmetrically about the equator, e.g. "
+                                           "Held-Suarez; not for real geography)")
     init_partial: bool = _f(False, "with init_from: accept a checkpoint with another &model and load only the "
                                    "parameters whose names and shapes match (e.g. a wider mixer on trained "
                                    "encoder/decoder); the others start fresh and are listed")
@@ -373,6 +387,11 @@ class TrainConfig(Group):
         self._require(0.0 <= self.free_run_memory < 1.0, "free_run_memory", "must be in [0, 1) (e.g. 0.99)")
         self._require(self.free_run_weight == 0.0 or self.mode != "single_column", "free_run_weight",
                       "runs a whole globe; use mode 'global' or 'global_rollout', or set free_run_weight = 0")
+        self._at_least(0, "correction_every")
+        self._require(self.correction_every == 0 or self.free_run_weight > 0.0, "correction_every",
+                      "adapts the correction from the free-run chain's climate: set free_run_weight > 0, or "
+                      "correction_every = 0")
+        self._require(self.correction_response_days > 0.0, "correction_response_days", "must be > 0 (days)")
         self._require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be between 0 and 1")
         self._require(self.checkpoint_dir != "", "checkpoint_dir",
                       "must name a directory ('.' = output.directory itself)")

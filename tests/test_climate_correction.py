@@ -21,6 +21,7 @@ from mlscam.model.filters import LatentFilter
 from mlscam.parallel import run_fake_world
 from mlscam.runtime import Component
 from synthetic import make_fields, write_file
+from test_train_modes import problem  # noqa: F401 (a fixture)
 
 torch.set_num_threads(1)
 PROJ = LatentFilter(0.0, 0.0, 0.5)  # the tiny case: projection 0.5 every step
@@ -313,3 +314,77 @@ def test_training_with_a_correction_steps_with_it_everywhere_and_its_checkpoints
                                          "latent_projection > 0"):
         build_trainer(make_config(tmp_path, "global_rollout", 2, out=tmp_path / "bad2",
                                   overrides=[f"train.climate_correction={corr_path}"]))
+
+
+ADAPT = ["train.free_run_weight=0.1", "train.free_run_memory=0.5", "train.free_run_steps=2",
+         "train.free_run_graded=1", "model.latent_projection=0.5", "train.correction_every=2",
+         "train.correction_response_days=4", "train.correction_symmetric=true"]
+
+
+def test_the_online_update_is_minus_the_bias_over_the_response_time():
+    """``mlscam.train.correction.adapted``: rate - bias / days per variable (transposed from [level, lat]),
+    hemispherically averaged with ``symmetric``, the other channels untouched, the updates counted."""
+    from mlscam.train.correction import adapted
+
+    start = _correction()
+    bias = {"temperature": np.arange(len(LEVELS) * GRID.nlat, dtype=float).reshape(len(LEVELS), GRID.nlat)}
+    one = adapted(start, bias, LAYOUT, response_days=4.0, symmetric=False, step=7)
+    t = LAYOUT.slice_of("temperature")
+    np.testing.assert_array_equal(one.rate[:, t], start.rate[:, t] - bias["temperature"].T / 4.0)
+    np.testing.assert_array_equal(one.rate[:, LAYOUT.slice_of("u")], start.rate[:, LAYOUT.slice_of("u")])
+    assert one.provenance["online"]["updates"] == 1 and one.provenance["online"]["last_step"] == 7
+    assert one.provenance["test"] is True  # what it started from stays recorded
+    sym = adapted(one, bias, LAYOUT, response_days=4.0, symmetric=True, step=9)
+    b = bias["temperature"].T
+    np.testing.assert_array_equal(sym.rate[:, t], one.rate[:, t] - 0.5 * (b + b[::-1]) / 4.0)
+    assert sym.provenance["online"]["updates"] == 2
+
+
+def test_training_adapts_the_correction_everywhere_and_resumes_bit_for_bit(problem, tmp_path):  # noqa: F811
+    """``&train correction_every``: every N steps, once the chain is warm, the forcing moves by -sym(bias) / days
+    with the chain's bias at that step; the weather unrolls, the chain and the checkpoints all carry the new one;
+    a run stopped between updates and resumed ends bit for bit where the straight run ends."""
+    from mlscam.train import build_trainer
+    from mlscam.train.correction import updated_rate
+    from test_train_modes import make_config, straight_and_resumed
+
+    torch.set_num_threads(1)
+    trainer = build_trainer(make_config(problem, "global", 8, out=tmp_path / "steps", overrides=ADAPT))
+    assert not np.any(trainer.correction.rate)  # adapted from none
+    updates = 0
+    for _ in range(8):
+        before = trainer.correction.rate.copy()
+        rec = trainer.train_step()
+        biases = trainer.free_run.biases()
+        if trainer.step % 2 == 0 and biases is not None:
+            updates += 1
+            assert rec["correction_updates"] == updates
+            bias = np.zeros_like(before)
+            for v, b in biases.items():
+                bias[:, trainer.layout.slice_of(v)] = b.T
+            np.testing.assert_array_equal(trainer.correction.rate, updated_rate(before, bias, 4.0, True))
+        else:
+            assert "correction_updates" not in rec and np.array_equal(trainer.correction.rate, before)
+        for engine in (trainer.objective.engine, trainer.free_run.engine):
+            assert torch.equal(engine.correction, trainer.objective.engine.correction)
+    assert updates >= 3 and np.any(trainer.correction.rate)
+    want = trainer.correction.offsets(0.5, 1)[np.asarray(trainer.objective.engine.domain.columns)
+                                              // trainer.grid.nlon]
+    np.testing.assert_allclose(trainer.objective.engine.correction.numpy(), want, rtol=1e-6)
+    straight, resumed = straight_and_resumed(problem, tmp_path, 8, 0, ADAPT)  # stopped at step 4
+    assert resumed.correction.provenance["online"]["updates"] >= 1  # resumed with the forcing adapted so far
+    resumed.run()
+    assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in straight.model.state_dict().items())
+    assert np.array_equal(straight.correction.rate, resumed.correction.rate)
+    written = load_checkpoint(tmp_path / "a" / "ck" / "last.pt").correction
+    assert np.array_equal(written.rate, straight.correction.rate)
+    assert written.provenance["online"]["updates"] == straight.correction.provenance["online"]["updates"]
+
+
+def test_adapting_the_correction_needs_the_free_run_chain():
+    from mlscam.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="correction_every"):
+        TrainConfig(mode="global", correction_every=10)
+    with pytest.raises(ConfigError, match="correction_response_days"):
+        TrainConfig(mode="global", free_run_weight=0.1, correction_every=10, correction_response_days=0.0)

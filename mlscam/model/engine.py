@@ -152,11 +152,7 @@ class Engine:
             self.polar = PolarWindFixer(layout, grid, self.domain, self.latent_filter.polar_wind_rows,
                                         device=param.device)
         self.correction = None  # [ncol, S]: the climate correction's offset per projecting step (physical units)
-        if correction is not None:
-            correction.check(grid.nlat, layout.n_state)  # the step length: the Emulator's check
-            offsets = correction.offsets(self.projection, self.projection_every)  # [nlat, S]
-            rows = np.asarray(self.domain.columns) // grid.nlon
-            self.correction = torch.as_tensor(offsets[rows], dtype=param.dtype, device=param.device)
+        self.set_correction(correction)
         self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Engine":
@@ -174,6 +170,18 @@ class Engine:
             self.correction = self.correction.to(device=device, dtype=dtype)
         self._plan = None
         return self
+
+    def set_correction(self, correction: ClimateCorrection | None) -> None:
+        """Step with ``correction`` from now on (None: none); training that adapts it (``&train
+        correction_every``) calls this after each update."""
+        if correction is None:
+            self.correction = None
+            return
+        correction.check(self.grid.nlat, self.layout.n_state)  # the step length: the Emulator's check
+        offsets = correction.offsets(self.projection, self.projection_every)  # [nlat, S]
+        rows = np.asarray(self.domain.columns) // self.grid.nlon
+        like = self.static
+        self.correction = torch.as_tensor(offsets[rows], dtype=like.dtype, device=like.device)
 
     @property
     def latent_dim(self) -> int:

@@ -41,7 +41,7 @@ from ..model.correction import ClimateCorrection
 from ..model.filters import LatentFilter
 from .free_run import climate_of_source
 
-__all__ = ["channel_mask", "bias_rms", "estimate_correction"]
+__all__ = ["channel_mask", "bias_rms", "updated_rate", "adapted", "estimate_correction"]
 
 #: issue 13's bias tolerances, the default weights of the choice between evaluated rates
 DEFAULT_TOLERANCES = {"temperature": 1.5, "u": 2.0}
@@ -67,6 +67,31 @@ def bias_rms(bias: np.ndarray, layout, variables, lat) -> dict[str, float]:
         b = bias[:, layout.slice_of(v)]
         out[v] = float(np.sqrt((w[:, None] * b ** 2).mean() / w.mean()))
     return out
+
+
+def updated_rate(rate: np.ndarray, bias: np.ndarray, response_days: float, symmetric: bool = False) -> np.ndarray:
+    """One update of a forcing ``rate [nlat, n_state]`` (units per day) by a zonal-mean ``bias [nlat, n_state]``:
+    ``rate - bias / response_days``; ``symmetric``: with the bias averaged over latitude ``phi`` and ``-phi``
+    (rows south to north, symmetric about the equator)."""
+    return rate - (0.5 * (bias + bias[::-1]) if symmetric else bias) / float(response_days)
+
+
+def adapted(correction: ClimateCorrection, biases: dict[str, np.ndarray], layout, *, response_days: float,
+            symmetric: bool, step: int) -> ClimateCorrection:
+    """The online update of a training run (``&train correction_every``): ``correction`` updated by the free-run
+    chain's zonal-mean ``biases`` (per variable, ``[level, lat]``, physical units) with :func:`updated_rate`; its
+    provenance counts the updates and names the last training step."""
+    bias = np.zeros_like(correction.rate)
+    for v, b in biases.items():
+        bias[:, layout.slice_of(v)] = np.asarray(b, dtype=np.float64).T
+    prov = dict(correction.provenance)
+    online = dict(prov.get("online") or {})
+    online.update(updates=int(online.get("updates", 0)) + 1, last_step=int(step), response_days=float(response_days),
+                  symmetric=bool(symmetric), target="the training data's climate (&data files)")
+    prov["online"] = online
+    variables = tuple(dict.fromkeys((*correction.variables, *biases)))
+    return ClimateCorrection(updated_rate(correction.rate, bias, response_days, symmetric), variables,
+                             correction.step_seconds, provenance=prov)
 
 
 def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, steps_per_day: int,
@@ -165,7 +190,7 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
         log(json.dumps(rec))
         if k == iterations:
             break
-        rate = rate - (0.5 * (bias + bias[::-1]) if symmetric else bias) / tau
+        rate = updated_rate(rate, bias, tau, symmetric)
     score, best, rate = min(evaluated, key=lambda e: e[0])
     prov = {"truth": Path(truth_path).name, "truth_attrs": _attrs(truth_path), "starts": list(starts),
             "days": days, "spinup_days": spinup_days, "symmetric": bool(symmetric), "chosen_evaluation": best,

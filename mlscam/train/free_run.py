@@ -172,6 +172,13 @@ class FreeRun:
             self.z = self.engine.encode(x)
             self.mass_target = self.engine.mass_target(x) if self.engine.mass is not None else None
 
+    def biases(self) -> dict[str, np.ndarray] | None:
+        """Per variable, the running zonal mean minus the training data's, ``[level, lat]`` (float64, physical
+        units), once the running means are warm (their climate, not their weather); None before."""
+        if not self.warm or not self.means:
+            return None
+        return {v: (self.means[v][0] - self.target[v][0]).double().cpu().numpy() for v in self.tolerances}
+
     def _eddy_log_ratio(self, e: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
         """``ln`` of the ratio of the area-weighted eddy variances of each level, ``[level]``."""
         return ((e * self.wlat).sum(-1) / (e_t * self.wlat).sum(-1)).log()

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
@@ -30,6 +31,7 @@ from ..config import Config
 from ..grid import LatLonGrid
 from ..layout import ColumnLayout
 from ..losses import needs_latent_truth
+from ..model.correction import ClimateCorrection
 from ..model.filters import LatentFilter
 from ..normalization import Normalization
 from ..parallel.context import TileContext
@@ -90,8 +92,16 @@ class Trainer:
             raise ValueError("&train bf16 = .true. needs a GPU (bf16 autocast on the CPU is slow and inexact); "
                              "set bf16 = .false.")
         self.correction = _correction_of(t.climate_correction, grid, layout, dt_seconds)
+        if t.correction_every and self.correction is None:  # adapted from none (&train correction_every)
+            self.correction = ClimateCorrection(np.zeros((grid.nlat, layout.n_state)), t.climate_variables,
+                                                dt_seconds, provenance={"online": {"updates": 0}})
+        if t.correction_every and t.correction_symmetric and not np.allclose(
+                np.asarray(grid.lat), -np.asarray(grid.lat)[::-1], atol=1e-3):
+            raise ValueError("&train correction_symmetric needs latitudes symmetric about the equator; this grid's "
+                             "are not: set correction_symmetric = .false.")
         if self.correction is not None and (t.mode == "single_column" or not config.model.latent_projection > 0):
-            raise ValueError("&train climate_correction acts inside the manifold projection of whole-globe steps: it "
+            raise ValueError("&train climate_correction (and correction_every) act inside the manifold projection of "
+                             "whole-globe steps: they "
                              "needs &train mode = 'global' or 'global_rollout' and &model latent_projection > 0; "
                              "set those, or climate_correction = ''")
         with torch.random.fork_rng(devices=[]):  # the seeded initialisation leaves the global generator alone
@@ -194,6 +204,8 @@ class Trainer:
                 self.average.load(ckpt.state_dict, ts["weight_average"])
         if self.free_run is not None and ts.get("free_run") is not None:  # else the chain starts afresh
             self.free_run.load_state_dict(ts["free_run"])
+        if self.config.train.correction_every and ckpt.correction is not None:  # the adapted forcing so far
+            self._set_correction(ckpt.correction)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.scheduler.load_state_dict(ckpt.scheduler_state)
         self.step, self.best_val, self.bad_validations = int(ts["step"]), float(ts["best_val"]), int(ts["bad_validations"])
@@ -222,6 +234,37 @@ class Trainer:
             print(f"init_from {path}: loaded {len(match)} of {len(own)} tensors; started fresh: "
                   f"{', '.join(fresh) if fresh else 'none'}", flush=True)
 
+    def _set_correction(self, correction: ClimateCorrection) -> None:
+        """Step with ``correction`` everywhere from now on: the weather unrolls, the free-run chain, the climate
+        score and the checkpoints."""
+        correction.check(self.grid.nlat, self.layout.n_state, self.dt_seconds)
+        self.correction = correction
+        self.objective.correction = correction
+        self.objective.engine.set_correction(correction)
+        if self.free_run is not None:
+            self.free_run.engine.set_correction(correction)
+        if self.climate is not None:
+            self.climate.correction = correction
+
+    def _adapt_correction(self) -> dict[str, float]:
+        """``&train correction_every``: update the forcing by the free-run chain's running zonal-mean bias
+        (``mlscam.train.correction.adapted``) every ``correction_every`` steps once the chain is warm; returns
+        what the log records (empty when no update was made)."""
+        from .correction import adapted
+
+        t = self.config.train
+        if not t.correction_every or self.step % t.correction_every or self.free_run is None:
+            return {}
+        biases = self.free_run.biases()
+        if biases is None:
+            return {}
+        self._set_correction(adapted(self.correction, biases, self.layout, response_days=t.correction_response_days,
+                                     symmetric=t.correction_symmetric, step=self.step))
+        rate = self.correction.rate
+        return {"correction_updates": float(self.correction.provenance["online"]["updates"]),
+                **{f"correction_max_rate_{v}": float(np.abs(rate[:, self.layout.slice_of(v)]).max())
+                   for v in biases}}
+
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -248,7 +291,9 @@ class Trainer:
         if self.average is not None:
             self.average.update(self.model)
         self.step += 1
-        return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms}
+        adapt = self._adapt_correction()
+        return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": self.scheduler.get_last_lr()[0], **terms,
+                **adapt}
 
     def _truth_start(self) -> int:
         """Graded steps from the truth for this training step (``&train truth_start_every``), else 0."""
