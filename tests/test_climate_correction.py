@@ -388,3 +388,12 @@ def test_adapting_the_correction_needs_the_free_run_chain():
         TrainConfig(mode="global", correction_every=10)
     with pytest.raises(ConfigError, match="correction_response_days"):
         TrainConfig(mode="global", free_run_weight=0.1, correction_every=10, correction_response_days=0.0)
+
+
+def test_adapting_needs_the_projection(problem, tmp_path):  # noqa: F811
+    from mlscam.train import build_trainer
+    from test_train_modes import make_config
+
+    over = [a for a in ADAPT if not a.startswith("model.latent_projection")]
+    with pytest.raises(ValueError, match="correction_every = 0"):
+        build_trainer(make_config(problem, "global", 2, out=tmp_path / "x", overrides=over))

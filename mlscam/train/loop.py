@@ -101,9 +101,9 @@ class Trainer:
                              "are not: set correction_symmetric = .false.")
         if self.correction is not None and (t.mode == "single_column" or not config.model.latent_projection > 0):
             raise ValueError("&train climate_correction (and correction_every) act inside the manifold projection of "
-                             "whole-globe steps: they "
-                             "needs &train mode = 'global' or 'global_rollout' and &model latent_projection > 0; "
-                             "set those, or climate_correction = ''")
+                             "whole-globe steps: a correction needs &train mode = 'global' or 'global_rollout' and "
+                             "&model latent_projection > 0; set those, or climate_correction = '' and "
+                             "correction_every = 0")
         with torch.random.fork_rng(devices=[]):  # the seeded initialisation leaves the global generator alone
             torch.manual_seed(t.seed)
             self.model = config.model.build(layout).to(self.device)
