@@ -334,7 +334,7 @@ def _describe_correction(corr: ClimateCorrection | None) -> dict | None:
         return None
     prov = {k: v for k, v in corr.provenance.items() if k != "history"}
     history = corr.provenance.get("history") or []
-    return {"variables": list(corr.variables), "step_seconds": corr.step_seconds,
+    return {"variables": list(corr.variables), "step_seconds": corr.step_seconds, "eddy_rate": corr.eddy_rate,
             "provenance": prov, "evaluations": [{k: h.get(k) for k in ("evaluation", "bias_rms", "max_abs_rate")}
                                                 for h in history]}
 

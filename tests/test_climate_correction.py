@@ -63,6 +63,41 @@ def test_a_projecting_step_re_encodes_the_decoded_state_plus_the_offset(tmp_path
                        em.decode(got.reshape(2, GRID.nlat, GRID.nlon, -1)))
 
 
+def test_the_eddy_backscatter_amplifies_the_deviation_from_the_zonal_mean_inside_the_projection(tmp_path):
+    """``eddy_rate`` beta: the decoded state plus the offset gets ``gain (x - [x])`` (gain = beta * days per
+    projecting step / alpha, [x] the row means) before it is re-encoded; outputs get nothing."""
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    corr = ClimateCorrection(_rate(), ("temperature", "u"), DT, eddy_rate=0.2)
+    em = Emulator.from_checkpoint(ckpt, latent_filter=PROJ, warn_blas=False)
+    emc = Emulator(em.model, em.layout, em.grid, em.normalization, DT, latent_filter=PROJ, correction=corr,
+                   warn_blas=False)
+    gain = 0.2 * (DT / 86400.0) / 0.5
+    assert corr.eddy_gain(0.5, 1) == pytest.approx(gain, rel=1e-15) and emc.engine.eddy_gain == corr.eddy_gain(0.5, 1)
+    x = torch.from_numpy(initial_states()[:2])
+    z = em.encode(x).reshape(2, GRID.ncol, -1)
+    with torch.no_grad():
+        z1 = z + em.engine.advance(z)
+        xd = em.engine.decode(z1) + torch.as_tensor(corr.offsets(0.5, 1)[np.arange(GRID.ncol) // GRID.nlon],
+                                                    dtype=torch.float32)
+        g = xd.reshape(2, GRID.nlat, GRID.nlon, -1)
+        eddy = (g - g.double().mean(dim=2, keepdim=True).float()).reshape(xd.shape)
+        want = z1 + 0.5 * (em.engine.encode(xd + gain * eddy) - z1)
+        got, _ = emc.engine.step_once(z)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # the row mean: a float64 fixed-point sum
+    plain = Emulator(em.model, em.layout, em.grid, em.normalization, DT, latent_filter=PROJ,
+                     correction=_correction(), warn_blas=False)
+    assert not torch.allclose(got, plain.engine.step_once(z)[0], rtol=1e-5, atol=1e-6)
+    assert torch.equal(emc.decode(got.reshape(2, GRID.nlat, GRID.nlon, -1)),
+                       em.decode(got.reshape(2, GRID.nlat, GRID.nlon, -1)))
+    back = ClimateCorrection.from_dict(corr.to_dict())
+    assert back.eddy_rate == 0.2
+    old = corr.to_dict()
+    old.pop("eddy_rate")  # written before the backscatter existed: none
+    assert ClimateCorrection.from_dict(old).eddy_rate == 0.0
+    with pytest.raises(ValueError, match="eddy_rate must be a finite number >= 0"):
+        ClimateCorrection(_rate(), ("u",), DT, eddy_rate=-0.1)
+
+
 def test_the_offset_scales_with_the_projection_and_steps_that_do_not_project_get_none(tmp_path):
     corr = _correction()
     np.testing.assert_allclose(corr.offsets(0.1, 3), corr.rate * 3 * DT / 86400.0 / 0.1)
@@ -92,11 +127,11 @@ def test_bad_corrections_are_clear_errors(tmp_path):
         RolloutConfig(climate_correction=2)
 
 
-def _corrected_checkpoint(tmp_path, scale=1.0):
+def _corrected_checkpoint(tmp_path, scale=1.0, eddy_rate=0.0):
     path = make_checkpoint(tmp_path / "c.pt")
     ckpt = load_checkpoint(path)
     ckpt.config = replace(ckpt.config, model=replace(ckpt.config.model, latent_projection=0.5))
-    ckpt.correction = _correction(scale)
+    ckpt.correction = replace(_correction(scale), eddy_rate=eddy_rate)
     return save_checkpoint(tmp_path / "corrected.pt", ckpt)
 
 
@@ -139,9 +174,11 @@ def test_the_checkpoint_carries_it_and_the_rollout_driver_applies_it_unless_swit
 
 
 @pytest.mark.decomposition
+@pytest.mark.parametrize("eddy_rate", [0.0, 0.5])
 @pytest.mark.parametrize("nranks,layout", [(1, (0, 0)), (2, (1, 2)), (3, (3, 1)), (4, (2, 2))])
-def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout):
-    path = _corrected_checkpoint(tmp_path)
+def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nranks, layout, eddy_rate):
+    """With the eddy backscatter too: its row means split across ranks are the same bits (RowMeans)."""
+    path = _corrected_checkpoint(tmp_path, eddy_rate=eddy_rate)
     init = write_initial(tmp_path / "init.nc")
     cfg = config(path, init, tmp_path / "f.nc")
     cfg = replace(cfg, parallel=replace(cfg.parallel, layout=layout))
@@ -166,7 +203,8 @@ def test_component_on_ranks_equals_the_serial_emulator_bit_for_bit(tmp_path, nra
     out = run_fake_world(nranks, rank_fn)
     for a, b in zip(out[0][0], refs):
         assert np.array_equal(a, b)
-    assert all(w == "on: temperature, u" for _, w in out)
+    want = "on: temperature, u" + ("; eddy backscatter 0.5/day" if eddy_rate else "")
+    assert all(w == want for _, w in out)
 
 
 def _truth(tmp_path, days=16):
@@ -273,6 +311,15 @@ def test_the_command_line_writes_the_checkpoint_or_says_why_not(tmp_path):
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--variables", "humidity"]) == 1
     assert main([str(plain), str(tmp_path / "x.pt"), *common]) == 1  # no projection to act in
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--days", "2"]) == 1
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--eddy-rate", "-1"]) == 1
+    assert main([str(src), str(tmp_path / "x.pt"), *common, "--iterations", "-1"]) == 1
+    # --iterations 0 evaluates the checkpoint's own correction with the given backscatter, and writes it
+    assert main([str(src), str(tmp_path / "e.pt"), *common, "--iterations", "0", "--eddy-rate", "0.05"]) == 0
+    written = load_checkpoint(tmp_path / "e.pt").correction
+    assert written.eddy_rate == 0.05 and not np.any(written.rate)
+    (rec,) = written.provenance["history"]
+    assert rec["eddy_rate"] == 0.05 and set(rec["eddy_ratio"]) == {"temperature", "u"}
+    assert all(r > 0 for r in rec["eddy_ratio"].values())
     assert main([str(src), str(tmp_path / "x.pt"), *common, "--response-days", "0"]) == 1
     assert not (tmp_path / "x.pt").exists()
 
@@ -397,3 +444,18 @@ def test_adapting_needs_the_projection(problem, tmp_path):  # noqa: F811
     over = [a for a in ADAPT if not a.startswith("model.latent_projection")]
     with pytest.raises(ValueError, match="correction_every = 0"):
         build_trainer(make_config(problem, "global", 2, out=tmp_path / "x", overrides=over))
+
+
+def test_row_means_are_the_zonal_means_of_every_listed_row():
+    from mlscam.model.engine import Domain
+    from mlscam.model.zonal import RowMeans
+
+    x = torch.randn(2, GRID.ncol, LAYOUT.n_state)
+    rows = np.array([4, 0, 2])
+    means = RowMeans(GRID, Domain.whole(GRID), rows, 1, 5)
+    got = means.mean(x)  # [B, rows, channels] float64
+    want = x.double().reshape(2, GRID.nlat, GRID.nlon, -1)[:, rows, :, 1:5].mean(dim=2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    cols = means.per_column(got, torch.float64).reshape(2, GRID.nlat, GRID.nlon, -1)
+    assert torch.equal(cols[:, 4, 3], got[:, 0]) and torch.equal(cols[:, 2, 0], got[:, 2])
+    assert not cols[:, 1].any()  # a row not listed: exact zeros

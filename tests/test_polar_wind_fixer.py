@@ -189,7 +189,7 @@ def test_the_fix_on_tiles_over_ranks_equals_the_serial_fix_bit_for_bit(nranks, l
                         functools.partial(allreduce_sum, comm, check=False))
         fixer = PolarWindFixer(LAYOUT, GRID, domain, 2)
         cols = torch.tensor(np.asarray(plan.local_columns), dtype=torch.int64)
-        return cols, int(fixer.member.sum()), fixer.fix(x[:, cols])
+        return cols, int(fixer.means.member.sum()), fixer.fix(x[:, cols])
 
     out = run_fake_world(nranks, rank_fn)
     for cols, _, fixed in out:

@@ -37,6 +37,7 @@ from .filters import LatentFilter, smooth_tiles
 from .mass import MassFixer
 from .network import LatentModel
 from .polar import PolarWindFixer
+from .zonal import RowMeans
 
 __all__ = ["Domain", "Engine"]
 
@@ -152,6 +153,7 @@ class Engine:
             self.polar = PolarWindFixer(layout, grid, self.domain, self.latent_filter.polar_wind_rows,
                                         device=param.device)
         self.correction = None  # [ncol, S]: the climate correction's offset per projecting step (physical units)
+        self.eddy_gain, self.eddy_means = 0.0, None  # the correction's eddy backscatter (RowMeans of every row)
         self.set_correction(correction)
         self._plan: TilePlan | None = None  # the gather of advance(), built (and checked) once per shape
 
@@ -168,6 +170,8 @@ class Engine:
             self.polar.to(device)
         if self.correction is not None:
             self.correction = self.correction.to(device=device, dtype=dtype)
+        if self.eddy_means is not None:
+            self.eddy_means.to(device)
         self._plan = None
         return self
 
@@ -175,13 +179,16 @@ class Engine:
         """Step with ``correction`` from now on (None: none); training that adapts it (``&train
         correction_every``) calls this after each update."""
         if correction is None:
-            self.correction = None
+            self.correction, self.eddy_gain, self.eddy_means = None, 0.0, None
             return
         correction.check(self.grid.nlat, self.layout.n_state)  # the step length: the Emulator's check
         offsets = correction.offsets(self.projection, self.projection_every)  # [nlat, S]
         rows = np.asarray(self.domain.columns) // self.grid.nlon
         like = self.static
         self.correction = torch.as_tensor(offsets[rows], dtype=like.dtype, device=like.device)
+        self.eddy_gain = correction.eddy_gain(self.projection, self.projection_every)
+        self.eddy_means = None if not self.eddy_gain else RowMeans(
+            self.grid, self.domain, np.arange(self.grid.nlat), 0, self.layout.n_state, device=like.device)
 
     @property
     def latent_dim(self) -> int:
@@ -281,13 +288,16 @@ class Engine:
         it is re-encoded: the mass fixer shifts its surface pressure to the global mean ``mass_target [B]``
         (``mlscam.model.mass``; one global sum), the polar wind fixer sets ``[v] = 0`` next to the poles
         (``mlscam.model.polar``; one global sum). With a climate correction the decoded (and fixed) state gets
-        its offset before it is re-encoded (``mlscam.model.correction``; column-local)."""
+        its offset before it is re-encoded (``mlscam.model.correction``; column-local), and with its eddy
+        backscatter the deviation from the zonal mean amplified (one global sum)."""
         if not self.fixes and self.correction is None:
             return z + self.projection * (self.encode_normalized(self.decode_normalized(z)) - z)
         target = self.check_mass_target(mass_target, z) if self.mass is not None else None
         x = self.decode(z, target)
         if self.correction is not None:
             x = x + self.correction
+        if self.eddy_means is not None:  # the eddy backscatter: x + gain (x - [x]); one global sum
+            x = x + self.eddy_gain * (x - self.eddy_means.per_column(self.eddy_means.mean(x), x.dtype))
         return z + self.projection * (self.encode(x) - z)
 
     def check_mass_target(self, mass_target: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:

@@ -28,19 +28,10 @@ every decoded output (``Emulator.decode``/``rollout``, the component's outputs,
 the training objective's predictions), so every output has ``[v] = 0`` (to
 float32 rounding) in those rows after any step.
 
-Reproducibility. The zonal means are global sums: a row may be split between
-ranks. Every domain gathers, for each constrained row, the float64 values of
-``v`` at its LOCAL columns in that row, padded with exact zeros to the longest
-such row on the rank (``[B, 2k * nlev, width]``; ``width`` may differ between
-ranks and be 0 on a rank that holds no polar row), and sums them over the last
-axis with the domain's reproducible sum (:meth:`mlscam.model.engine.Domain.sum`:
-serial :func:`mlscam.fixedsum.fixed_sum`, MPI an all-reduce over ranks of the
-same exact integers), then divides by ``nlon``. Every rank passes the same
-leading shape, and the exact integer sums are the same whatever the
-decomposition (zeros add nothing), so
-the means, and the fixed states, are the same bits on any number of ranks. The
-subtracted correction is computed from detached values (a constant for
-autograd, like the mass fixer's shift) and the fixed state is built out of
+Reproducibility. The zonal means are global sums over rows that ranks may split:
+:class:`mlscam.model.zonal.RowMeans` makes them the same bits on any number of
+ranks. The subtracted correction is computed from detached values (a constant
+for autograd, like the mass fixer's shift) and the fixed state is built out of
 place.
 """
 from __future__ import annotations
@@ -52,6 +43,8 @@ import torch
 
 from mlscam.grid import LatLonGrid
 from mlscam.layout import ColumnLayout
+
+from .zonal import RowMeans
 
 if TYPE_CHECKING:
     from .engine import Domain
@@ -88,45 +81,24 @@ class PolarWindFixer:
         where = layout.slice_of(MERIDIONAL_WIND)
         self.start, self.stop = int(where.start), int(where.stop)
         self.nlev = self.stop - self.start
-        constrained = polar_rows(grid.nlat, self.rows)  # [2k]
-        row = np.asarray(domain.columns) // grid.nlon  # [ncol]: the global row of every local column
-        slot = np.full(row.shape, len(constrained), dtype=np.int64)  # 2k: the zero correction
-        members = []
-        for r, j in enumerate(constrained):
-            slot[row == j] = r
-            members.append(np.flatnonzero(row == j))
-        # the local columns of each constrained row, padded to the longest (width may be 0 on a rank with none)
-        width = max(len(m) for m in members)
-        index = np.zeros((len(constrained), width), dtype=np.int64)
-        member = np.zeros((len(constrained), width), dtype=bool)
-        for r, m in enumerate(members):
-            index[r, :len(m)], member[r, :len(m)] = m, True
-        self.nrows, self.width = len(constrained), width
-        self.index = torch.as_tensor(index.reshape(-1), device=device)  # [2k * width]
-        self.member = torch.as_tensor(member.reshape(1, -1, 1), device=device)  # [1, 2k * width, 1]
-        self.slot = torch.as_tensor(slot, dtype=torch.int64, device=device)
+        self.means = RowMeans(grid, domain, polar_rows(grid.nlat, self.rows), self.start, self.stop, device=device)
+        self.slot = self.means.slot
 
     def to(self, device=None) -> "PolarWindFixer":
-        self.index, self.member, self.slot = self.index.to(device), self.member.to(device), self.slot.to(device)
+        self.means.to(device)
+        self.slot = self.means.slot
         return self
 
     def zonal_mean(self, x: torch.Tensor) -> torch.Tensor:
         """``[v]`` of the 2k constrained rows of ``x [B, ncol, S]``: float64 ``[B, 2k, nlev]`` (no gradient; the
         same bits on any decomposition; NaN where a value of the row is not finite or out of the reproducible
         sum's range). Collective under MPI: every rank calls it, with the same ``B``."""
-        b, nrows = x.shape[0], self.nrows
-        v = x.detach()[:, self.index, self.start:self.stop].to(torch.float64)  # [B, 2k * width, nlev]
-        v = torch.where(self.member, v, torch.zeros((), dtype=v.dtype, device=v.device))  # padding: exact 0
-        values = v.reshape(b, nrows, self.width, self.nlev).transpose(2, 3)  # [B, 2k, nlev, width]
-        total = self.domain.sum(values.reshape(b, nrows * self.nlev, self.width))  # [B, 2k * nlev]
-        return total.reshape(b, nrows, self.nlev) / self.nlon
+        return self.means.mean(x)
 
     def subtract(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``x [B, ncol, S]`` with ``mean [B, 2k, nlev]`` (:meth:`zonal_mean`) subtracted from ``v`` in the
         constrained rows (local; other columns and channels: the same bits)."""
-        mean = mean.detach().to(x.dtype)
-        pad = torch.cat([mean, mean.new_zeros(mean.shape[0], 1, mean.shape[2])], 1)  # [B, 2k + 1, nlev]
-        v = x[..., self.start:self.stop] - pad[:, self.slot]  # minus +0.0 elsewhere: the same bits
+        v = x[..., self.start:self.stop] - self.means.per_column(mean, x.dtype)  # minus +0.0 elsewhere
         return torch.cat([x[..., :self.start], v, x[..., self.stop:]], -1)
 
     def fix(self, x: torch.Tensor) -> torch.Tensor:

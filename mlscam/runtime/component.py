@@ -296,13 +296,15 @@ class Component:
     @property
     def climate_correction(self) -> str:
         """What the step's climate correction is (``mlscam.model.correction``): ``'none'`` (the checkpoint has
-        none), ``'off'`` (``&rollout climate_correction = 0``) or ``'on: <variables>'``."""
+        none), ``'off'`` (``&rollout climate_correction = 0``) or ``'on: <variables>'`` (with ``'; eddy backscatter
+        <beta>/day'`` when it has one)."""
         ckpt_corr = self.checkpoint.correction
         if ckpt_corr is None:
             return "none"
         if self.emulator is None or self.emulator.engine.correction is None:
             return "off"
-        return "on: " + ", ".join(ckpt_corr.variables)
+        eddies = f"; eddy backscatter {ckpt_corr.eddy_rate:g}/day" if ckpt_corr.eddy_rate else ""
+        return "on: " + ", ".join(ckpt_corr.variables) + eddies
 
     def mass_target(self) -> float | None:
         """The mass fixer's target: the global-mean surface pressure of the state set last (collective; None

@@ -41,7 +41,7 @@ from ..model.correction import ClimateCorrection
 from ..model.filters import LatentFilter
 from .free_run import climate_of_source
 
-__all__ = ["channel_mask", "bias_rms", "updated_rate", "adapted", "estimate_correction"]
+__all__ = ["channel_mask", "bias_rms", "eddy_ratio", "updated_rate", "adapted", "estimate_correction"]
 
 #: issue 13's bias tolerances, the default weights of the choice between evaluated rates
 DEFAULT_TOLERANCES = {"temperature": 1.5, "u": 2.0}
@@ -67,6 +67,14 @@ def bias_rms(bias: np.ndarray, layout, variables, lat) -> dict[str, float]:
         b = bias[:, layout.slice_of(v)]
         out[v] = float(np.sqrt((w[:, None] * b ** 2).mean() / w.mean()))
     return out
+
+
+def eddy_ratio(eddy: np.ndarray, truth: np.ndarray, layout, variables, lat) -> dict[str, float]:
+    """Per variable, the area-weighted (over latitude, summed over levels) eddy variance ``[nlat, n_state]``
+    of a run over the truth's."""
+    w = latitude_weights(np.asarray(lat, dtype=np.float64))[:, None]
+    return {v: float((w * eddy[:, layout.slice_of(v)]).sum() / (w * truth[:, layout.slice_of(v)]).sum())
+            for v in variables}
 
 
 def updated_rate(rate: np.ndarray, bias: np.ndarray, response_days: float, symmetric: bool = False) -> np.ndarray:
@@ -96,11 +104,12 @@ def adapted(correction: ClimateCorrection, biases: dict[str, np.ndarray], layout
 
 def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, steps_per_day: int,
                   progress: bool, label: str) -> np.ndarray:
-    """Zonal-time mean ``[nlat, n_state]`` of the daily states of a rollout from ``x0 [B, nlat, nlon, S]``, days
-    ``spinup_days + 1`` .. ``days``; raises when a state is not finite."""
+    """Zonal-time mean and time-mean eddy variance (along longitude), each ``[nlat, n_state]``, of the daily states
+    of a rollout from ``x0 [B, nlat, nlon, S]``, days ``spinup_days + 1`` .. ``days``; raises when a state is not
+    finite."""
     from tqdm.auto import tqdm
 
-    total, n = None, 0
+    total, eddy, n = None, None, 0
     bar = tqdm(total=days, desc=label, unit="day", disable=None if progress else True)
     with bar:
         for step, x in em.rollout(x0, days * steps_per_day, output_every=steps_per_day):
@@ -111,17 +120,19 @@ def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, s
                                  "climate to correct; take smaller updates (a larger --response-days) or correct "
                                  "another model")
             if day > spinup_days:
-                s = a.mean(axis=-2).sum(axis=0)
+                g = a.reshape(a.shape[0], em.grid.nlat, em.grid.nlon, -1)
+                s, e = g.mean(axis=2).sum(axis=0), g.var(axis=2).sum(axis=0)
                 total = s if total is None else total + s
+                eddy = e if eddy is None else eddy + e
                 n += a.shape[0]
             bar.update(1)
-    return total / n
+    return total / n, eddy / n
 
 
 def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), days: int = 240,
                         spinup_days: int = 30, iterations: int = 3, variables=tuple(DEFAULT_TOLERANCES),
                         tolerances: dict[str, float] | None = None, response_days: float = 20.0,
-                        symmetric: bool = False, progress: bool = True, log=print,
+                        symmetric: bool = False, eddy_rate: float | None = None, progress: bool = True, log=print,
                         evaluate=None) -> tuple[ClimateCorrection | None, list[dict]]:
     """The climate correction of ``ckpt`` against the long run ``truth_path`` (module doc); returns the chosen
     correction (None when the best evaluated rate is no forcing at all) and one record per evaluation.
@@ -131,12 +142,16 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
     symmetric too (T, u, surface pressure; not v): the forcing does not fit the one realisation's asymmetry
     and its noise falls by about sqrt(2). Scores are of the bias as measured.
 
+    ``eddy_rate``: the eddy backscatter every evaluation steps with (``mlscam.model.correction``; None: the
+    checkpoint's own, or none); it is not estimated: compare runs with ``iterations = 0``, whose records give each
+    variable's eddy-variance ratio to the truth's (area-weighted over latitude and level).
+
     ``evaluate(rate) -> zonal-time mean [nlat, n_state]`` replaces the rollouts (default: the rollouts of the
     module doc), e.g. to check the iteration on a known response."""
     if days <= spinup_days:
         raise ValueError(f"--days ({days}) must exceed --spinup-days ({spinup_days})")
-    if iterations < 1:
-        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    if iterations < 0:
+        raise ValueError(f"--iterations must be >= 0 (0: evaluate the checkpoint's own correction), got {iterations}")
     if not response_days > 0:
         raise ValueError(f"--response-days must be > 0 (each update is -bias / response days), got {response_days}")
     tolerances = {v: (tolerances or DEFAULT_TOLERANCES).get(v, 1.0) for v in variables}
@@ -159,13 +174,18 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
         raise ValueError(f"--starts {bad} are not time indices of {truth_path} (it has {ntime} times)")
     climate = climate_of_source(source, layout, variables, max_states=ntime)  # every time of the truth run
     target = np.zeros((grid.nlat, layout.n_state))
+    target_eddy = np.zeros((grid.nlat, layout.n_state))
     for v in variables:
         target[:, layout.slice_of(v)] = climate[v][0].T  # zonal mean [level, lat] -> [lat, channel]
+        target_eddy[:, layout.slice_of(v)] = climate[v][1].T
+    if eddy_rate is None:
+        eddy_rate = 0.0 if ckpt.correction is None else ckpt.correction.eddy_rate
     x0 = torch.as_tensor(np.stack([np.asarray(source.read(s), dtype=np.float32) for s in starts]))
     model = ckpt.build_model()
 
-    def rollouts(rate: np.ndarray, label: str) -> np.ndarray:
-        corr = ClimateCorrection(rate, variables, ckpt.dt_seconds) if np.any(rate) else None
+    def rollouts(rate: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
+        corr = (ClimateCorrection(rate, variables, ckpt.dt_seconds, eddy_rate=eddy_rate)
+                if np.any(rate) or eddy_rate else None)
         em = Emulator(model, layout, grid, ckpt.normalization, ckpt.dt_seconds,
                       chunk_size=ckpt.config.model.chunk_size, latent_filter=latent_filter, correction=corr,
                       warn_blas=False)
@@ -179,12 +199,16 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
     history, evaluated = [], []
     tau = float(response_days)
     for k in range(iterations + 1):
-        mean = rollouts(rate, f"evaluation {k}") if evaluate is None else evaluate(rate)
+        mean, eddy = rollouts(rate, f"evaluation {k}") if evaluate is None else (evaluate(rate), None)
         bias = np.where(mask[None, :], mean - target, 0.0)
         rms = bias_rms(bias, layout, variables, grid.lat)
         score = sum(rms[v] / tolerances[v] for v in variables)
         rec = {"evaluation": k, "bias_rms": rms, "score": score, "response_days": tau,
                "max_abs_rate": {v: float(np.abs(rate[:, layout.slice_of(v)]).max()) for v in variables}}
+        if eddy is not None:
+            rec["eddy_ratio"] = eddy_ratio(eddy, target_eddy, layout, variables, grid.lat)
+        if eddy_rate:
+            rec["eddy_rate"] = eddy_rate
         history.append(rec)
         evaluated.append((score, k, rate.copy()))
         log(json.dumps(rec))
@@ -193,11 +217,12 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
         rate = updated_rate(rate, bias, tau, symmetric)
     score, best, rate = min(evaluated, key=lambda e: e[0])
     prov = {"truth": Path(truth_path).name, "truth_attrs": _attrs(truth_path), "starts": list(starts),
-            "days": days, "spinup_days": spinup_days, "symmetric": bool(symmetric), "chosen_evaluation": best,
+            "days": days, "spinup_days": spinup_days, "symmetric": bool(symmetric), "eddy_rate": eddy_rate,
+            "chosen_evaluation": best,
             "history": history}
-    if not np.any(rate):
+    if not np.any(rate) and not eddy_rate:
         return None, history
-    return ClimateCorrection(rate, variables, ckpt.dt_seconds, provenance=prov), history
+    return ClimateCorrection(rate, variables, ckpt.dt_seconds, provenance=prov, eddy_rate=eddy_rate), history
 
 
 def _attrs(path) -> dict:
@@ -229,7 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--starts", type=int, nargs="+", default=[0, 365], help="initial time indices (default 0 365)")
     p.add_argument("--days", type=int, default=240, help="days per rollout (default 240)")
     p.add_argument("--spinup-days", type=int, default=30, help="days dropped from each rollout (default 30)")
-    p.add_argument("--iterations", type=int, default=3, help="updates of the forcing (default 3)")
+    p.add_argument("--iterations", type=int, default=3,
+                   help="updates of the forcing (default 3; 0: evaluate the checkpoint's own, e.g. with --eddy-rate)")
     p.add_argument("--variables", nargs="+", default=list(DEFAULT_TOLERANCES),
                    help="variables to correct (default temperature u)")
     p.add_argument("--response-days", type=float, default=20.0,
@@ -237,6 +263,10 @@ def main(argv=None) -> int:
     p.add_argument("--symmetric", action="store_true",
                    help="update with the bias averaged over both hemispheres (a truth forced symmetrically about "
                         "the equator, e.g. Held-Suarez; T, u, surface pressure, not v)")
+    p.add_argument("--eddy-rate", type=float, default=None,
+                   help="eddy backscatter (per day) every evaluation steps with, written with the correction "
+                        "(default: the checkpoint's own, or none); not estimated: compare values with --iterations 0 "
+                        "(each record gives the eddy-variance ratios)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -247,7 +277,7 @@ def main(argv=None) -> int:
         corr, _ = estimate_correction(ckpt, args.truth, starts=tuple(args.starts), days=args.days,
                                       spinup_days=args.spinup_days, iterations=args.iterations,
                                       variables=tuple(args.variables), response_days=args.response_days,
-                                      symmetric=args.symmetric,
+                                      symmetric=args.symmetric, eddy_rate=args.eddy_rate,
                                       progress=not args.no_progress)
     except (CheckpointError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
