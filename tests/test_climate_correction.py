@@ -385,6 +385,8 @@ def test_the_online_update_is_minus_the_bias_over_the_response_time():
     b = bias["temperature"].T
     np.testing.assert_array_equal(sym.rate[:, t], one.rate[:, t] - 0.5 * (b + b[::-1]) / 4.0)
     assert sym.provenance["online"]["updates"] == 2
+    kept = adapted(replace(start, eddy_rate=0.02), bias, LAYOUT, response_days=4.0, symmetric=False, step=1)
+    assert kept.eddy_rate == 0.02  # the backscatter rides along
 
 
 def test_training_adapts_the_correction_everywhere_and_resumes_bit_for_bit(problem, tmp_path):  # noqa: F811

@@ -99,7 +99,7 @@ def adapted(correction: ClimateCorrection, biases: dict[str, np.ndarray], layout
     prov["online"] = online
     variables = tuple(dict.fromkeys((*correction.variables, *biases)))
     return ClimateCorrection(updated_rate(correction.rate, bias, response_days, symmetric), variables,
-                             correction.step_seconds, provenance=prov)
+                             correction.step_seconds, provenance=prov, eddy_rate=correction.eddy_rate)
 
 
 def _rollout_mean(em: Emulator, x0: torch.Tensor, days: int, spinup_days: int, steps_per_day: int,
