@@ -43,8 +43,9 @@ row) is amplified:
 so the eddies grow by about ``beta`` per day on top of the dynamics. ``[x]`` is a
 reproducible row mean (:class:`mlscam.model.zonal.RowMeans`; the same bits on
 any decomposition, one more global sum per projecting step). Small values only:
-on 16ZC2, beta = 0.01 per day raised the eddy variance of T from 0.73 to 0.96
-of the truth's, 0.03 overshot to 1.6, 0.1 blew the eddies up 100-fold.
+on 16ZC2, beta = 0.01 per day raised the eddy variance of T from 0.73 to 1.07
+of the truth's, 0.02 overshot to 1.38 (benchmarks/eddy_backscatter.txt), and
+0.1 blew the eddies up.
 """
 from __future__ import annotations
 
