@@ -187,8 +187,11 @@ class Engine:
         like = self.static
         self.correction = torch.as_tensor(offsets[rows], dtype=like.dtype, device=like.device)
         self.eddy_gain = correction.eddy_gain(self.projection, self.projection_every)
-        self.eddy_means = None if not self.eddy_gain else RowMeans(
-            self.grid, self.domain, np.arange(self.grid.nlat), 0, self.layout.n_state, device=like.device)
+        if not self.eddy_gain:
+            self.eddy_means = None
+        elif self.eddy_means is None:  # built once; an adapted correction keeps it
+            self.eddy_means = RowMeans(self.grid, self.domain, np.arange(self.grid.nlat), 0, self.layout.n_state,
+                                       device=like.device)
 
     @property
     def latent_dim(self) -> int:

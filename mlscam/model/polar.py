@@ -82,11 +82,9 @@ class PolarWindFixer:
         self.start, self.stop = int(where.start), int(where.stop)
         self.nlev = self.stop - self.start
         self.means = RowMeans(grid, domain, polar_rows(grid.nlat, self.rows), self.start, self.stop, device=device)
-        self.slot = self.means.slot
 
     def to(self, device=None) -> "PolarWindFixer":
         self.means.to(device)
-        self.slot = self.means.slot
         return self
 
     def zonal_mean(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +102,8 @@ class PolarWindFixer:
     def fix(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, ncol, S]`` with ``[v] = 0`` at every level of the 2k rows next to the poles (the correction
         carries no gradient). Collective under MPI."""
-        if x.ndim != 3 or x.shape[1] != self.slot.shape[0]:
-            raise ValueError(f"the polar wind fixer takes states [B, {self.slot.shape[0]}, S] (the domain's "
+        ncol = self.means.slot.shape[0]
+        if x.ndim != 3 or x.shape[1] != ncol:
+            raise ValueError(f"the polar wind fixer takes states [B, {ncol}, S] (the domain's "
                              f"columns), got shape {tuple(x.shape)}")
         return self.subtract(x, self.zonal_mean(x))

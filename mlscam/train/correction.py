@@ -77,6 +77,13 @@ def eddy_ratio(eddy: np.ndarray, truth: np.ndarray, layout, variables, lat) -> d
             for v in variables}
 
 
+def check_symmetric(lat, what: str) -> None:
+    """Refuse a hemispheric-mean update (``what`` names the option) on latitudes not symmetric about the equator."""
+    lat = np.asarray(lat, dtype=np.float64)
+    if not np.allclose(lat, -lat[::-1], atol=1e-3):
+        raise ValueError(f"{what} needs latitudes symmetric about the equator; this grid's are not")
+
+
 def updated_rate(rate: np.ndarray, bias: np.ndarray, response_days: float, symmetric: bool = False) -> np.ndarray:
     """One update of a forcing ``rate [nlat, n_state]`` (units per day) by a zonal-mean ``bias [nlat, n_state]``:
     ``rate - bias / response_days``; ``symmetric``: with the bias averaged over latitude ``phi`` and ``-phi``
@@ -192,8 +199,8 @@ def estimate_correction(ckpt: Checkpoint, truth_path: str, *, starts=(0, 365), d
         return _rollout_mean(em, x0, days, spinup_days, steps_per_day, progress, label)
 
     lat = np.asarray(grid.lat, dtype=np.float64)
-    if symmetric and not np.allclose(lat, -lat[::-1], atol=1e-3):
-        raise ValueError("--symmetric needs latitudes symmetric about the equator; this grid's are not")
+    if symmetric:
+        check_symmetric(lat, "--symmetric")
     rate = (np.zeros((grid.nlat, layout.n_state)) if ckpt.correction is None
             else np.where(mask[None, :], ckpt.correction.rate, 0.0))
     history, evaluated = [], []

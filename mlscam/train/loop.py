@@ -95,10 +95,10 @@ class Trainer:
         if t.correction_every and self.correction is None:  # adapted from none (&train correction_every)
             self.correction = ClimateCorrection(np.zeros((grid.nlat, layout.n_state)), t.climate_variables,
                                                 dt_seconds, provenance={"online": {"updates": 0}})
-        if t.correction_every and t.correction_symmetric and not np.allclose(
-                np.asarray(grid.lat), -np.asarray(grid.lat)[::-1], atol=1e-3):
-            raise ValueError("&train correction_symmetric needs latitudes symmetric about the equator; this grid's "
-                             "are not: set correction_symmetric = .false.")
+        if t.correction_every and t.correction_symmetric:
+            from .correction import check_symmetric
+
+            check_symmetric(grid.lat, "&train correction_symmetric (or set it .false.)")
         if self.correction is not None and (t.mode == "single_column" or not config.model.latent_projection > 0):
             raise ValueError("&train climate_correction (and correction_every) act inside the manifold projection of "
                              "whole-globe steps: a correction needs &train mode = 'global' or 'global_rollout' and "
